@@ -1,0 +1,91 @@
+"""Thin luigi.Config classes, one per external system, and path resolution.
+
+Sections read: [paths], [warehouse], [elt]. Other modules add their own sections here
+([segments], [email_campaign], [sms_campaign], [push_campaign], [slack], [schedule]).
+Config objects are built inside functions, never at import time. Relative paths in
+luigi.cfg are resolved against the project root (the folder holding `tasks/`), so a
+run behaves the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import luigi
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_path(value: str | os.PathLike[str]) -> Path:
+    """An absolute path: `value` as is when absolute, else relative to the project root."""
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+class paths(luigi.Config):
+    """Where the package writes at run time."""
+
+    var_dir = luigi.Parameter(
+        default="var",
+        description="Folder for everything written at run time (warehouse files, ledgers, outbox, "
+        "results). The environment variable TASKS_VAR_DIR overrides it.",
+    )
+
+
+def var_dir() -> Path:
+    """The run-time folder, created if needed (TASKS_VAR_DIR wins over [paths] var_dir)."""
+    path = resolve_path(os.environ.get("TASKS_VAR_DIR") or paths().var_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class warehouse(luigi.Config):
+    """The warehouse the ELT runs on: the embedded fakesnow server or a real Snowflake account."""
+
+    backend = luigi.ChoiceParameter(
+        choices=["embedded", "snowflake"],
+        default="embedded",
+        description="embedded: a local fakesnow server under var/warehouse; snowflake: a real account.",
+    )
+    connection_name = luigi.Parameter(
+        default="",
+        description="Name of the connection in ~/.snowflake/connections.toml (backend = snowflake). "
+        "Empty: taken from the environment variable SNOWFLAKE_CONN.",
+    )
+    connections_file = luigi.Parameter(
+        default="",
+        description="Path of connections.toml; empty means Snowflake's default (~/.snowflake/connections.toml "
+        "or SNOWFLAKE_HOME).",
+    )
+    database = luigi.Parameter(
+        default="DEMO",
+        description="Database for the embedded backend (a real account takes it from connections.toml).",
+    )
+    login_timeout = luigi.IntParameter(default=60, description="Seconds to wait for a login.")
+    network_timeout = luigi.IntParameter(
+        default=600, description="Seconds a statement may take on the network before the connector gives up."
+    )
+    embedded_port = luigi.IntParameter(
+        default=0, description="Port of the embedded server on 127.0.0.1; 0 picks a free one at start."
+    )
+    embedded_start_timeout = luigi.FloatParameter(
+        default=30.0, description="Seconds to wait for the embedded server to accept logins."
+    )
+    marker_table = luigi.Parameter(
+        default="analytics.table_updates",
+        description="schema.table of the marker table recording staged and published builds.",
+    )
+
+
+class elt(luigi.Config):
+    """The ELT pipeline: which tables to build and how to check them."""
+
+    table_specs = luigi.Parameter(
+        default="config/tables.toml", description="TOML file listing the tables to build, in order."
+    )
+    max_row_drop_ratio = luigi.FloatParameter(
+        default=0.5,
+        description="Default guard: fail when the staged table has fewer than (1 - ratio) x the rows of the "
+        "published one. A table spec may override it.",
+    )

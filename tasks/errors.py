@@ -1,0 +1,77 @@
+"""The exception tree: each error is typed by what the caller should do about it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class TasksError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(TasksError):
+    """Raised when luigi.cfg, a table spec or the environment is missing or malformed: fix the config."""
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    """One failed data-quality check, with the numbers that made it fail."""
+
+    name: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.detail}"
+
+
+class DataValidationError(TasksError):
+    """Raised when data fails its checks: nothing was published; fix the data or the thresholds."""
+
+    def __init__(self, subject: str, failures: Sequence[CheckFailure]):
+        self.subject = subject
+        self.failures = list(failures)
+        listed = "; ".join(str(f) for f in self.failures)
+        super().__init__(f"{subject} failed {len(self.failures)} check(s): {listed}")
+
+
+class WarehouseError(TasksError):
+    """Raised when a warehouse statement fails; carries the query id to look up in Snowflake's history."""
+
+    def __init__(self, message: str, query_id: str | None = None, sql_name: str | None = None):
+        self.query_id = query_id
+        self.sql_name = sql_name
+        where = f" [{sql_name}]" if sql_name else ""
+        qid = f" (query id {query_id})" if query_id else ""
+        super().__init__(f"{message}{where}{qid}")
+
+
+class ApiError(TasksError):
+    """Base of provider API errors; `status` is the HTTP status when there was a response."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class RetriableApiError(ApiError):
+    """Raised for timeouts, connection errors, 429 and 5xx: the request may be retried after `retry_after`."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        maybe_delivered: bool = False,
+    ):
+        super().__init__(message, status, code)
+        self.retry_after = retry_after
+        # True when the provider may have accepted the request before failing (read timeout,
+        # connection dropped after the body was sent): the sender records `unknown`, not `failed`.
+        self.maybe_delivered = maybe_delivered
+
+
+class FatalApiError(ApiError):
+    """Raised for permanent failures (validation, invalid recipient, bad credentials): never retried."""
