@@ -1,0 +1,45 @@
+"""Luigi classes of the campaign pipeline: LoadSegments, then the email, SMS and push sends.
+
+Sections read: [segments] (LoadSegments); the send tasks below read their own sections.
+Everything the tasks call is plain Python (tasks/segments.py, tasks/channels/) that
+unit-tests without a scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import luigi
+
+from tasks import config
+from tasks import segments as segments_core
+
+logger = logging.getLogger(__name__)
+
+
+class LoadSegments(luigi.Task):
+    """Load the customer-segment CSV of `[segments] input_path` into validated Parquet.
+
+    Outputs, under <var_dir>/segments/<date>/: customers.parquet (valid customers),
+    rejects.csv (rejected rows and per-channel issues, raw values: never log it) and
+    summary.json, written last: it is the completion target. Idempotence key: `date`.
+    Fails with DataValidationError when the file is missing, empty, lacks required columns
+    or rejects more than `max_reject_ratio` of its rows (rejects.csv is still written).
+    """
+
+    date = luigi.DateParameter(description="Business date the segment snapshot is loaded for.")
+
+    def output_dir(self) -> Path:
+        """The folder holding this date's outputs."""
+        return segments_core.output_dir(config.var_dir(), self.date)
+
+    def customers_path(self) -> Path:
+        """The Parquet file of valid customers (read it with segments.customers_for_channel)."""
+        return self.output_dir() / segments_core.CUSTOMERS_FILE
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.output_dir() / segments_core.SUMMARY_FILE))
+
+    def run(self) -> None:
+        raise NotImplementedError("LoadSegments.run: being written (issue 4)")
