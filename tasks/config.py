@@ -89,3 +89,38 @@ class elt(luigi.Config):
         description="Default guard: fail when the staged table has fewer than (1 - ratio) x the rows of the "
         "published one. A table spec may override it.",
     )
+
+
+class segments(luigi.Config):
+    """LoadSegments: the customer-segment CSV and how strictly it is validated."""
+
+    input_path = luigi.Parameter(
+        default="config/sample_segments.csv",
+        description="CSV with columns customer_id, segment, email, phone, device_token (header required).",
+    )
+    segments = luigi.Parameter(
+        default="premium,regular,new",
+        description="Comma-separated segment names a row may carry (compared case-insensitively).",
+    )
+    default_region = luigi.Parameter(
+        default="US", description="ISO region for phone numbers written without a +country prefix."
+    )
+    encoding = luigi.Parameter(
+        default="cp1252",
+        description="Fallback encoding for rows that are not valid UTF-8; empty: reject such rows.",
+    )
+    max_reject_ratio = luigi.FloatParameter(
+        default=0.05, description="Fail when more than this share of the rows is rejected."
+    )
+    max_field_length = luigi.IntParameter(
+        default=1024, description="A field longer than this many characters rejects its row."
+    )
+    device_token_min_length = luigi.IntParameter(
+        default=32, description="Shortest device token accepted for push."
+    )
+    device_token_max_length = luigi.IntParameter(
+        default=512, description="Longest device token accepted for push."
+    )
+    chunk_rows = luigi.IntParameter(
+        default=50_000, description="Rows validated and written per Parquet row group (bounds memory)."
+    )
