@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager

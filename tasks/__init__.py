@@ -1,0 +1,9 @@
+"""Luigi tasks of the MAU ELT and the campaign: `luigi --module tasks RunAll`.
+
+Importing this package registers the task classes (and the failure alert handlers).
+"""
+
+from tasks.elt import BuildAllTables, MauSummary, PublishTable, StageTable
+from tasks.run_all import RunAll
+
+__all__ = ["BuildAllTables", "MauSummary", "PublishTable", "RunAll", "StageTable"]

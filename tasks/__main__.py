@@ -1,0 +1,103 @@
+"""The operator's command line: `python -m tasks <command>`.
+
+  warehouse start|stop|status   the embedded warehouse server
+  sql "SELECT ..."              run one statement, print rows as CSV with a header
+  seed-demo [--sessions N]      load deterministic demo raw data (embedded only, unless --force)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+
+from tasks import config
+from tasks.errors import TasksError
+
+log = logging.getLogger("tasks")
+
+
+def _warehouse(args: argparse.Namespace) -> int:
+    from tasks.warehouse import embedded
+    from tasks.warehouse.client import embedded_dir
+
+    cfg = config.warehouse()
+    if cfg.backend != "embedded":
+        print(f"[warehouse] backend = {cfg.backend}: there is no embedded server to manage")
+        return 0 if args.action == "status" else 2
+    directory = embedded_dir()
+    if args.action == "start":
+        state = embedded.ensure_running(directory, cfg.embedded_port, cfg.embedded_start_timeout)
+        print(f"embedded warehouse running: pid {state.pid}, 127.0.0.1:{state.port}, files in {directory}")
+    elif args.action == "stop":
+        print("stopped" if embedded.stop(directory) else "not running")
+    else:
+        state = embedded.read_state(directory)
+        if state is None:
+            print("not running")
+            return 3
+        print(f"running: pid {state.pid}, 127.0.0.1:{state.port}, files in {directory}")
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from tasks.warehouse import session
+
+    with session() as client:
+        names, rows = client.columns(args.statement)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if names:
+        writer.writerow(names)
+        writer.writerows(rows)
+    return 0
+
+
+def _seed_demo(args: argparse.Namespace) -> int:
+    from tasks.warehouse import seed, session
+
+    cfg = config.warehouse()
+    if cfg.backend == "snowflake" and not args.force:
+        print("refusing to seed demo data into a real Snowflake account; pass --force if you mean it")
+        return 2
+    with session() as client:
+        if seed.raw_tables_present(client) and not args.replace:
+            print("raw tables already hold data; nothing to do (--replace to reload)")
+            return 0
+        sessions_tbl, channels_tbl = seed.demo_tables(args.sessions, args.seed)
+        seed.load(client, sessions_tbl, channels_tbl, config.var_dir() / "seed")
+    print(f"seeded {args.sessions} sessions")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    wh = sub.add_parser("warehouse", help="manage the embedded warehouse server")
+    wh.add_argument("action", choices=["start", "stop", "status"])
+    wh.set_defaults(func=_warehouse)
+    sql = sub.add_parser("sql", help="run one SQL statement and print the rows as CSV")
+    sql.add_argument("statement")
+    sql.set_defaults(func=_sql)
+    seed = sub.add_parser("seed-demo", help="load deterministic demo raw data")
+    seed.add_argument("--sessions", type=int, default=200_000)
+    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--replace", action="store_true", help="reload even if the raw tables hold data")
+    seed.add_argument("--force", action="store_true", help="allow backend = snowflake")
+    seed.set_defaults(func=_seed_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("snowflake.connector").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except TasksError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""One client for the warehouse: connect (embedded or Snowflake), run named SQL, wrap errors.
+
+Reads [warehouse]. `backend = embedded` reaches the local fakesnow server through the real
+Snowflake connector (starting the server if none runs); `backend = snowflake` connects with
+Snowflake's own conventions: `connection_name` (default $SNOWFLAKE_CONN) from
+`~/.snowflake/connections.toml`, where key-pair auth (`authenticator = "SNOWFLAKE_JWT"`,
+`private_key_file`) and everything else the connector supports is configured. No secret
+passes through this module: the connector reads them from its own file or the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import snowflake.connector
+from snowflake.connector.errors import Error as SnowflakeError
+
+from tasks import config
+from tasks.errors import ConfigError, WarehouseError
+from tasks.warehouse import embedded
+from tasks.warehouse.sql import render
+
+log = logging.getLogger(__name__)
+
+TABLE_NOT_FOUND = 2003  # Snowflake's errno for "object does not exist or not authorized"
+
+
+class WarehouseClient:
+    """A connection plus the few operations the tasks need; every failure is a WarehouseError."""
+
+    def __init__(self, conn: Any, backend: str):
+        self.conn = conn
+        self.backend = backend
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, name: str = "sql") -> list[tuple]:
+        """Run one statement with bind parameters and return its rows (empty for DDL)."""
+        cur = self.conn.cursor()
+        started = time.monotonic()
+        try:
+            cur.execute(sql, dict(params) if params else None)
+            rows = cur.fetchall() if cur.description else []
+        except SnowflakeError as exc:
+            raise WarehouseError(_describe(exc), query_id=exc.sfqid or cur.sfqid, sql_name=name) from exc
+        finally:
+            log.debug("%s took %.3fs (query id %s)", name, time.monotonic() - started, cur.sfqid)
+            cur.close()
+        return rows
+
+    def run(self, name: str, params: Mapping[str, Any] | None = None, **identifiers: str) -> list[tuple]:
+        """Run the packaged statement `name` (tasks/warehouse/sql/<name>.sql)."""
+        return self.execute(render(name, **identifiers), params, name=name)
+
+    def columns(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+        """Column names and rows of a query (the `sql` command's output)."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, dict(params) if params else None)
+            names = [d[0] for d in cur.description] if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+        except SnowflakeError as exc:
+            raise WarehouseError(_describe(exc), query_id=exc.sfqid or cur.sfqid, sql_name="sql") from exc
+        finally:
+            cur.close()
+        return names, rows
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, rolled back if the block raises."""
+        self.execute("BEGIN", name="begin")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(WarehouseError):
+                self.execute("ROLLBACK", name="rollback")
+            raise
+        self.execute("COMMIT", name="commit")
+
+    def close(self) -> None:
+        with contextlib.suppress(SnowflakeError):
+            self.conn.close()
+
+
+def _describe(exc: SnowflakeError) -> str:
+    # The connector's message carries errno and sqlstate; it never includes credentials.
+    return f"{type(exc).__name__} {exc.errno}: {exc.raw_msg or exc.msg}"
+
+
+def embedded_dir() -> Path:
+    """The folder of the embedded server's files ([warehouse] embedded_dir or <var_dir>/warehouse)."""
+    cfg = config.warehouse()
+    return config.resolve_path(cfg.embedded_dir) if cfg.embedded_dir else config.var_dir() / "warehouse"
+
+
+def connect_params() -> dict[str, Any]:
+    """Keyword arguments for snowflake.connector.connect for the configured backend."""
+    cfg = config.warehouse()
+    common: dict[str, Any] = {
+        "login_timeout": cfg.login_timeout,
+        "session_parameters": {"QUERY_TAG": "mau-campaign-tasks"},
+    }
+    if cfg.backend == "embedded":
+        state = embedded.ensure_running(embedded_dir(), cfg.embedded_port, cfg.embedded_start_timeout)
+        return {
+            **common,
+            "network_timeout": cfg.embedded_network_timeout,
+            "user": "embedded",
+            "password": "embedded",  # fakesnow accepts any credentials; this is not a secret
+            "account": "embedded",
+            "host": "127.0.0.1",
+            "port": state.port,
+            "protocol": "http",
+            "database": cfg.database,
+            "schema": "PUBLIC",
+            "session_parameters": {**common["session_parameters"], "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+        }
+    name = cfg.connection_name or os.environ.get("SNOWFLAKE_CONN", "")
+    if not name:
+        raise ConfigError(
+            "backend = snowflake needs a connection: set [warehouse] connection_name or SNOWFLAKE_CONN "
+            "to an entry of ~/.snowflake/connections.toml"
+        )
+    params = {**common, "connection_name": name, "network_timeout": cfg.network_timeout}
+    if cfg.connections_file:
+        params["connections_file_path"] = config.resolve_path(cfg.connections_file)
+    return params
+
+
+def connect() -> WarehouseClient:
+    """A client for the configured warehouse (starts the embedded server if needed)."""
+    cfg = config.warehouse()
+    params = connect_params()
+    try:
+        conn = snowflake.connector.connect(**params)
+    except SnowflakeError as exc:
+        raise WarehouseError(f"cannot connect to the {cfg.backend} warehouse: {_describe(exc)}") from exc
+    return WarehouseClient(conn, cfg.backend)
+
+
+@contextlib.contextmanager
+def session() -> Iterator[WarehouseClient]:
+    """A connected client, closed on exit."""
+    client = connect()
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,54 @@
+"""Marker-table target: a step is done when its row is in the marker table (luigi's PostgresTarget way).
+
+Reads [warehouse] marker_table. The row is written as a task's last step; a missing marker
+table means "not done". Rows also carry the build id of the staged table they refer to.
+"""
+
+from __future__ import annotations
+
+import luigi
+
+from tasks import config
+from tasks.errors import WarehouseError
+from tasks.warehouse.client import TABLE_NOT_FOUND, WarehouseClient, session
+from tasks.warehouse.sql import qualified
+
+
+def marker_table() -> str:
+    return qualified(config.warehouse().marker_table)
+
+
+class MarkerTableTarget(luigi.Target):
+    """Exists when the marker table holds a row for `update_id`."""
+
+    def __init__(self, update_id: str, target_table: str):
+        self.update_id = update_id
+        self.target_table = target_table
+
+    def build_id(self, client: WarehouseClient | None = None) -> str | None:
+        """The build id recorded for this step, or None when the step is not done."""
+        if client is None:
+            with session() as own:
+                return self.build_id(own)
+        try:
+            rows = client.run("marker_lookup", {"update_id": self.update_id}, marker=marker_table())
+        except WarehouseError as exc:
+            cause = exc.__cause__
+            if getattr(cause, "errno", None) == TABLE_NOT_FOUND:
+                return None
+            raise
+        return rows[0][0] if rows else None
+
+    def exists(self) -> bool:
+        return self.build_id() is not None
+
+    def touch(self, client: WarehouseClient, build_id: str) -> None:
+        """Record the step as done (idempotent: MERGE on update_id)."""
+        marker = marker_table()
+        client.run("create_schema", schema=marker.split(".")[0])
+        client.run("marker_create", marker=marker)
+        client.run(
+            "marker_upsert",
+            {"update_id": self.update_id, "target_table": self.target_table, "build_id": build_id},
+            marker=marker,
+        )
