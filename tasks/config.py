@@ -69,6 +69,14 @@ class warehouse(luigi.Config):
     embedded_port = luigi.IntParameter(
         default=0, description="Port of the embedded server on 127.0.0.1; 0 picks a free one at start."
     )
+    embedded_dir = luigi.Parameter(
+        default="", description="Folder of the embedded server's DuckDB files and state; empty: <var_dir>/warehouse."
+    )
+    embedded_network_timeout = luigi.IntParameter(
+        default=120,
+        description="network_timeout for the embedded backend: fakesnow answers untranslated DuckDB errors "
+        "with HTTP 500, which the connector retries until this many seconds pass.",
+    )
     embedded_start_timeout = luigi.FloatParameter(
         default=30.0, description="Seconds to wait for the embedded server to accept logins."
     )
@@ -123,4 +131,57 @@ class segments(luigi.Config):
     )
     chunk_rows = luigi.IntParameter(
         default=50_000, description="Rows validated and written per Parquet row group (bounds memory)."
+    )
+
+
+class slack(luigi.Config):
+    """Failure alerts to a Slack incoming webhook (tasks/alerts.py, tasks/slack.py)."""
+
+    webhook_url = luigi.Parameter(
+        default="",
+        description="Incoming-webhook URL. The environment variable SLACK_WEBHOOK_URL wins and is the "
+        "recommended place (the URL is a secret). Empty: alerts go to <var_dir>/alerts/alerts.jsonl.",
+    )
+    rate_per_second = luigi.FloatParameter(
+        default=1.0, description="Sustained messages per second per webhook, shared by all processes of a run."
+    )
+    burst = luigi.IntParameter(default=5, description="Messages that may be sent at once before the rate applies.")
+    timeout = luigi.FloatParameter(default=5.0, description="Seconds each HTTP request to Slack may take.")
+    max_retries = luigi.IntParameter(
+        default=3, description="Retries after a 429, a 5xx, a timeout or a connection error (dead webhooks: none)."
+    )
+    backoff = luigi.FloatParameter(
+        default=0.5, description="First backoff in seconds after a 5xx or connection error; doubles per retry."
+    )
+    handler_budget = luigi.FloatParameter(
+        default=15.0,
+        description="Seconds one alert may take in total (rate-limit wait, requests, retries) before it is "
+        "given up and written to the alerts file, so a Slack outage never holds up a worker.",
+    )
+    max_alerts_per_run = luigi.IntParameter(
+        default=10, description="Individual alerts per run; later failures go into one digest at the end of the run."
+    )
+    alert_on_retry = luigi.BoolParameter(
+        default=False,
+        description="false: one alert per task per run (its first failure), later attempts are counted and "
+        "reported in the end-of-run digest. true: every failed attempt alerts (within max_alerts_per_run).",
+    )
+    max_error_chars = luigi.IntParameter(
+        default=1500, description="The exception message in an alert is cut to this many characters."
+    )
+
+
+class alerts(luigi.Config):
+    """What failure alerts say about their context (owner, luigid link, phone masking)."""
+
+    owner = luigi.Parameter(
+        default="", description="Who is told in each alert (a name or @handle). Empty: the environment variable OWNER."
+    )
+    luigid_url = luigi.Parameter(
+        default="",
+        description="Base URL of the luigid UI for task links, e.g. http://luigid.internal:8082. Empty: derived "
+        "from [core] default-scheduler-url / default-scheduler-host+port when set and not --local-scheduler.",
+    )
+    phone_region = luigi.Parameter(
+        default="US", description="Region used to recognise national-format phone numbers to mask in alerts."
     )
