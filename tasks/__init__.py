@@ -3,6 +3,7 @@
 Importing this package registers the task classes (and the failure alert handlers).
 """
 
+from tasks import alerts  # noqa: F401  registers the failure handlers
 from tasks.elt import BuildAllTables, MauSummary, PublishTable, StageTable
 from tasks.run_all import RunAll
 
