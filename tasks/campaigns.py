@@ -14,6 +14,8 @@ import luigi
 
 from tasks import config
 from tasks import segments as segments_core
+from tasks.channels import campaign as channel_core
+from tasks.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -66,3 +68,78 @@ class LoadSegments(luigi.Task):
             s["duration_s"],
         )
         self.set_progress_percentage(100)
+
+
+class _SendChannelCampaign(luigi.Task):
+    """Base of the three channel sends: send one campaign to one segment on one channel.
+
+    Input: LoadSegments(date)'s customers.parquet. Output:
+    <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.json (target count, counts by
+    state, duration, achieved rate, provider), written atomically once every recipient has
+    reached a final ledger state. Idempotence: the send ledger, keyed by (campaign, date,
+    channel, customer_id): a rerun sends only what is still pending and never a customer
+    twice. Fails with CampaignFailedError when more than `max_failure_ratio` failed.
+    """
+
+    channel = ""  # set by each subclass: email, sms or push
+
+    date = luigi.DateParameter(description="Business date: which LoadSegments snapshot to send to.")
+    campaign = luigi.Parameter(
+        default="demo", description="Campaign name: part of the ledger key, so a campaign reaches a customer once."
+    )
+
+    @property
+    def retry_count(self) -> int:
+        """Luigi's per-task attempts, from [<channel>_campaign] retry_count."""
+        return channel_core.channel_config(self.channel).retry_count
+
+    def requires(self) -> LoadSegments:
+        return LoadSegments(date=self.date)
+
+    def output(self) -> luigi.LocalTarget:
+        path = channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
+        return luigi.LocalTarget(str(path))
+
+    def run(self) -> None:
+        cfg = channel_core.channel_config(self.channel)
+        result = channel_core.run_channel_send(
+            self.channel, self.date, self.campaign, self.segment, self.requires().customers_path(),
+            progress=self._show_progress,
+        )
+        channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
+        write_json_atomic(self.output().path, result.as_dict())
+        self.set_progress_percentage(100)
+
+    def _show_progress(self, progress: channel_core.Progress) -> None:
+        self.set_progress_percentage(round(100 * progress.done_fraction, 1))
+        self.set_status_message(str(progress))
+
+
+class SendEmailCampaign(_SendChannelCampaign):
+    """The e-mail send ([email_campaign]); see _SendChannelCampaign for inputs, output and idempotence."""
+
+    channel = "email"
+    segment = luigi.Parameter(
+        default="all", config_path={"section": "email_campaign", "name": "segment"},
+        description="Target segment ('all' = every segment); default [email_campaign] segment.",
+    )
+
+
+class SendSmsCampaign(_SendChannelCampaign):
+    """The SMS send ([sms_campaign]); see _SendChannelCampaign for inputs, output and idempotence."""
+
+    channel = "sms"
+    segment = luigi.Parameter(
+        default="all", config_path={"section": "sms_campaign", "name": "segment"},
+        description="Target segment ('all' = every segment); default [sms_campaign] segment.",
+    )
+
+
+class SendPushNotification(_SendChannelCampaign):
+    """The push send ([push_campaign]); see _SendChannelCampaign for inputs, output and idempotence."""
+
+    channel = "push"
+    segment = luigi.Parameter(
+        default="all", config_path={"section": "push_campaign", "name": "segment"},
+        description="Target segment ('all' = every segment); default [push_campaign] segment.",
+    )

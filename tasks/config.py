@@ -185,3 +185,77 @@ class alerts(luigi.Config):
     phone_region = luigi.Parameter(
         default="US", description="Region used to recognise national-format phone numbers to mask in alerts."
     )
+
+
+class _channel_campaign(luigi.Config):
+    """Parameters shared by the three channel sections below (a base class, not a section of its own)."""
+
+    provider = luigi.Parameter(default="outbox", description="Who delivers: outbox (a local JSONL file) or the API.")
+    base_url = luigi.Parameter(
+        default="", description="Provider API base URL; empty: the provider's public URL. Tests point it at a fake."
+    )
+    rate = luigi.FloatParameter(
+        default=0.0,
+        description="Requests per second (token bucket refill). 0: the provider's default (outbox 50; seed limits "
+        "sendgrid 10, twilio 5, fcm 2).",
+    )
+    burst = luigi.IntParameter(
+        default=0, description="Token bucket size: requests allowed at once. 0: the provider's default (50/50/20/10)."
+    )
+    concurrency = luigi.IntParameter(
+        default=8, description="Requests in flight at once, so the rate limit, not the provider's latency, sets the pace."
+    )
+    max_attempts = luigi.IntParameter(
+        default=2, description="Attempts per recipient for retriable errors known not to have delivered."
+    )
+    retry_delay = luigi.FloatParameter(
+        default=300.0, description="Seconds before a retry (a longer Retry-After / X-RateLimit-Reset wins)."
+    )
+    backoff = luigi.BoolParameter(default=False, description="Double retry_delay after each failed attempt.")
+    connect_timeout = luigi.FloatParameter(default=5.0, description="Seconds to open a connection to the provider.")
+    timeout = luigi.FloatParameter(
+        default=30.0,
+        description="Seconds to wait for the provider's answer once the request is sent; a timeout after that "
+        "makes the recipient `unknown` (it may have been delivered), never a blind retry.",
+    )
+    segment = luigi.Parameter(default="all", description="Default target segment of the task; 'all' = every segment.")
+    template = luigi.Parameter(default="", description="Template TOML file (relative to the project root).")
+    max_failure_ratio = luigi.FloatParameter(
+        default=0.05, description="The task fails when more than this share of its recipients failed permanently."
+    )
+    resend_unknown = luigi.BoolParameter(
+        default=False,
+        description="Re-send recipients left `unknown` (in flight when a run died, or timed out) once on the next "
+        "run. May message a customer twice; off by default.",
+    )
+    retry_count = luigi.IntParameter(
+        default=2,
+        description="Luigi-level attempts of the whole task (Luigi's retry_count; [scheduler] retry_delay apart, "
+        "needs [worker] keep_alive = true). A rerun resumes from the ledger.",
+    )
+    progress_interval = luigi.FloatParameter(
+        default=2.0, description="Seconds between progress updates to the Luigi scheduler (status message, %)."
+    )
+
+
+class email_campaign(_channel_campaign):
+    """The e-mail send (SendEmailCampaign): outbox or SendGrid (SENDGRID_API_KEY)."""
+
+    template = luigi.Parameter(default="config/templates/email.toml", description="E-mail template (subject, body).")
+    from_email = luigi.Parameter(
+        default="campaigns@example.com", description="Sender address (a verified sender in SendGrid)."
+    )
+    from_name = luigi.Parameter(default="", description="Sender display name; empty: none.")
+    batch_size = luigi.IntParameter(default=1000, description="SendGrid personalizations per request (at most 1000).")
+
+
+class sms_campaign(_channel_campaign):
+    """The SMS send (SendSmsCampaign): outbox or Twilio (TWILIO_* environment variables)."""
+
+    template = luigi.Parameter(default="config/templates/sms.toml", description="SMS template (body, <= 1600 chars).")
+
+
+class push_campaign(_channel_campaign):
+    """The push send (SendPushNotification): outbox or FCM HTTP v1 (FCM_PROJECT_ID, FCM_ACCESS_TOKEN)."""
+
+    template = luigi.Parameter(default="config/templates/push.toml", description="Push template (title, body).")

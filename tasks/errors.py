@@ -75,3 +75,11 @@ class RetriableApiError(ApiError):
 
 class FatalApiError(ApiError):
     """Raised for permanent failures (validation, invalid recipient, bad credentials): never retried."""
+
+
+class AuthApiError(FatalApiError):
+    """Raised when a provider rejects our credentials (401/403): the send stops, no recipient is marked failed."""
+
+
+class CampaignFailedError(TasksError):
+    """Raised when a channel send ends with more permanent failures than `max_failure_ratio`: check the list."""

@@ -1,0 +1,154 @@
+"""One channel send, wired from config: recipients, template, provider client, limiter, ledger.
+
+Sections read: [email_campaign], [sms_campaign], [push_campaign] (tasks/config.py), [paths].
+Credentials come from the environment only: SENDGRID_API_KEY; TWILIO_ACCOUNT_SID,
+TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID; FCM_PROJECT_ID and
+FCM_ACCESS_TOKEN. A missing one is a ConfigError naming the variable, never its value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tasks import config, pii
+from tasks import segments as segments_core
+from tasks.channels.base import ProviderClient
+from tasks.channels.fcm import FcmClient
+from tasks.channels.http import HttpTransport
+from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+from tasks.channels.limiter import ChannelLimiter
+from tasks.channels.outbox import OutboxClient, outbox_path
+from tasks.channels.sender import Progress, Recipient, SendPolicy, SendResult, send_campaign
+from tasks.channels.sendgrid import SendGridClient
+from tasks.channels.templates import load_template
+from tasks.channels.twilio import TwilioClient
+from tasks.errors import CampaignFailedError, ConfigError
+
+CHANNELS = ("email", "sms", "push")
+PROVIDERS = {"email": ("outbox", "sendgrid"), "sms": ("outbox", "twilio"), "push": ("outbox", "fcm")}
+# (rate per second, burst) when the section leaves them at 0: the seed's limits for the APIs,
+# and a pace for the outbox that sends the ~1,000-customer demo in well under a minute.
+DEFAULT_LIMITS = {"outbox": (50.0, 50), "sendgrid": (10.0, 50), "twilio": (5.0, 20), "fcm": (2.0, 10)}
+DEFAULT_BASE_URLS = {
+    "sendgrid": "https://api.sendgrid.com",
+    "twilio": "https://api.twilio.com",
+    "fcm": "https://fcm.googleapis.com",
+}
+MASKS: dict[str, Callable[[str], str]] = {"email": pii.mask_email, "sms": pii.mask_phone, "push": pii.mask_token}
+
+
+def channel_config(channel: str) -> config._channel_campaign:
+    """The config section object of `channel` (built now, never at import time)."""
+    sections = {"email": config.email_campaign, "sms": config.sms_campaign, "push": config.push_campaign}
+    try:
+        return sections[channel]()
+    except KeyError:
+        raise ConfigError(f"unknown channel {channel!r}; expected one of {CHANNELS}") from None
+
+
+def result_path(
+    var_dir: str | os.PathLike[str], date: datetime.date, campaign: str, channel: str, segment: str
+) -> Path:
+    """<var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.json: one send's result file."""
+    return Path(var_dir) / "campaigns" / date.isoformat() / campaign / f"{channel}-{segment}.json"
+
+
+def limits(cfg: config._channel_campaign) -> tuple[float, int]:
+    """(rate, burst) of a section, with the provider's defaults for zeros."""
+    rate, burst = DEFAULT_LIMITS.get(cfg.provider, (1.0, 1))
+    return (cfg.rate or rate, cfg.burst or burst)
+
+
+def load_recipients(customers_path: str | os.PathLike[str], channel: str, segment: str, campaign: str,
+                    date: datetime.date) -> list[Recipient]:
+    """The customers of `segment` with an address for `channel`, as sender recipients."""
+    table = segments_core.customers_for_channel(customers_path, channel, segment)
+    column = segments_core.CHANNEL_COLUMNS[channel]
+    ids = table.column("customer_id").to_pylist()
+    segs = table.column("segment").to_pylist()
+    addresses = table.column(column).to_pylist()
+    day = date.isoformat()
+    return [
+        Recipient(str(cid), str(address), {"customer_id": str(cid), "segment": str(seg), "campaign": campaign,
+                                           "date": day})
+        for cid, seg, address in zip(ids, segs, addresses, strict=True)
+    ]
+
+
+def make_client(channel: str, cfg: config._channel_campaign, var_dir: Path, key: SendKey) -> ProviderClient:
+    """The provider client of a section; reads credentials from the environment."""
+    provider = cfg.provider
+    if provider not in PROVIDERS[channel]:
+        raise ConfigError(f"[{channel}_campaign] provider = {provider!r}; expected one of {PROVIDERS[channel]}")
+    if provider == "outbox":
+        return OutboxClient(outbox_path(var_dir, channel, key.campaign, key.date), channel)
+    base_url = cfg.base_url or DEFAULT_BASE_URLS[provider]
+    timeouts = {"connect_timeout": cfg.connect_timeout, "read_timeout": cfg.timeout}
+    if provider == "sendgrid":
+        headers = {"Authorization": f"Bearer {_env('SENDGRID_API_KEY')}"}
+        transport = HttpTransport("sendgrid", base_url, headers=headers, **timeouts)
+        return SendGridClient(transport, cfg.from_email, cfg.from_name, cfg.batch_size)
+    if provider == "twilio":
+        sid = _env("TWILIO_ACCOUNT_SID")
+        auth = (sid, _env("TWILIO_AUTH_TOKEN"))
+        service = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
+        number = "" if service else _env("TWILIO_FROM_NUMBER", "or TWILIO_MESSAGING_SERVICE_SID")
+        return TwilioClient(HttpTransport("twilio", base_url, auth=auth, **timeouts), sid, number, service)
+    project = _env("FCM_PROJECT_ID")
+    headers = {"Authorization": f"Bearer {_env('FCM_ACCESS_TOKEN')}"}
+    return FcmClient(HttpTransport("fcm", base_url, headers=headers, **timeouts), project)
+
+
+def run_channel_send(
+    channel: str,
+    date: datetime.date,
+    campaign: str,
+    segment: str,
+    customers_path: str | os.PathLike[str],
+    progress: Callable[[Progress], None] | None = None,
+) -> SendResult:
+    """Send `campaign` to `segment` on `channel` until every recipient is final; returns the result."""
+    cfg = channel_config(channel)
+    template = load_template(config.resolve_path(cfg.template), channel)
+    var_dir = config.var_dir()
+    key = SendKey(campaign, date.isoformat(), channel)
+    recipients = load_recipients(customers_path, channel, segment, campaign, date)
+    rate, burst = limits(cfg)
+    if cfg.concurrency < 1 or cfg.max_attempts < 1:
+        raise ConfigError(f"[{channel}_campaign] concurrency and max_attempts must be at least 1")
+    policy = SendPolicy(
+        concurrency=cfg.concurrency, max_attempts=cfg.max_attempts, retry_delay=cfg.retry_delay,
+        backoff=cfg.backoff, resend_unknown=cfg.resend_unknown, progress_interval=cfg.progress_interval,
+    )
+    client = make_client(channel, cfg, var_dir, key)
+    try:
+        with ChannelLimiter(rate, burst, name=channel) as limiter, SendLedger(ledger_path(var_dir, channel)) as ledger:
+            result = send_campaign(
+                key, recipients, lambda r: template.render(r.fields), client, limiter, ledger, policy,
+                progress=progress, mask=MASKS[channel],
+            )
+    finally:
+        client.close()
+    result.extra["segment"] = segment
+    return result
+
+
+def check_failure_ratio(result: SendResult, max_failure_ratio: float) -> None:
+    """CampaignFailedError when more than `max_failure_ratio` of the recipients failed permanently."""
+    if result.failed_share > max_failure_ratio:
+        raise CampaignFailedError(
+            f"{result.channel} campaign {result.campaign!r} {result.date}: {result.counts.get('failed', 0)} of "
+            f"{result.target} recipients failed ({result.failed_share:.1%} > max_failure_ratio "
+            f"{max_failure_ratio:.1%}); see the ledger for reasons"
+        )
+
+
+def _env(name: str, alternative: str = "") -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        hint = f" ({alternative})" if alternative else ""
+        raise ConfigError(f"environment variable {name}{hint} is not set; the provider needs it")
+    return value

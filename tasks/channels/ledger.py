@@ -1,0 +1,260 @@
+"""The durable send ledger: one SQLite row per (campaign, date, channel, customer_id).
+
+States: `pending` (not sent yet, or waiting for a retry), `sending` (the request is about to
+go out or is in flight), and the final states `sent`, `failed` (with a reason) and
+`unknown` (the request may or may not have reached the provider). The sender commits
+`sending` before each request and the outcome after it, so a process killed at any point
+leaves every recipient either untouched, final, or `sending`; the next run turns `sending`
+into `unknown` (`recover_in_flight`) and never sends those again unless asked once
+(`reopen_unknown`, tracked in `unknown_resends`).
+
+Durability: WAL with `synchronous=NORMAL`. A commit is in the WAL file (the OS page cache)
+when `commit()` returns, so it survives the process being killed (SIGKILL, OOM); only a
+power loss or kernel crash can lose the last few commits, which for a `sending` row means
+that recipient could be sent again. `synchronous=FULL` (an fsync per commit, several ms on
+most disks) closes that gap at a large cost in throughput. Reads no luigi.cfg section: the
+caller passes the path (<var_dir>/ledger/<channel>.sqlite3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.errors import ConfigError
+
+PENDING, SENDING, SENT, FAILED, UNKNOWN = "pending", "sending", "sent", "failed", "unknown"
+FINAL_STATES = (SENT, FAILED, UNKNOWN)
+STATES = (PENDING, SENDING, *FINAL_STATES)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS sends (
+    campaign TEXT NOT NULL,
+    date TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ({", ".join(repr(s) for s in STATES)})),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    unknown_resends INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    provider_message_id TEXT,
+    next_attempt_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (campaign, date, channel, customer_id)
+) WITHOUT ROWID
+"""
+
+
+@dataclass(frozen=True)
+class SendKey:
+    """Identity of one channel send: every ledger row of it shares these three values."""
+
+    campaign: str
+    date: str
+    channel: str
+
+    def send_id(self, customer_id: str) -> str:
+        """Our id of one message, carried to providers that accept custom arguments."""
+        return f"{self.campaign}/{self.date}/{self.channel}/{customer_id}"
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """A recipient still to send: how many attempts it already had and when it may go next."""
+
+    customer_id: str
+    attempts: int
+    next_attempt_at: float | None
+
+
+class SendLedger:
+    """SQLite ledger of one channel; thread-safe (one connection behind a lock, short transactions)."""
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 30_000):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise ConfigError(f"send ledger {self.path}: SQLite refused WAL mode (got {mode})")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SendLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def run_lock(self, key: SendKey) -> Iterator[None]:
+        """Hold an exclusive lock on this send for the whole run (a second live run fails fast).
+
+        Without it, a second process would mistake the first one's `sending` rows for the
+        leftovers of a dead run and turn them into `unknown`.
+        """
+        lock_path = self.path.parent / f"{key.channel}-{_safe(key.campaign)}-{key.date}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(
+                    f"another process is sending {key.channel} for campaign {key.campaign!r} on {key.date}"
+                ) from None
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def seed(self, key: SendKey, customer_ids: Iterable[str]) -> int:
+        """Add a `pending` row for every recipient not in the ledger yet; returns how many were added."""
+        now = time.time()
+        rows = ((key.campaign, key.date, key.channel, cid, now, now) for cid in customer_ids)
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO sends (campaign, date, channel, customer_id, state, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                rows,
+            )
+            return conn.total_changes - before
+
+    def recover_in_flight(self, key: SendKey) -> int:
+        """Turn rows a dead run left in `sending` into `unknown`; returns how many."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE sends SET state = 'unknown', reason = 'in flight when a previous run stopped', "
+                "updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? AND state = 'sending'",
+                (time.time(), key.campaign, key.date, key.channel),
+            )
+            return cur.rowcount
+
+    def reopen_unknown(self, key: SendKey) -> int:
+        """Put `unknown` rows that were never re-sent back to `pending`, once each; returns how many."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE sends SET state = 'pending', unknown_resends = unknown_resends + 1, attempts = 0, "
+                "next_attempt_at = NULL, updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? "
+                "AND state = 'unknown' AND unknown_resends = 0",
+                (time.time(), key.campaign, key.date, key.channel),
+            )
+            return cur.rowcount
+
+    def pending(self, key: SendKey) -> list[PendingRow]:
+        """Rows still `pending`, by customer_id."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT customer_id, attempts, next_attempt_at FROM sends WHERE campaign = ? AND date = ? "
+                "AND channel = ? AND state = 'pending' ORDER BY customer_id",
+                (key.campaign, key.date, key.channel),
+            ).fetchall()
+        return [PendingRow(*row) for row in rows]
+
+    def mark_sending(self, key: SendKey, customer_ids: Sequence[str]) -> None:
+        """`pending` -> `sending` with one more attempt; committed before the request goes out."""
+        self._update(
+            key,
+            customer_ids,
+            "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
+            (),
+            expect=PENDING,
+        )
+
+    def mark_sent(self, key: SendKey, sent: Sequence[tuple[str, str | None]]) -> None:
+        """`sending` -> `sent`, with the provider's message id per recipient."""
+        now = time.time()
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE sends SET state = 'sent', reason = NULL, provider_message_id = ?, updated_at = ? "
+                "WHERE campaign = ? AND date = ? AND channel = ? AND customer_id = ? AND state = 'sending'",
+                [(mid, now, key.campaign, key.date, key.channel, cid) for cid, mid in sent],
+            )
+
+    def mark_failed(self, key: SendKey, customer_ids: Sequence[str], reason: str) -> None:
+        """-> `failed` (final) with the reason; from `sending`, or from `pending` when nothing was sent."""
+        self._update(key, customer_ids, "state = 'failed', reason = ?", (reason,))
+
+    def mark_unknown(self, key: SendKey, customer_ids: Sequence[str], reason: str) -> None:
+        """`sending` -> `unknown` (final): the provider may have the message; not re-sent by default."""
+        self._update(key, customer_ids, "state = 'unknown', reason = ?", (reason,), expect=SENDING)
+
+    def mark_retry(self, key: SendKey, customer_ids: Sequence[str], reason: str, next_attempt_at: float) -> None:
+        """`sending` -> `pending` after an error known not to have delivered; retried at `next_attempt_at`."""
+        self._update(
+            key, customer_ids, "state = 'pending', reason = ?, next_attempt_at = ?", (reason, next_attempt_at),
+            expect=SENDING,
+        )
+
+    def _update(
+        self,
+        key: SendKey,
+        customer_ids: Sequence[str],
+        assignments: str,
+        values: tuple[object, ...],
+        expect: str | None = None,
+    ) -> None:
+        guard = " AND state = ?" if expect else " AND state IN ('pending', 'sending')"
+        now = time.time()
+        params = [
+            (*values, now, key.campaign, key.date, key.channel, cid, *((expect,) if expect else ()))
+            for cid in customer_ids
+        ]
+        with self._tx() as conn:
+            conn.executemany(
+                f"UPDATE sends SET {assignments}, updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? "
+                f"AND customer_id = ?{guard}",
+                params,
+            )
+
+    def states(self, key: SendKey) -> dict[str, str]:
+        """customer_id -> state for every row of this send."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT customer_id, state FROM sends WHERE campaign = ? AND date = ? AND channel = ?",
+                (key.campaign, key.date, key.channel),
+            ).fetchall()
+        return dict(rows)
+
+    def rows(self, key: SendKey) -> list[dict[str, object]]:
+        """Every row of this send as a dict (for reports and tests; holds raw ids, never log it whole)."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT * FROM sends WHERE campaign = ? AND date = ? AND channel = ? ORDER BY customer_id",
+                (key.campaign, key.date, key.channel),
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def ledger_path(var_dir: str | os.PathLike[str], channel: str) -> Path:
+    """<var_dir>/ledger/<channel>.sqlite3: one database per channel, so three sends never share a writer."""
+    return Path(var_dir) / "ledger" / f"{channel}.sqlite3"
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
