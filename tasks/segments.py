@@ -23,6 +23,7 @@ the whole load restarts on Python's csv module, which has no row-size limit.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import csv
 import datetime
@@ -401,7 +402,7 @@ class _PhoneFastPath:
     calling_code: str
     national_prefix: str
     general: tuple[str, tuple[int, ...]]
-    types: tuple[tuple[str, tuple[int, ...]], ...]
+    types: tuple[tuple[str, tuple[int, ...]], ...]  # one alternation per group of types sharing lengths
 
     @staticmethod
     @functools.lru_cache(maxsize=16)
@@ -424,15 +425,19 @@ class _PhoneFastPath:
             lengths = tuple(n for n in declared if n > 0)
             if declared and not lengths:  # (-1,): no number of this type exists
                 return None
-            return f"^(?:{pattern})$", lengths
+            return pattern, lengths
 
         general = desc(metadata.general_desc)
         if general is None:
             return None
         names = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
                  "voicemail", "fixed_line", "mobile")
-        types = tuple(d for d in (desc(getattr(metadata, n, None)) for n in names) if d is not None)
-        fast = _PhoneFastPath(str(code), prefix, general, types)
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for d in (desc(getattr(metadata, n, None)) for n in names):
+            if d is not None and d[0] not in groups.setdefault(d[1], []):
+                groups[d[1]].append(d[0])
+        types = tuple((_anchored("|".join(p)), lengths) for lengths, p in groups.items())
+        fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types)
         try:  # RE2 must accept every pattern, else no fast path at all
             fast.valid(pa.array(["0"]))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -452,6 +457,10 @@ class _PhoneFastPath:
         if self.national_prefix:
             result = pc.and_(result, pc.invert(pc.starts_with(nsn, self.national_prefix)))
         return result
+
+
+def _anchored(pattern: str) -> str:
+    return f"^(?:{pattern})$"
 
 
 @dataclass
@@ -475,6 +484,13 @@ class _Validator:
         self.allowed = pa.array(sorted({s.strip().lower() for s in options.segments if s.strip()}), pa.string())
         self.seen: set[str] = set()
         self.phone_fast = _PhoneFastPath.for_region(options.default_region)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="segments")
+
+    def __enter__(self) -> _Validator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def check(self, chunk: _RawChunk) -> _Checked:
         o = self.options
@@ -488,7 +504,9 @@ class _Validator:
         too_long = np.zeros(n, dtype=bool)
         long_field = np.full(n, -1)
         for i, column in enumerate(decoded):
-            over = _mask(pc.greater(pc.utf8_length(column), o.max_field_length))
+            over = _mask(pc.greater(pc.binary_length(column), o.max_field_length))
+            if over.any():
+                over = _mask(pc.greater(pc.utf8_length(column), o.max_field_length))
             long_field[over & (long_field < 0)] = i
             too_long |= over
         values = [pc.fill_null(pc.utf8_trim_whitespace(c), "") for c in decoded]
@@ -502,11 +520,12 @@ class _Validator:
         missing_id = _mask(pc.equal(cid, "")) & ~blank
 
         malformed = undecodable | too_long | blank
-        duplicate = self._duplicates(cid, ~malformed & ~missing_id)
 
+        phones = self.pool.submit(self._phones, phone_raw)
+        tokens = self.pool.submit(self._tokens, token_raw)
         email, email_issue = self._emails(email_raw)
-        phone, phone_issue = self._phones(phone_raw)
-        token, token_issue = self._tokens(token_raw)
+        duplicate = self._duplicates(cid, ~malformed & ~missing_id)
+        (phone, phone_issue), (token, token_issue) = phones.result(), tokens.result()
         has_address = _mask(pc.is_valid(email)) | _mask(pc.is_valid(phone)) | _mask(pc.is_valid(token))
 
         reasons = np.select(
@@ -542,14 +561,18 @@ class _Validator:
     def _duplicates(self, cid: pa.Array, eligible: np.ndarray) -> np.ndarray:
         """Rows whose id an earlier eligible row already claimed (this chunk or a previous one)."""
         duplicate = np.zeros(len(cid), dtype=bool)
-        seen = self.seen
-        ids = cid.to_pylist()
-        for i in np.flatnonzero(eligible).tolist():
-            value = ids[i]
-            if value in seen:
-                duplicate[i] = True
-            else:
-                seen.add(value)
+        rows = np.flatnonzero(eligible)
+        ids = pc.take(cid, pa.array(rows))
+        distinct = pc.unique(ids)
+        codes = pc.index_in(ids, value_set=distinct).to_numpy()
+        first = np.zeros(len(rows), dtype=bool)
+        first[np.unique(codes, return_index=True)[1]] = True
+        duplicate[rows[~first]] = True  # an earlier row of this chunk has the id
+        distinct_ids = distinct.to_pylist()
+        claimed = self.seen.intersection(distinct_ids)
+        if claimed:  # a row of an earlier chunk has the id
+            duplicate[rows[_mask(pc.is_in(ids, value_set=pa.array(list(claimed), pa.string())))]] = True
+        self.seen.update(distinct_ids)
         return duplicate
 
     def _emails(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -560,7 +583,7 @@ class _Validator:
             & _mask(pc.less_equal(pc.utf8_length(raw), 254))
             & _mask(pc.less_equal(pc.find_substring(raw, "@"), 64))
         )
-        result = pc.if_else(pa.array(fast), pc.utf8_lower(raw), pa.nulls(len(raw), pa.string()))
+        result = pc.if_else(pa.array(fast), pc.ascii_lower(raw), pa.nulls(len(raw), pa.string()))  # fast path is ASCII
         result = _fill_slow(result, raw, present & ~fast, _slow_email)
         return result, present & ~_mask(pc.is_valid(result))
 
@@ -687,14 +710,18 @@ def _stream(path: Path, out: Path, options: LoadOptions, chunks: Iterator[_RawCh
     with atomic_path(customers_path) as parquet_tmp:
         with (
             atomic_open(rejects_path, "w", encoding="utf-8", newline="") as rejects_fh,
-            pq.ParquetWriter(parquet_tmp, CUSTOMERS_SCHEMA, compression="snappy") as writer,
+            pq.ParquetWriter(parquet_tmp, CUSTOMERS_SCHEMA, compression="snappy", use_dictionary=["segment"],
+                             write_statistics=["customer_id", "segment"]) as writer,
+            validator,
         ):
             rejects = csv.writer(rejects_fh)
             rejects.writerow(REJECTS_HEADER)
+            writing: concurrent.futures.Future | None = None
             for chunk in chunks:
                 checked = validator.check(chunk)
-                if checked.customers.num_rows:
-                    writer.write_table(checked.customers)
+                if writing is not None:
+                    writing.result()
+                writing = validator.pool.submit(writer.write_table, checked.customers)
                 rejects.writerows(checked.reject_rows)
                 counts.rows_read += checked.rows
                 counts.valid += checked.customers.num_rows
@@ -704,6 +731,8 @@ def _stream(path: Path, out: Path, options: LoadOptions, chunks: Iterator[_RawCh
                 counts.valid_per_channel.update(checked.valid_per_channel)
                 counts.decoded_with_fallback += checked.decoded_with_fallback
                 assert counts.rows_read == counts.valid + counts.rejected, "rows_read != valid + rejected"
+            if writing is not None:
+                writing.result()
             if counts.rows_read == 0:
                 raise DataValidationError("segments CSV", [CheckFailure("not_empty", "the file has no data rows")])
         # rejects.csv is published here, before the gate, so a failed load still shows why
