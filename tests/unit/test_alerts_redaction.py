@@ -1,0 +1,53 @@
+"""redact(): secrets are removed and personal data masked in free text bound for Slack."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.redaction import REDACTED, redact
+
+ENV = {"SENDGRID_API_KEY": "SG.env-only-value.xyz", "DB_PASSWORD": "pa55word!", "PATH": "/usr/bin", "PWD": "/work"}
+
+
+@pytest.mark.parametrize(
+    "text, gone",
+    [
+        ("key SG.env-only-value.xyz failed", "SG.env-only-value.xyz"),
+        ("login with pa55word! refused", "pa55word!"),
+        ("SendGrid SG.abcdefgh12345678.ABCDEFGHijklmnop9876 rejected", "SG.abcdefgh12345678"),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig", "eyJhbGciOiJIUzI1NiJ9"),
+        ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+        ("slack xoxb-1234-5678-abcdefghijkl", "xoxb-1234-5678-abcdefghijkl"),
+        ("posting to https://hooks.slack.com/services/T1/B2/secretpath failed", "secretpath"),
+        ("snowflake://etl:s3cr3t@acme.eu-west-1/db", "s3cr3t"),
+        ("conn host=db user=etl password=hunter2 dbname=mau", "hunter2"),
+        ('{"api_key": "abc123def456", "x": 1}', "abc123def456"),
+        ("GET /v1?token=tok_998877665544&x=1", "tok_998877665544"),
+        ("-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----", "MIIEv"),
+        ("recipient Alice.Smith+promo@mail.example.co.uk bounced", "Alice.Smith+promo@mail.example.co.uk"),
+        ("sms to +44 20 7946 0958 failed", "7946 0958"),
+        ("sms to (202) 555-0187 failed", "555-0187"),
+        ("sms to +15005550006 failed", "5005550006"),
+        ("push to " + "fcmTok_" + "a1B2" * 40 + " unregistered", "a1B2a1B2a1B2a1B2"),
+    ],
+)
+def test_secrets_and_pii_do_not_survive(text, gone):
+    out = redact(text, environ=ENV)
+    assert gone not in out
+    assert out != text
+
+
+def test_masks_keep_enough_to_recognise_the_recipient():
+    out = redact("to alice@example.com and +12025550143", environ={})
+    assert "a***@example.com" in out and "+1********43" in out
+
+
+def test_ordinary_text_is_left_alone():
+    text = "MAU check failed: rows 1234 < 5000 on 2024-01-05 in /work/main (query id 01b2c3)"
+    assert redact(text, environ=ENV) == text
+
+
+def test_extra_secrets_are_removed():
+    assert redact("hook http://127.0.0.1:9/x/abcdef", extra_secrets=["http://127.0.0.1:9/x/abcdef"], environ={}) == (
+        f"hook {REDACTED}"
+    )
