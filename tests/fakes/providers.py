@@ -1,0 +1,550 @@
+"""A real HTTP server on 127.0.0.1 playing SendGrid, Twilio and FCM, with faults on demand.
+
+Routes: `POST /v3/mail/send` (SendGrid), `POST /2010-04-01/Accounts/{sid}/Messages.json`
+(Twilio), `POST /v1/projects/{project}/messages:send` (FCM). Each request is, in order:
+counted and time-stamped; checked for the credentials in `FakeProvider.env()` (401);
+validated (SendGrid and Twilio against the official OpenAPI specs in <repo>/../shared/specs/,
+plus Twilio's documented "From or MessagingServiceSid" and "Body" rules; FCM against its
+documented message shape), a violation is a 400 counted in `counters["spec_errors"]`;
+throttled by the provider's own token bucket (`rate`, `burst`; 429 in the provider's format,
+counted in `counters["throttled"]`); delayed by `latency`; then given the fault planned for
+its number, if any; then permanent-failed when its address is in `bad_addresses` (SendGrid
+400, Twilio 21211, FCM UNREGISTERED); else accepted: every message is appended to the
+accepted log (JSONL, flushed per line, readable by another process after a SIGKILL).
+
+Faults (`Faults`): `script` maps a provider's 1-based request number to a kind, `ratio`
+draws `kind` for that share of requests (seeded). Kinds: "500", "502", "503" (server
+errors, not processed), "429" (a provider rate limit, not processed), "timeout" (the
+message IS accepted and logged, then the answer comes after `hang` seconds, past the
+client's read timeout), "drop" (accepted and logged, then the connection is closed without
+an answer), "hangup" (closed without an answer, NOT processed).
+
+    with FakeProvider(rate=10, burst=5, latency=0.05) as fake:
+        env.update(fake.env()); cfg "base_url" = fake.base_url
+        ...
+        assert fake.counters["throttled"] == 0
+        assert fake.max_requests_in_window(1.0, "twilio") <= 10 + 5
+        fake.accepted()   # [{"provider", "to", "send_id", "customer_id", "body", "at"}, ...]
+
+As a subprocess (crash tests): `python -m tests.fakes.providers --log PATH [--rate R --burst B
+--latency S --fault-ratio F --fault-kind K --seed N]` prints one JSON line with `base_url`
+and `env` once it listens, and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+REPO = Path(__file__).resolve().parent.parent.parent
+SPECS_DIR = REPO.parent / "shared" / "specs"
+SPEC_FILES = {"sendgrid": "sendgrid_mail_v3.json", "twilio": "twilio_api_v2010.json"}
+SPEC_HOSTS = {"sendgrid": "https://api.sendgrid.com", "twilio": "https://api.twilio.com"}
+
+SENDGRID_KEY = "SG.fake-provider-test-key"
+TWILIO_SID = "AC" + "0123456789abcdef" * 2
+TWILIO_TOKEN = "fake-provider-auth-token"
+TWILIO_FROM = "+15005550006"
+FCM_PROJECT = "fake-project"
+FCM_TOKEN = "fake-provider-oauth-token"
+
+FAULT_KINDS = ("500", "502", "503", "429", "timeout", "drop", "hangup")
+_ROUTES = (
+    ("sendgrid", re.compile(r"^/v3/mail/send$")),
+    ("twilio", re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")),
+    ("fcm", re.compile(r"^/v1/projects/(?P<project>[^/]+)/messages:send$")),
+)
+_specs: dict[str, Any] = {}
+_specs_lock = threading.Lock()
+
+
+def load_spec(provider: str) -> Any:
+    """The openapi-core OpenAPI object of a provider's official spec (loaded once per process)."""
+    with _specs_lock:
+        if provider not in _specs:
+            from openapi_core import OpenAPI
+
+            path = SPECS_DIR / SPEC_FILES[provider]
+            _specs[provider] = OpenAPI.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return _specs[provider]
+
+
+@dataclass
+class Faults:
+    """Which requests fail and how; see the module docstring for the kinds."""
+
+    script: dict[int, str] = field(default_factory=dict)
+    ratio: float = 0.0
+    kind: str = "503"
+    seed: int = 0
+    hang: float = 3.0
+    providers: tuple[str, ...] = ("sendgrid", "twilio", "fcm")
+
+    def __post_init__(self) -> None:
+        bad = [k for k in [*self.script.values(), self.kind] if k not in FAULT_KINDS]
+        if bad:
+            raise ValueError(f"unknown fault kind(s) {bad}; expected {FAULT_KINDS}")
+        self._rng = random.Random(self.seed)
+
+    def pick(self, provider: str, number: int) -> str | None:
+        if provider not in self.providers:
+            return None
+        if number in self.script:
+            return self.script[number]
+        if self.ratio and self._rng.random() < self.ratio:
+            return self.kind
+        return None
+
+
+class _Bucket:
+    """The provider's own token bucket (written here, independent of the client's limiter)."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return True
+            return False
+
+
+class _Reply(Exception):
+    """Control flow inside the handler: answer with this status, body and headers."""
+
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+class FakeProvider:
+    """The fake server; `start()`/`stop()` or use it as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        rate: float | None = None,
+        burst: int | None = None,
+        latency: float = 0.0,
+        faults: Faults | None = None,
+        bad_addresses: set[str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        validate: bool = True,
+        port: int = 0,
+    ):
+        self.rate, self.burst = rate, burst
+        self.latency = latency
+        self.faults = faults or Faults()
+        self.bad_addresses = set(bad_addresses or ())
+        self.validate = validate
+        self.log_path = Path(log_path) if log_path else Path(f"/tmp/fake-provider-{uuid.uuid4().hex}.jsonl")
+        self.counters: Counter[str] = Counter()
+        self.request_times: list[tuple[float, str]] = []  # (time.time() at arrival, provider)
+        self.spec_problems: list[str] = []  # the first validation failures, for assertion messages
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+        self._log = None
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> FakeProvider:
+        if self.validate:
+            for provider in SPEC_FILES:
+                load_spec(provider)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                fake._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="fake-provider", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._log is not None:
+            with self._lock:
+                self._log.close()
+                self._log = None
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @staticmethod
+    def env() -> dict[str, str]:
+        """The credentials the fake accepts, as the environment variables the clients read."""
+        return {
+            "SENDGRID_API_KEY": SENDGRID_KEY,
+            "TWILIO_ACCOUNT_SID": TWILIO_SID,
+            "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "TWILIO_FROM_NUMBER": TWILIO_FROM,
+            "FCM_PROJECT_ID": FCM_PROJECT,
+            "FCM_ACCESS_TOKEN": FCM_TOKEN,
+        }
+
+    # -- what the tests read ---------------------------------------------------------
+    def accepted(self) -> list[dict[str, Any]]:
+        """Every accepted message so far, from the log file (also works on another process's log)."""
+        return read_accepted(self.log_path)
+
+    def max_requests_in_window(self, window: float = 1.0, provider: str | None = None) -> int:
+        """The most requests that arrived within any `window` seconds (sliding)."""
+        with self._lock:
+            times = sorted(t for t, p in self.request_times if provider in (None, p))
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    # -- the server ------------------------------------------------------------------
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length) if length else b""
+        path = urlsplit(request.path).path
+        provider, match = next(((p, m) for p, rx in _ROUTES if (m := rx.match(path))), (None, None))
+        if provider is None:
+            return self._send(request, _Reply(404, {"error": "no such route"}))
+        with self._lock:
+            self.counters[f"{provider}_requests"] += 1
+            self.counters["requests"] += 1
+            number = self.counters[f"{provider}_requests"]
+            self.request_times.append((time.time(), provider))
+        try:
+            self._check_auth(provider, request, match)
+            messages = self._parse(provider, request, raw, path)
+            self._throttle(provider)
+            if self.latency:
+                time.sleep(self.latency)
+            fault = self.faults.pick(provider, number)
+            if fault is not None:
+                with self._lock:
+                    self.counters[f"fault_{fault}"] += 1
+                if self._inject(provider, fault, request, messages):
+                    return None
+            bad = [m for m in messages if m["to"] in self.bad_addresses]
+            if bad:
+                with self._lock:
+                    self.counters["permanent"] += 1
+                raise _permanent(provider)
+            reply = self._accept(provider, messages)
+        except _Reply as reply_exc:
+            reply = reply_exc
+        self._send(request, reply)
+        return None
+
+    def _check_auth(self, provider: str, request: BaseHTTPRequestHandler, match: re.Match) -> None:
+        auth = request.headers.get("Authorization", "")
+        if provider == "sendgrid":
+            ok = auth == f"Bearer {SENDGRID_KEY}"
+        elif provider == "twilio":
+            expected = base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+            ok = auth == f"Basic {expected}" and match.group("sid") == TWILIO_SID
+        else:
+            ok = auth == f"Bearer {FCM_TOKEN}" and match.group("project") == FCM_PROJECT
+        if not ok:
+            with self._lock:
+                self.counters["auth_errors"] += 1
+            body = {
+                "sendgrid": {"errors": [{"field": None, "message": "authorization required"}]},
+                "twilio": {"code": 20003, "message": "Authenticate", "more_info": "", "status": 401},
+                "fcm": {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
+                                  "status": "UNAUTHENTICATED"}},
+            }[provider]
+            raise _Reply(401, body)
+
+    def _parse(self, provider: str, request: BaseHTTPRequestHandler, raw: bytes, path: str) -> list[dict[str, Any]]:
+        """Validate the request; returns the messages it carries ({"to", "send_id", ...})."""
+        ctype = (request.headers.get("Content-Type") or "").lower()
+        problems: list[str] = []
+        if self.validate and provider in SPEC_FILES:
+            problems += _spec_problems(provider, request, raw, path, ctype)
+        messages: list[dict[str, Any]] = []
+        try:
+            if provider == "sendgrid":
+                body = json.loads(raw)
+                for p in body["personalizations"]:
+                    messages.append({"to": p["to"][0]["email"], "send_id": (p.get("custom_args") or {}).get("send_id"),
+                                     "customer_id": (p.get("custom_args") or {}).get("customer_id"),
+                                     "subject": p.get("subject"),
+                                     "body": (p.get("substitutions") or {}).get("-body-")})
+            elif provider == "twilio":
+                form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+                if not (form.get("From") or form.get("MessagingServiceSid")):
+                    problems.append("21603: 'From' or 'MessagingServiceSid' is required")
+                if not (form.get("Body") or form.get("MediaUrl") or form.get("ContentSid")):
+                    problems.append("21602: 'Body' is required")
+                if len(form.get("Body", "")) > 1600:
+                    problems.append("21617: body exceeds 1600 characters")
+                messages.append({"to": form.get("To"), "send_id": None, "customer_id": None, "body": form.get("Body")})
+            else:
+                problems += _fcm_problems(ctype, raw)
+                if not problems:
+                    msg = json.loads(raw)["message"]
+                    messages.append({"to": msg["token"], "send_id": msg.get("data", {}).get("send_id"),
+                                     "customer_id": msg.get("data", {}).get("customer_id"),
+                                     "title": msg["notification"]["title"], "body": msg["notification"]["body"]})
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            problems.append(f"unparseable body: {type(exc).__name__}")
+        if problems:
+            with self._lock:
+                self.counters["spec_errors"] += 1
+                if len(self.spec_problems) < 20:
+                    self.spec_problems.append(f"{provider}: {'; '.join(problems)}")
+            raise _invalid(provider, problems)
+        return messages
+
+    def _throttle(self, provider: str) -> None:
+        if self.rate is None:
+            return
+        with self._lock:
+            bucket = self._buckets.setdefault(provider, _Bucket(self.rate, self.burst or 1))
+        if not bucket.take():
+            with self._lock:
+                self.counters["throttled"] += 1
+            raise _rate_limited(provider)
+
+    def _inject(self, provider: str, fault: str, request: BaseHTTPRequestHandler, messages: list[dict]) -> bool:
+        """Apply a fault; True when the connection was handled (no normal answer follows)."""
+        if fault in ("500", "502", "503"):
+            raise _server_error(provider, int(fault))
+        if fault == "429":
+            raise _rate_limited(provider)
+        if fault == "hangup":
+            _hang_up(request)
+            return True
+        reply = self._accept(provider, messages)  # "timeout" and "drop": the provider has the message
+        if fault == "drop":
+            _hang_up(request)
+            return True
+        time.sleep(self.faults.hang)
+        try:
+            self._send(request, reply)
+        except OSError:
+            pass  # the client gave up long ago
+        return True
+
+    def _accept(self, provider: str, messages: list[dict[str, Any]]) -> _Reply:
+        now = time.time()
+        with self._lock:
+            self.counters["accepted_requests"] += 1
+            self.counters["accepted_messages"] += len(messages)
+            if self._log is not None:
+                for m in messages:
+                    self._log.write(json.dumps({"provider": provider, "at": now, **m}) + "\n")
+                self._log.flush()
+        if provider == "sendgrid":
+            return _Reply(202, None, {"X-Message-Id": uuid.uuid4().hex[:22]})
+        if provider == "twilio":
+            return _Reply(201, {"sid": "SM" + uuid.uuid4().hex, "status": "queued", "to": messages[0]["to"]})
+        return _Reply(200, {"name": f"projects/{FCM_PROJECT}/messages/{uuid.uuid4().hex}"})
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, reply: _Reply) -> None:
+        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        request.send_response(reply.status)
+        for name, value in reply.headers.items():
+            request.send_header(name, value)
+        if payload:
+            request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+        request.wfile.flush()
+
+
+def read_accepted(log_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The accepted messages of a fake provider's log (complete lines only)."""
+    path = Path(log_path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a kill
+    return out
+
+
+def _hang_up(request: BaseHTTPRequestHandler) -> None:
+    request.close_connection = True
+    try:
+        request.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _spec_problems(provider: str, request: BaseHTTPRequestHandler, raw: bytes, path: str, ctype: str) -> list[str]:
+    from openapi_core.datatypes import RequestParameters
+    from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+    class _Req:
+        host_url = SPEC_HOSTS[provider]
+        method = "post"
+
+        def __init__(self) -> None:
+            self.path = path
+            self.body = raw
+            self.content_type = ctype
+            self.parameters = RequestParameters(
+                query=ImmutableMultiDict(), header=Headers(list(request.headers.items())), cookie=ImmutableMultiDict()
+            )
+
+    errors = list(load_spec(provider).iter_request_errors(_Req()))
+    return [f"{type(e).__name__}: {e}"[:300] for e in errors]
+
+
+def _fcm_problems(ctype: str, raw: bytes) -> list[str]:
+    """FCM v1 has no OpenAPI spec here: check the documented shape of messages:send."""
+    if not ctype.startswith("application/json"):
+        return [f"content type {ctype!r} is not application/json"]
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ["body is not JSON"]
+    msg = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(msg, dict):
+        return ["'message' object is required"]
+    problems = []
+    targets = [k for k in ("token", "topic", "condition") if k in msg]
+    if len(targets) != 1:
+        problems.append("exactly one of token, topic, condition is required")
+    note = msg.get("notification")
+    if note is not None and (not isinstance(note, dict) or not all(isinstance(note.get(k), str) for k in note)):
+        problems.append("notification fields must be strings")
+    data = msg.get("data")
+    if data is not None and (not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values())):
+        problems.append("data values must be strings")
+    unknown = set(msg) - {"name", "data", "notification", "android", "webpush", "apns", "fcm_options",
+                          "token", "topic", "condition"}
+    if unknown:
+        problems.append(f"unknown message fields {sorted(unknown)}")
+    return problems
+
+
+def _invalid(provider: str, problems: list[str]) -> _Reply:
+    if provider == "sendgrid":
+        return _Reply(400, {"errors": [{"field": "body", "message": p} for p in problems]})
+    if provider == "twilio":
+        code = int(problems[0][:5]) if problems[0][:5].isdigit() else 21604
+        return _Reply(400, {"code": code, "message": "; ".join(problems), "more_info": "", "status": 400})
+    return _Reply(400, {"error": {"code": 400, "message": "; ".join(problems), "status": "INVALID_ARGUMENT",
+                                  "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                                               "errorCode": "INVALID_ARGUMENT"}]}})
+
+
+def _rate_limited(provider: str) -> _Reply:
+    if provider == "sendgrid":
+        reset = str(int(time.time()) + 1)
+        return _Reply(429, {"errors": [{"field": None, "message": "too many requests"}]},
+                      {"X-RateLimit-Reset": reset, "X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0"})
+    if provider == "twilio":
+        return _Reply(429, {"code": 20429, "message": "Too Many Requests", "more_info": "", "status": 429},
+                      {"Retry-After": "1"})
+    return _Reply(429, {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED",
+                                  "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                                               "errorCode": "QUOTA_EXCEEDED"}]}}, {"Retry-After": "1"})
+
+
+def _server_error(provider: str, status: int) -> _Reply:
+    if provider == "fcm":
+        code = "UNAVAILABLE" if status == 503 else "INTERNAL"
+        return _Reply(status, {"error": {"code": status, "message": "try again", "status": code,
+                                         "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                                                      "errorCode": code}]}})
+    if provider == "twilio":
+        return _Reply(status, {"code": 20500, "message": "Internal Server Error", "more_info": "", "status": status})
+    return _Reply(status, {"errors": [{"field": None, "message": "internal error"}]})
+
+
+def _permanent(provider: str) -> _Reply:
+    if provider == "sendgrid":
+        error = {"field": "personalizations.0.to", "message": "Does not contain a valid address."}
+        return _Reply(400, {"errors": [error]})
+    if provider == "twilio":
+        return _Reply(400, {"code": 21211, "message": "The 'To' number is not a valid phone number.",
+                            "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400})
+    return _Reply(404, {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
+                                  "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                                               "errorCode": "UNREGISTERED"}]}})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake SendGrid/Twilio/FCM server for tests and benchmarks.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--log", required=True, help="accepted-messages JSONL file")
+    parser.add_argument("--rate", type=float, default=None)
+    parser.add_argument("--burst", type=int, default=None)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--fault-ratio", type=float, default=0.0)
+    parser.add_argument("--fault-kind", default="503", choices=FAULT_KINDS)
+    parser.add_argument("--hang", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-validate", action="store_true")
+    args = parser.parse_args(argv)
+    fake = FakeProvider(
+        rate=args.rate, burst=args.burst, latency=args.latency, log_path=args.log, port=args.port,
+        faults=Faults(ratio=args.fault_ratio, kind=args.fault_kind, seed=args.seed, hang=args.hang),
+        validate=not args.no_validate,
+    ).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(json.dumps({"base_url": fake.base_url, "env": fake.env(), "pid": os.getpid()}), flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
