@@ -1,0 +1,290 @@
+"""The segments core on small real files: every rule, both CSV readers, and the invariant."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import phonenumbers
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks import pii, segments
+from tasks.errors import DataValidationError
+from tasks.segments import LoadOptions, customers_for_channel, load_segments
+from tasks.segments_sample import write_sample_csv
+
+HEADER = "customer_id,segment,email,phone,device_token\n"
+TOKEN = "dGVzdC10b2tlbg:APA91b" + "x" * 40
+
+
+def load(tmp_path: Path, text: str | bytes, **options) -> dict:
+    """Load `text` as a CSV; return the summary plus the customers and rejects it produced."""
+    src = tmp_path / "in.csv"
+    src.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    options.setdefault("max_reject_ratio", 1.0)
+    result = load_segments(src, tmp_path / "out", LoadOptions(**options))
+    s = result.summary
+    assert s["rows_read"] == s["valid"] + s["rejected"]
+    assert json.loads(result.summary_path.read_text()) == s
+    customers = pq.read_table(result.customers_path)
+    assert customers.schema == segments.CUSTOMERS_SCHEMA
+    assert customers.num_rows == s["valid"]
+    with open(result.rejects_path, newline="", encoding="utf-8") as fh:
+        rejects = list(csv.DictReader(fh))
+    assert sum(r["scope"] == "row" for r in rejects) == s["rejected"]
+    return {"summary": s, "customers": customers.to_pylist(), "rejects": rejects}
+
+
+def test_bundled_sample_counts_match_the_injected_faults(tmp_path: Path) -> None:
+    faults = write_sample_csv(tmp_path / "s.csv", rows=3000, invalid_ratio=0.03, seed=5)
+    result = load_segments(tmp_path / "s.csv", tmp_path / "out", LoadOptions())
+    s = result.summary
+    assert s["rows_read"] == 3000
+    assert s["rejected_by_reason"] == {
+        k: v for k, v in {"duplicate_customer_id": faults["duplicate_id"], "invalid_segment": faults["bad_segment"],
+                          "missing_customer_id": faults["missing_id"]}.items() if v
+    }
+    assert s["channel_issues_by_reason"]["email"].get("invalid_email", 0) == faults["bad_email"]
+    assert s["channel_issues_by_reason"]["sms"].get("invalid_phone", 0) == faults["bad_phone"]
+    assert s["channel_issues_by_reason"]["push"].get("invalid_device_token", 0) == faults["bad_token"]
+    assert s["valid"] + s["rejected"] == 3000
+
+
+def test_bundled_sample_is_the_generator_output(tmp_path: Path) -> None:
+    write_sample_csv(tmp_path / "s.csv")
+    bundled = Path(segments.__file__).parent.parent / "config" / "sample_segments.csv"
+    assert (tmp_path / "s.csv").read_bytes() == bundled.read_bytes()
+
+
+def test_header_is_matched_ignoring_case_whitespace_order_bom_and_extra_columns(tmp_path: Path) -> None:
+    text = "\ufeff Phone ,EMAIL,notes, Customer_ID,Segment ,device_token\n+12025550123,a@example.com,hi,c1,new,\n"
+    out = load(tmp_path, text)
+    assert out["customers"] == [
+        {"customer_id": "c1", "segment": "new", "email": "a@example.com", "phone": "+12025550123", "device_token": None}
+    ]
+
+
+def test_missing_columns_are_named(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("customer_id,segment,mail\nc1,new,a@example.com\n")
+    with pytest.raises(DataValidationError) as err:
+        load_segments(tmp_path / "in.csv", tmp_path / "out")
+    assert "missing column(s): email, phone, device_token" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [b"", HEADER.encode(), HEADER.rstrip("\n").encode()])
+def test_empty_file_is_an_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "in.csv").write_bytes(content)
+    with pytest.raises(DataValidationError, match="empty|no data rows"):
+        load_segments(tmp_path / "in.csv", tmp_path / "out")
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataValidationError, match="no such file"):
+        load_segments(tmp_path / "nope.csv", tmp_path / "out")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 50_000])
+def test_duplicate_ids_first_row_wins_across_chunks(tmp_path: Path, chunk_rows: int) -> None:
+    text = HEADER + "c1,new,first@example.com,,\nc2,new,b@example.com,,\n c1 ,premium,second@example.com,,\n"
+    out = load(tmp_path, text, chunk_rows=chunk_rows)
+    assert [(c["customer_id"], c["email"]) for c in out["customers"]] == [("c1", "first@example.com"),
+                                                                           ("c2", "b@example.com")]
+    assert [(r["line_number"], r["reason"], r["email"]) for r in out["rejects"]] == [
+        ("4", "duplicate_customer_id", "second@example.com")
+    ]
+
+
+def test_missing_id_and_bad_segment_reject_the_row_and_segment_is_case_insensitive(tmp_path: Path) -> None:
+    text = HEADER + ",new,a@example.com,,\nc2,gold,b@example.com,,\nc3, PREMIUM ,c@example.com,,\n"
+    out = load(tmp_path, text)
+    assert out["summary"]["rejected_by_reason"] == {"missing_customer_id": 1, "invalid_segment": 1}
+    assert [(c["customer_id"], c["segment"]) for c in out["customers"]] == [("c3", "premium")]
+
+
+def test_configured_segments_replace_the_default_set(tmp_path: Path) -> None:
+    out = load(tmp_path, HEADER + "c1,gold,a@example.com,,\nc2,new,b@example.com,,\n", segments=("Gold",))
+    assert [c["segment"] for c in out["customers"]] == ["gold"]
+
+
+def test_bad_address_costs_only_its_channel(tmp_path: Path) -> None:
+    text = HEADER + f"c1,new,not-an-email,(202) 555-0123,{TOKEN}\nc2,new, Bob@Example.ORG ,555-1234,bad token\n"
+    out = load(tmp_path, text)
+    assert out["customers"] == [
+        {"customer_id": "c1", "segment": "new", "email": None, "phone": "+12025550123", "device_token": TOKEN},
+        {"customer_id": "c2", "segment": "new", "email": "bob@example.org", "phone": None, "device_token": None},
+    ]
+    assert [(r["line_number"], r["scope"], r["reason"]) for r in out["rejects"]] == [
+        ("2", "email", "invalid_email"), ("3", "sms", "invalid_phone"), ("3", "push", "invalid_device_token")
+    ]
+    assert out["summary"]["valid_per_channel"] == {"email": 1, "sms": 1, "push": 1}
+    assert out["summary"]["channel_issues_by_reason"] == {
+        "email": {"invalid_email": 1}, "sms": {"invalid_phone": 1}, "push": {"invalid_device_token": 1}
+    }
+
+
+def test_row_without_any_valid_address_is_rejected(tmp_path: Path) -> None:
+    out = load(tmp_path, HEADER + "c1,new,nope,12,short\nc2,new,,,\nc3,new,c@example.com,,\n")
+    assert out["summary"]["rejected_by_reason"] == {"no_valid_address": 2}
+    assert [c["customer_id"] for c in out["customers"]] == ["c3"]
+
+
+@pytest.mark.parametrize(
+    "raw, e164",
+    [("+1 202-555-0123", "+12025550123"), ("(202) 555-0123", "+12025550123"), ("202.555.0123", "+12025550123"),
+     ("1 202 555 0123", "+12025550123"), ("+44 20 7946 0958", "+442079460958"), ("202-555-0123 ext. 4", None),
+     ("555-0123", None), ("+1 123 456 7890", None), ("phone", None)],
+)
+def test_phones_are_normalised_to_e164(tmp_path: Path, raw: str, e164: str | None) -> None:
+    out = load(tmp_path, HEADER + f'c1,new,a@example.com,"{raw}",\n')
+    expected = e164 if e164 else None
+    if raw.endswith("ext. 4"):  # a valid number with an extension: phonenumbers keeps the number
+        expected = "+12025550123"
+    assert out["customers"][0]["phone"] == expected
+
+
+def test_default_region_applies_to_national_numbers(tmp_path: Path) -> None:
+    out = load(tmp_path, HEADER + "c1,new,,020 7946 0958,\n", default_region="GB")
+    assert out["customers"][0]["phone"] == "+442079460958"
+
+
+@pytest.mark.parametrize("token, ok", [(TOKEN, True), ("a" * 31, False), ("a" * 513, False), ("ab cd" * 10, False),
+                                       ("é" * 40, False), ("a-b_c:d" * 6, True)])
+def test_device_token_shape(tmp_path: Path, token: str, ok: bool) -> None:
+    out = load(tmp_path, HEADER + f"c1,new,a@example.com,,{token}\n")
+    assert (out["customers"][0]["device_token"] == token) is ok
+
+
+def test_latin1_rows_decode_with_the_fallback_or_are_rejected(tmp_path: Path) -> None:
+    data = (HEADER + "c1,new,a@example.com,,\n").encode() + "José,new,b@example.com,,\n".encode("latin-1")
+    out = load(tmp_path, data)
+    assert [c["customer_id"] for c in out["customers"]] == ["c1", "José"]
+    assert out["summary"]["decoded_with_fallback_encoding"] == 1
+
+    strict = load(tmp_path, data, encoding="")
+    assert [(r["line_number"], r["reason"], r["customer_id"]) for r in strict["rejects"]] == [
+        ("3", "undecodable", "Jos\\xe9")
+    ]
+    # 0x81 is undefined in cp1252: rejected even with the fallback, never a UnicodeDecodeError
+    out = load(tmp_path, data + b"c\x81,new,c@example.com,,\n")
+    assert out["summary"]["rejected_by_reason"] == {"undecodable": 1}
+
+
+def test_whole_latin1_file_with_latin1_header(tmp_path: Path) -> None:
+    data = ("customer_id,segment,email,phone,device_token,Stadt\n" "c1,new,a@example.com,,,Köln\n").encode("latin-1")
+    out = load(tmp_path, data, encoding="latin-1")
+    assert out["summary"]["valid"] == 1
+
+
+def test_huge_fields_are_rejected_and_do_not_crash_either_reader(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    huge = "x" * 300_000  # over the csv module's default field_size_limit (131072)
+    text = HEADER + f"c1,new,a@example.com,,\nc2,new,{huge}@example.com,,\nc3,new,c@example.com,,\n"
+    expected = {"c1", "c3"}
+    out = load(tmp_path, text)
+    assert {c["customer_id"] for c in out["customers"]} == expected
+    [reject] = out["rejects"]
+    assert (reject["line_number"], reject["reason"]) == ("3", "field_too_long")
+    assert len(reject["email"]) < 2000 and "truncated" in reject["email"]
+    # a row longer than the arrow reader's block: the load restarts on the csv module
+    monkeypatch.setattr(segments, "_ARROW_BLOCK_SIZE", 4096)
+    again = load(tmp_path, text)
+    assert again["summary"] | {"duration_s": 0} == out["summary"] | {"duration_s": 0}
+
+
+RAGGED = (HEADER + "c1,new,a@example.com,,\n\nc2,new,b@example.com\nc3,new,\"multi\nline\",,\n"
+          "c4,new,d@example.com,,,extra\nc5,new,e@example.com,,\n")
+
+
+@pytest.mark.parametrize("block_size", [None, 40])
+def test_ragged_rows_and_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int | None) -> None:
+    if block_size:  # forces the csv-module reader: both must agree
+        monkeypatch.setattr(segments, "_ARROW_BLOCK_SIZE", block_size)
+    out = load(tmp_path, RAGGED, chunk_rows=2)
+    assert [c["customer_id"] for c in out["customers"]] == ["c1", "c5"]
+    assert [(r["line_number"], r["reason"]) for r in out["rejects"]] == [
+        ("3", "empty_row"), ("4", "wrong_field_count"), ("5", "no_valid_address"), ("6", "wrong_field_count")
+    ]
+    assert out["rejects"][1]["raw_line"] == "c2,new,b@example.com"
+    assert out["summary"]["rows_read"] == 6
+
+
+def test_reject_ratio_gate_keeps_rejects_but_publishes_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text(HEADER + "c1,new,a@example.com,,\nc1,new,b@example.com,,\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "customers.parquet").write_text("stale")
+    with pytest.raises(DataValidationError, match="max_reject_ratio: 1 of 2 rows rejected"):
+        load_segments(tmp_path / "in.csv", out, LoadOptions(max_reject_ratio=0.05))
+    assert (out / "rejects.csv").exists()
+    assert not (out / "customers.parquet").exists() and not (out / "summary.json").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["rejects.csv"]  # no temporary files left
+
+
+def test_customers_for_channel(tmp_path: Path) -> None:
+    text = HEADER + (f"c3,new,c@example.com,,{TOKEN}\nc1,premium,a@example.com,2025550123,\n"
+                     "c2,new,,2025550124,\n")
+    load(tmp_path, text)
+    path = tmp_path / "out" / "customers.parquet"
+    email_all = customers_for_channel(path, "email", "all")
+    assert email_all.column_names == ["customer_id", "segment", "email"]
+    assert email_all.column("customer_id").to_pylist() == ["c1", "c3"]
+    assert customers_for_channel(path, "sms", "new").to_pylist() == [
+        {"customer_id": "c2", "segment": "new", "phone": "+12025550124"}
+    ]
+    assert customers_for_channel(path, "push", "premium").num_rows == 0
+    with pytest.raises(ValueError):
+        customers_for_channel(path, "fax", "all")
+
+
+EMAILS = ["a@example.com", "A.B+tag@Sub.Example.ORG", "a..b@example.com", ".a@example.com", "a.@example.com",
+          "a@-example.com", "a@example-.com", "a@ex--ample.com", "a@xn--bcher-kva.example", "a@example.test",
+          "a@localhost", "a@example", "a@example.c0m", "a@1.2.3.4", "ü@example.com", "a@exämple.com", "a b@example.com",
+          '"quoted"@example.com', "x" * 64 + "@example.com", "x" * 65 + "@example.com",
+          "a@" + ("b" * 63 + ".") * 3 + "com", "a@" + "b" * 64 + ".com", "a_%-+@ex.co", "a@ex.co.", "a@@b.com"]
+
+
+def test_email_fast_path_agrees_with_email_validator() -> None:
+    validator = segments._Validator(LoadOptions())
+    result, _ = validator._emails(pa.array(EMAILS))
+    assert result.to_pylist() == [segments._slow_email(e) for e in EMAILS]
+
+
+def test_phone_fast_path_is_off_where_metadata_alone_is_not_exact() -> None:
+    assert segments._PhoneFastPath.for_region("GB") is None  # national prefix '0|180020' is a pattern
+
+
+@pytest.mark.parametrize("region", ["US", "DE", "FR", "IT"])
+def test_phone_fast_path_agrees_with_phonenumbers(region: str) -> None:
+    rng = random.Random(region)
+    values = []
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 12)))
+        style = rng.randrange(5)
+        if style == 0:
+            value = "+" + str(phonenumbers.country_code_for_region(region)) + digits
+        elif style == 1:
+            value = f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+        elif style == 2:
+            value = ".".join(digits[i:i + 3] for i in range(0, len(digits), 3))
+        else:
+            value = digits
+        values.append(value)
+    values += ["+1 202 555 0123", "(202)5550123", "2025550123", "+12025550123", "020 7946 0958", "030 901820"]
+    validator = segments._Validator(LoadOptions(default_region=region))
+    assert validator.phone_fast is not None
+    result, _ = validator._phones(pa.array(values))
+    assert result.to_pylist() == [segments._slow_phone(v, region) for v in values]
+    assert sum(v is not None for v in result.to_pylist()) > 50  # the sample is not all invalid
+
+
+def test_pii_masks_hide_the_address() -> None:
+    assert pii.mask_email("alice@example.com") == "a***@example.com"
+    assert "5550123" not in pii.mask_phone("+12025550123")
+    assert TOKEN not in pii.mask_token(TOKEN) and pii.mask_token(TOKEN).startswith(TOKEN[:4])
+    assert pii.mask_email(None) == pii.mask_phone("") == "<none>"
