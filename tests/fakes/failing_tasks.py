@@ -93,3 +93,17 @@ class AlwaysFailsRetried(RaisesError):
     """Fails on every attempt; Luigi retries it (needs [worker] keep_alive and a short retry_delay)."""
 
     retry_count = 3
+
+
+class FailsValidation(_NeverComplete):
+    """run() raises DataValidationError as the MAU validation step does, with two failed checks."""
+
+    date = luigi.DateParameter()
+
+    def run(self) -> None:
+        from tasks.errors import CheckFailure, DataValidationError
+
+        raise DataValidationError(
+            "analytics.mau_summary staging",
+            [CheckFailure("non_empty", "0 rows"), CheckFailure("row_drop", "120 rows < 50% of 1000 published")],
+        )

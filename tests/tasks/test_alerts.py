@@ -4,6 +4,7 @@ control, rate limit across forked task processes, and dead or slow webhooks."""
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import json
 import os
@@ -71,6 +72,15 @@ def test_failure_in_the_worker_process_sends_one_well_formed_alert(slack, luigi_
     assert "message=" not in blocks  # insignificant parameter left out
     assert "@data-oncall" in blocks and "Run date" in blocks and "Host" in blocks
     assert msg.payload["blocks"][0]["type"] == "header"
+
+
+def test_failed_validation_gives_exactly_one_alert_naming_the_checks(slack):
+    assert build(ft.FailsValidation(date=datetime.date(2024, 1, 5)), workers=2) is False
+    (msg,) = slack.wait_for(1)
+    time.sleep(0.3)
+    assert len(slack.received) == 1
+    assert "DataValidationError" in msg.payload["text"] and "date=2024-01-05" in block_text(msg)
+    assert "non_empty: 0 rows" in block_text(msg) and "row_drop: 120 rows" in block_text(msg)
 
 
 def test_failures_in_forked_task_processes_alert_once_each(slack):
@@ -214,3 +224,20 @@ def test_importing_twice_does_not_double_alert(slack):
     slack.wait_for(1)
     time.sleep(0.3)
     assert len(slack.received) == 1
+
+
+def test_a_killed_single_worker_run_is_reported_by_the_run_summary(slack, subprocess_env):
+    """--workers 1: the task runs in the luigi process, so SIGKILL takes the whole run and no
+    handler can alert; the cron wrapper's send_run_summary() is what reports it."""
+    from tasks.alerts import send_run_summary
+
+    subprocess_env["SLACK_WEBHOOK_URL"] = slack.url
+    started = datetime.datetime.now(datetime.UTC)
+    result = run_luigi(subprocess_env, "KillsItself", "--workers", "1")
+    assert result.returncode == -9
+    time.sleep(0.3)
+    assert slack.received == []
+    delivery = send_run_summary(["luigi", "--module", "tasks", "RunAll"], result.returncode, started_at=started)
+    assert delivery is not None and delivery.outcome == "sent"
+    (msg,) = slack.received
+    assert "killed by SIGKILL" in msg.payload["text"] and "RunAll" in msg.body
