@@ -27,7 +27,7 @@ an answer), "hangup" (closed without an answer, NOT processed).
         fake.accepted()   # [{"provider", "to", "send_id", "customer_id", "body", "at"}, ...]
 
 As a subprocess (crash tests): `python -m tests.fakes.providers --log PATH [--rate R --burst B
---latency S --fault-ratio F --fault-kind K --seed N]` prints one JSON line with `base_url`
+--latency S --fault-ratio F --fault-kind K --seed N --bad-address A ...]` prints one JSON line with `base_url`
 and `env` once it listens, and serves until killed.
 """
 
@@ -527,11 +527,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hang", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-validate", action="store_true")
+    parser.add_argument("--bad-address", action="append", default=[], help="answer a permanent error for it")
     args = parser.parse_args(argv)
     fake = FakeProvider(
         rate=args.rate, burst=args.burst, latency=args.latency, log_path=args.log, port=args.port,
         faults=Faults(ratio=args.fault_ratio, kind=args.fault_kind, seed=args.seed, hang=args.hang),
-        validate=not args.no_validate,
+        validate=not args.no_validate, bad_addresses=set(args.bad_address),
     ).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
