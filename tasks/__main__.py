@@ -28,7 +28,9 @@ def _warehouse(args: argparse.Namespace) -> int:
         return 0 if args.action == "status" else 2
     directory = embedded_dir()
     if args.action == "start":
-        state = embedded.ensure_running(directory, cfg.embedded_port, cfg.embedded_start_timeout)
+        state = embedded.ensure_running(
+            directory, cfg.embedded_port, cfg.embedded_start_timeout, cfg.embedded_reap_after
+        )
         print(f"embedded warehouse running: pid {state.pid}, 127.0.0.1:{state.port}, files in {directory}")
     elif args.action == "stop":
         print("stopped" if embedded.stop(directory) else "not running")

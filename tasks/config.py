@@ -77,6 +77,11 @@ class warehouse(luigi.Config):
         description="network_timeout for the embedded backend: fakesnow answers untranslated DuckDB errors "
         "with HTTP 500, which the connector retries until this many seconds pass.",
     )
+    embedded_reap_after = luigi.FloatParameter(
+        default=30.0,
+        description="Seconds after which the embedded server rolls back a session left idle inside a "
+        "transaction (its client died mid-swap).",
+    )
     embedded_start_timeout = luigi.FloatParameter(
         default=30.0, description="Seconds to wait for the embedded server to accept logins."
     )

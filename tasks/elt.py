@@ -87,6 +87,7 @@ class StageTable(luigi.Task):
             crash_point("after_validation")
             log.info("%s: staged build %s validated: %s rows", spec.name, build_id, stats.row_count)
             self.output().marker.touch(client, build_id)
+            crash_point("after_stage_marker")
 
 
 class StagedBuildTarget(luigi.Target):
@@ -101,7 +102,7 @@ class StagedBuildTarget(luigi.Target):
             build_id = self.marker.build_id(client)
             if build_id is None:
                 return False
-            return build_id in tables.comments(client, self.spec)
+            return build_id in tables.builds(client, self.spec)
 
 
 class PublishTable(luigi.Task):

@@ -105,7 +105,9 @@ def connect_params() -> dict[str, Any]:
         "session_parameters": {"QUERY_TAG": "mau-campaign-tasks"},
     }
     if cfg.backend == "embedded":
-        state = embedded.ensure_running(embedded_dir(), cfg.embedded_port, cfg.embedded_start_timeout)
+        state = embedded.ensure_running(
+            embedded_dir(), cfg.embedded_port, cfg.embedded_start_timeout, cfg.embedded_reap_after
+        )
         return {
             **common,
             "network_timeout": cfg.embedded_network_timeout,

@@ -57,7 +57,7 @@ def read_state(directory: Path) -> ServerState | None:
     return state
 
 
-def ensure_running(directory: Path, port: int = 0, timeout: float = 30.0) -> ServerState:
+def ensure_running(directory: Path, port: int = 0, timeout: float = 30.0, reap_after: float = 30.0) -> ServerState:
     """Start the server for `directory` unless one is already running; return where it listens."""
     directory.mkdir(parents=True, exist_ok=True)
     state = read_state(directory)
@@ -67,7 +67,7 @@ def ensure_running(directory: Path, port: int = 0, timeout: float = 30.0) -> Ser
         state = read_state(directory)  # another process may have started it while we waited
         if state:
             return state
-        return _spawn(directory, port, timeout)
+        return _spawn(directory, port, timeout, reap_after)
 
 
 def stop(directory: Path, timeout: float = 20.0) -> bool:
@@ -87,9 +87,12 @@ def stop(directory: Path, timeout: float = 20.0) -> bool:
         return True
 
 
-def _spawn(directory: Path, port: int, timeout: float) -> ServerState:
+def _spawn(directory: Path, port: int, timeout: float, reap_after: float) -> ServerState:
     (directory / STATE_FILE).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tasks.warehouse.embedded", "serve", "--dir", str(directory), "--port", str(port)]
+    cmd = [
+        sys.executable, "-m", "tasks.warehouse.embedded", "serve",
+        "--dir", str(directory), "--port", str(port), "--reap-after", str(reap_after),
+    ]
     with open(directory / LOG_FILE, "ab") as logfile:
         proc = subprocess.Popen(
             cmd,
@@ -146,8 +149,14 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def serve(directory: Path, port: int) -> None:
-    """Run the server in the foreground until SIGTERM/SIGINT (the `serve` entry point)."""
+def serve(directory: Path, port: int, reap_after: float = 30.0) -> None:
+    """Run the server in the foreground until SIGTERM/SIGINT (the `serve` entry point).
+
+    A client killed inside a transaction (a crash mid-swap) never sends COMMIT or ROLLBACK,
+    and its open DuckDB transaction would block every later swap of the same tables. Real
+    Snowflake ends such sessions itself; here a reaper rolls back and drops any session
+    that has been idle inside a transaction for `reap_after` seconds.
+    """
     import fakesnow.instance
     import fakesnow.server as fs_server
     import uvicorn
@@ -158,9 +167,34 @@ def serve(directory: Path, port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     actual_port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(fs_server.app, log_level="warning", access_log=False, timeout_keep_alive=30)
-    )
+    last_seen: dict[str, float] = {}
+
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202 (ASGI)
+        if scope["type"] == "http":
+            for key, value in scope.get("headers", []):
+                if key == b"authorization":
+                    last_seen[value.decode("latin-1")[17:-1]] = time.monotonic()  # 'Snowflake Token="..."'
+        await fs_server.app(scope, receive, send)
+
+    def reap() -> None:
+        while True:
+            time.sleep(min(1.0, reap_after / 2))
+            now = time.monotonic()
+            for token, conn in list(fs_server.sessions.items()):
+                if now - last_seen.get(token, now) <= reap_after:
+                    continue
+                try:
+                    # DuckDB raises unless a transaction is open: an idle session outside one is left alone
+                    conn._duck_conn.rollback()
+                except Exception:  # noqa: BLE001 (duckdb raises its own types; any failure means "nothing to undo")
+                    last_seen[token] = now
+                    continue
+                fs_server.sessions.pop(token, None)
+                last_seen.pop(token, None)
+                log.warning("rolled back a session idle in a transaction for %.0fs (its client is gone)", reap_after)
+
+    threading.Thread(target=reap, name="reaper", daemon=True).start()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
 
     def announce() -> None:
         while not server.started and not server.should_exit:
@@ -189,9 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     serve_p = sub.add_parser("serve", help="run the embedded server in the foreground")
     serve_p.add_argument("--dir", required=True, type=Path)
     serve_p.add_argument("--port", type=int, default=0)
+    serve_p.add_argument("--reap-after", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(args.dir, args.port)
+    serve(args.dir, args.port, args.reap_after)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Stage, measure, swap: the warehouse steps of one table build (plain functions, no luigi).
 
-The staged table carries its build id as its table comment. The comment travels with the
-table through the swap, so after a crash a re-run can tell which table holds the validated
-build: if the published table carries it, the swap already happened (never swap back).
+Each staged table carries its build id (see dialect.py for where), and the id moves with
+the table through the swap, so after a crash a re-run can tell which table holds the
+validated build: if the published table holds it, the swap already happened (never swap back).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tasks.specs import TableSpec
 from tasks.warehouse import dialect
 from tasks.warehouse.client import WarehouseClient
 from tasks.warehouse.sql import ident_list
+from tasks.warehouse.target import marker_table
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,8 @@ log = logging.getLogger(__name__)
 def stage(client: WarehouseClient, spec: TableSpec, run_date: dt.date, build_id: str) -> None:
     """CREATE OR REPLACE the staging table from the spec's SELECT, commented with `build_id`."""
     client.run("create_schema", schema=spec.schema)
-    client.run(
-        "ctas_staging",
-        {"build_id": build_id, "run_date": run_date.isoformat()},
-        staging=spec.staging_name,
-        select=spec.select_sql(),
+    dialect.create_staging(
+        client, spec.staging_name, spec.select_sql(), build_id, {"run_date": run_date.isoformat()}, marker_table()
     )
 
 
@@ -52,18 +50,14 @@ def table_exists(client: WarehouseClient, name: str) -> bool:
     return bool(count)
 
 
-def comments(client: WarehouseClient, spec: TableSpec) -> tuple[str | None, str | None]:
-    """The build ids (table comments) of the published and the staging table; None if absent."""
-    schema, table = spec.name.split(".")
-    staging = spec.staging_name.split(".")[1]
-    rows = client.run("table_comment", {"schema": schema, "table": table, "staging": staging})
-    by_name = {str(name).upper(): comment for name, comment in rows}
-    return by_name.get(table.upper()), by_name.get(staging.upper())
+def builds(client: WarehouseClient, spec: TableSpec) -> tuple[str | None, str | None]:
+    """The build ids held by the published and the staging table; None if absent."""
+    return dialect.table_builds(client, spec.name, spec.staging_name, marker_table())
 
 
 def publish(client: WarehouseClient, spec: TableSpec, build_id: str) -> str:
     """Make the validated build `build_id` the published table; idempotent. Returns what it did."""
-    published, staged = comments(client, spec)
+    published, staged = builds(client, spec)
     if published == build_id:
         return "already published"
     if staged != build_id:
@@ -72,7 +66,7 @@ def publish(client: WarehouseClient, spec: TableSpec, build_id: str) -> str:
             "(rebuilt or dropped since validation); re-run to stage it again"
         )
     if table_exists(client, spec.name):
-        dialect.swap(client, spec.name, spec.staging_name)
+        dialect.swap(client, spec.name, spec.staging_name, (published, staged), marker_table())
         return "swapped"
-    dialect.publish_first(client, spec.name, spec.staging_name)
+    dialect.publish_first(client, spec.name, spec.staging_name, staged, marker_table())
     return "renamed (first publish)"

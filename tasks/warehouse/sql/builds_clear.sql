@@ -1,0 +1,1 @@
+DELETE FROM ${builds} WHERE table_name = UPPER(%(table_name)s)

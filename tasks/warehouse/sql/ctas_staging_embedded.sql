@@ -1,0 +1,2 @@
+CREATE OR REPLACE TABLE ${staging} AS
+${select}

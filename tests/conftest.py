@@ -1,0 +1,83 @@
+"""Shared fixtures: every test gets its own var/ folder and its own luigi config file.
+
+`luigi_cfg.set(section, key, value)` writes an override into the test's config file (a copy
+of the repo's luigi.cfg) and reloads Luigi's config, so in-process tasks and subprocesses
+(which inherit LUIGI_CONFIG_PATH) see the same settings.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from pathlib import Path
+
+import luigi.configuration
+import pytest
+from luigi.configuration.cfg_parser import LuigiConfigParser
+
+pytest_plugins = ["tests.warehouse_fixtures"]
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+class LuigiCfg:
+    """A test's own luigi config file, reloaded into Luigi on every change."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.parser = configparser.ConfigParser(interpolation=None)
+        self.parser.read(REPO / "luigi.cfg")
+        self._write()
+
+    def set(self, section: str, key: str, value: object) -> LuigiCfg:
+        if not self.parser.has_section(section):
+            self.parser.add_section(section)
+        self.parser.set(section, key, str(value))
+        self._write()
+        return self
+
+    def remove(self, section: str, key: str) -> LuigiCfg:
+        if self.parser.has_section(section):
+            self.parser.remove_option(section, key)
+        self._write()
+        return self
+
+    def _write(self) -> None:
+        with open(self.path, "w") as fh:
+            self.parser.write(fh)
+        LuigiConfigParser._config_paths = [str(self.path)]
+        LuigiConfigParser._instance = None
+        LuigiConfigParser.reload()
+        assert luigi.configuration.get_config().get("paths", "var_dir", None) is not None
+
+
+@pytest.fixture(autouse=True)
+def var_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's var/ folder (TASKS_VAR_DIR), also inherited by subprocesses."""
+    path = tmp_path / "var"
+    path.mkdir()
+    monkeypatch.setenv("TASKS_VAR_DIR", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def luigi_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LuigiCfg:
+    """The test's luigi config (a copy of the repo's luigi.cfg), inherited by subprocesses."""
+    cfg_path = tmp_path / "luigi.cfg"
+    monkeypatch.setenv("LUIGI_CONFIG_PATH", str(cfg_path))
+    saved = list(LuigiConfigParser._config_paths)
+    cfg = LuigiCfg(cfg_path)
+    yield cfg
+    LuigiConfigParser._config_paths = saved
+    LuigiConfigParser._instance = None
+    LuigiConfigParser.reload()
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for a subprocess running this package: the test's var dir and config."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

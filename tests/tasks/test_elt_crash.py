@@ -1,0 +1,96 @@
+"""Crash safety of stage -> validate -> swap -> mark: a real luigi subprocess SIGKILLed at each point.
+
+Day 1 publishes an old version; new raw rows arrive; day 2's run is killed at a crash point.
+The published table must then be the old or the new validated version, and the next run
+must converge to the new one without swapping the old one back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import luigi
+import pyarrow as pa
+import pytest
+
+from tasks.elt import MauSummary, spec_for
+from tasks.warehouse import tables
+from tasks.warehouse.client import WarehouseClient
+from tests.warehouse_fixtures import REAP_AFTER, expected_mau, published, seed_raw
+
+DAY1 = dt.date(2026, 5, 31)
+DAY2 = dt.date(2026, 6, 30)
+
+
+def run_luigi(env: dict[str, str], cwd: Path, crash_at: str | None) -> subprocess.CompletedProcess:
+    env = dict(env)
+    if crash_at:
+        env["TASKS_CRASH_AT"] = crash_at
+    cmd = [sys.executable, "-m", "luigi", "--module", "tasks", "MauSummary", "--date", str(DAY2), "--local-scheduler"]
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def stage_build_id(client: WarehouseClient) -> str | None:
+    rows = client.execute(
+        "SELECT build_id FROM analytics.table_updates WHERE update_id = %(u)s",
+        {"u": f"stage:analytics.mau_summary:{DAY2}"},
+    )
+    return rows[0][0] if rows else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("crash_at", "published_after_crash"),
+    [
+        ("after_ctas", "old"),
+        ("after_validation", "old"),
+        ("after_stage_marker", "old"),
+        ("mid_swap", "old"),
+        ("after_swap", "new"),
+    ],
+)
+def test_crash_then_rerun_converges(
+    warehouse: WarehouseClient, tmp_path: Path, subprocess_env, crash_at: str, published_after_crash: str
+) -> None:
+    raw = seed_raw(warehouse, tmp_path)
+    assert luigi.build([MauSummary(date=DAY1)], local_scheduler=True)
+    old = published(warehouse)
+    assert old == expected_mau(*raw, DAY1)
+    new = expected_mau(*raw, DAY2)
+    assert new != old  # day 2 adds June 2026
+
+    crashed = run_luigi(subprocess_env, tmp_path, crash_at)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    if crash_at == "mid_swap":
+        time.sleep(REAP_AFTER + 2)  # the dead client's transaction is rolled back by the server's reaper
+    after_crash = published(warehouse)
+    assert after_crash == (old if published_after_crash == "old" else new)
+    spec = spec_for("analytics.mau_summary")[0]
+    build_after_crash = stage_build_id(warehouse)
+
+    rerun = run_luigi(subprocess_env, tmp_path, None)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert published(warehouse) == new
+    final_build = stage_build_id(warehouse)
+    published_comment, _ = tables.builds(warehouse, spec)
+    assert published_comment == final_build
+    if crash_at in ("after_stage_marker", "mid_swap", "after_swap"):
+        # the validated build of the crashed run is the one published: nothing rebuilt, nothing swapped back
+        assert final_build == build_after_crash
+    # a third run changes nothing
+    third = run_luigi(subprocess_env, tmp_path, None)
+    assert third.returncode == 0
+    assert published(warehouse) == new and stage_build_id(warehouse) == final_build
+    assert tables.builds(warehouse, spec)[0] == final_build
+
+
+def test_new_raw_rows_change_the_result(warehouse: WarehouseClient, tmp_path: Path) -> None:
+    """Guard for the crash test's premise: day 2 sees a month day 1 does not."""
+    sessions, channels = seed_raw(warehouse, tmp_path)
+    assert isinstance(sessions, pa.Table)
+    assert set(expected_mau(sessions, channels, DAY2)) - set(expected_mau(sessions, channels, DAY1)) == {"2026-06"}
