@@ -36,7 +36,9 @@ def warehouse(luigi_cfg, warehouse_dir: Path) -> WarehouseClient:
     client.close()
 
 
-def seed_raw(client: WarehouseClient, tmp: Path, sessions: int = 5_000, seed_value: int = 7) -> tuple[pa.Table, pa.Table]:
+def seed_raw(
+    client: WarehouseClient, tmp: Path, sessions: int = 5_000, seed_value: int = 7
+) -> tuple[pa.Table, pa.Table]:
     """Load deterministic raw tables and return them (for independent computation)."""
     tables = seed.demo_tables(sessions, seed_value)
     seed.load(client, *tables, tmp / "seed")
