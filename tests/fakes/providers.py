@@ -42,6 +42,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -159,7 +160,9 @@ class FakeProvider:
         self.faults = faults or Faults()
         self.bad_addresses = set(bad_addresses or ())
         self.validate = validate
-        self.log_path = Path(log_path) if log_path else Path(f"/tmp/fake-provider-{uuid.uuid4().hex}.jsonl")
+        # without log_path the accepted log lives in a temporary folder removed by stop()
+        self._tmpdir = None if log_path else tempfile.TemporaryDirectory(prefix="fake-provider-")
+        self.log_path = Path(log_path) if log_path else Path(self._tmpdir.name) / "accepted.jsonl"
         self.counters: Counter[str] = Counter()
         self.request_times: list[tuple[float, str]] = []  # (time.time() at arrival, provider)
         self.spec_problems: list[str] = []  # the first validation failures, for assertion messages
@@ -201,6 +204,9 @@ class FakeProvider:
             with self._lock:
                 self._log.close()
                 self._log = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
 
     def __enter__(self) -> FakeProvider:
         return self.start()
