@@ -1,0 +1,78 @@
+"""The embedded warehouse as operators and parallel workers use it: lifecycle, CLI, concurrency."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tasks.warehouse import embedded
+from tasks.warehouse.client import WarehouseClient
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tasks", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_start_status_stop_and_data_survive_sigkill(tmp_path: Path, luigi_cfg, subprocess_env) -> None:
+    directory = tmp_path / "wh"
+    luigi_cfg.set("warehouse", "embedded_dir", directory)
+    assert cli(subprocess_env, "warehouse", "status").returncode == 3
+    started = cli(subprocess_env, "warehouse", "start")
+    assert started.returncode == 0 and "running: pid" in started.stdout
+    state = embedded.read_state(directory)
+    assert state is not None
+    assert cli(subprocess_env, "warehouse", "start").stdout == started.stdout  # idempotent: same server
+    assert cli(subprocess_env, "sql", "CREATE TABLE public.t (a INTEGER, b VARCHAR)").returncode == 0
+    assert cli(subprocess_env, "sql", "INSERT INTO public.t VALUES (1, 'x,y'), (2, NULL)").returncode == 0
+    os.kill(state.pid, signal.SIGKILL)  # no shutdown: DuckDB must replay its WAL
+    deadline = time.monotonic() + 10
+    while embedded.read_state(directory) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = cli(subprocess_env, "sql", "SELECT a, b FROM public.t ORDER BY a")  # restarts the server on demand
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["A,B", '1,"x,y"', "2,"]
+    new_state = embedded.read_state(directory)
+    assert new_state is not None and new_state.pid != state.pid
+    assert cli(subprocess_env, "warehouse", "stop").stdout.strip() == "stopped"
+    assert embedded.read_state(directory) is None
+    assert cli(subprocess_env, "warehouse", "stop").stdout.strip() == "not running"
+
+
+def test_sql_errors_are_clear_and_exit_non_zero(warehouse: WarehouseClient, subprocess_env) -> None:
+    out = cli(subprocess_env, "sql", "SELECT * FROM analytics.no_such_table")
+    assert out.returncode == 1
+    # fakesnow sends no query id with errors; Snowflake does, and WarehouseError then names it
+    assert "error: ProgrammingError 2003" in out.stderr and "NO_SUCH_TABLE" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_seed_demo_runs_once_and_refuses_snowflake(warehouse: WarehouseClient, subprocess_env, luigi_cfg) -> None:
+    first = cli(subprocess_env, "seed-demo", "--sessions", "3000")
+    assert first.returncode == 0, first.stderr
+    assert warehouse.execute("SELECT COUNT(*) FROM raw_data.session_timestamp") == [(3000,)]
+    again = cli(subprocess_env, "seed-demo", "--sessions", "5000")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert warehouse.execute("SELECT COUNT(*) FROM raw_data.user_session_channel") == [(3000,)]
+    luigi_cfg.set("warehouse", "backend", "snowflake")
+    refused = cli(subprocess_env, "seed-demo")
+    assert refused.returncode == 2 and "--force" in refused.stdout
+
+
+def test_several_client_processes_write_at_once(warehouse: WarehouseClient, subprocess_env) -> None:
+    warehouse.execute("CREATE TABLE public.hits (worker INTEGER, n INTEGER)")
+
+    def writer(worker: int) -> int:
+        sql = f"INSERT INTO public.hits SELECT {worker}, range FROM range(1000)"
+        return cli(subprocess_env, "sql", sql).returncode
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(writer, range(4)))
+    assert codes == [0, 0, 0, 0]
+    assert warehouse.execute("SELECT COUNT(*), COUNT(DISTINCT worker) FROM public.hits") == [(4000, 4)]
