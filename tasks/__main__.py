@@ -3,12 +3,16 @@
   warehouse start|stop|status   the embedded warehouse server
   sql "SELECT ..."              run one statement, print rows as CSV with a header
   seed-demo [--sessions N]      load deterministic demo raw data (embedded only, unless --force)
+  cron [--date D]               the cron wrapper: run the scheduled day(s) once (tasks/cron.py)
+  crontab                       print the crontab line for [schedule]
+  luigid [--port P]             the central scheduler and its UI, state under var/luigid/
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import logging
 import sys
 
@@ -72,6 +76,25 @@ def _seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cron(args: argparse.Namespace) -> int:
+    from tasks import cron
+
+    return cron.cron(run_date=args.date)
+
+
+def _crontab(args: argparse.Namespace) -> int:
+    from tasks import cron
+
+    print(cron.crontab_line(cron.load_schedule()))
+    return 0
+
+
+def _luigid(args: argparse.Namespace) -> int:
+    from tasks import cron
+
+    return cron.luigid_main(port=args.port, host=args.host)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--replace", action="store_true", help="reload even if the raw tables hold data")
     seed.add_argument("--force", action="store_true", help="allow backend = snowflake")
     seed.set_defaults(func=_seed_demo)
+    cron = sub.add_parser("cron", help="the cron wrapper: run the scheduled day(s) once")
+    cron.add_argument("--date", type=datetime.date.fromisoformat, help="run this date instead of the scheduled one")
+    cron.set_defaults(func=_cron)
+    sub.add_parser("crontab", help="print the crontab line for [schedule]").set_defaults(func=_crontab)
+    luigid = sub.add_parser("luigid", help="run the central scheduler (foreground)")
+    luigid.add_argument("--port", type=int, help="default: [luigid] port (8082)")
+    luigid.add_argument("--host", help="default: [luigid] host (127.0.0.1)")
+    luigid.set_defaults(func=_luigid)
     return parser
 
 
@@ -99,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     except TasksError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def cron_main() -> None:
+    """Console script `tasks-cron`: the same as `python -m tasks cron`."""
+    sys.exit(main(["cron", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ run behaves the same from any working directory.
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
@@ -264,3 +265,58 @@ class push_campaign(_channel_campaign):
     """The push send (SendPushNotification): outbox or FCM HTTP v1 (FCM_PROJECT_ID, FCM_ACCESS_TOKEN)."""
 
     template = luigi.Parameter(default="config/templates/push.toml", description="Push template (title, body).")
+
+
+class schedule(luigi.Config):
+    """When and how the cron wrapper (tasks/cron.py) runs the pipeline; `depends_on_past` is read by RunAll."""
+
+    enabled = luigi.BoolParameter(default=True, description="false: the cron wrapper logs that and exits 0.")
+    cron_expression = luigi.Parameter(
+        default="@daily",
+        description="Five-field cron expression or a macro (@daily, @hourly, ...). The run date is the date of "
+        "its latest tick at or before now, in `timezone`; `python -m tasks crontab` prints it as a crontab line.",
+    )
+    start_date = luigi.DateParameter(
+        default=datetime.date(2025, 1, 10), description="First run date; earlier dates are never run."
+    )
+    end_date = luigi.Parameter(default="", description="Last run date (YYYY-MM-DD); empty: no end.")
+    timezone = luigi.Parameter(default="UTC", description="IANA time zone in which the run date is computed.")
+    catchup = luigi.BoolParameter(
+        default=False,
+        description="true: also run every day after the last complete one (at most max_catchup_days, never "
+        "before start_date), as one Luigi RangeDaily. false: only the run date.",
+    )
+    max_catchup_days = luigi.IntParameter(
+        default=7, description="Most days (the run date included) one catch-up invocation looks back and runs."
+    )
+    max_active_runs = luigi.IntParameter(
+        default=1, description="Wrapper invocations allowed at once; one more exits with [retcode] already_running."
+    )
+    timeout_seconds = luigi.IntParameter(
+        default=10800, description="The luigi process group is killed after this many seconds (0: no limit)."
+    )
+    depends_on_past = luigi.BoolParameter(
+        default=False,
+        description="true: RunAll(date) requires RunAll(date - 1 day), down to start_date, so days complete in order.",
+    )
+    task = luigi.Parameter(default="RunAll", description="Luigi task family the wrapper runs (takes --date).")
+    module = luigi.Parameter(default="tasks", description="Module passed to `luigi --module`.")
+    workers = luigi.IntParameter(default=3, description="Luigi worker processes (`--workers`).")
+    scheduler_url = luigi.Parameter(
+        default="",
+        description="Central scheduler URL, e.g. http://127.0.0.1:8082. Empty: [core] default_scheduler_url / "
+        "default_scheduler_host when set, else --local-scheduler.",
+    )
+    kill_grace_seconds = luigi.FloatParameter(
+        default=10.0, description="After a timeout, seconds between SIGTERM and SIGKILL of the luigi process group."
+    )
+    log_file = luigi.Parameter(
+        default="", description="Log file named in the crontab line; empty: <var_dir>/log/cron.log."
+    )
+
+
+class luigid(luigi.Config):
+    """The central scheduler started by `python -m tasks luigid` (state under <var_dir>/luigid/)."""
+
+    host = luigi.Parameter(default="127.0.0.1", description="Address luigid listens on (it has no authentication).")
+    port = luigi.IntParameter(default=8082, description="Port of luigid's API and UI.")

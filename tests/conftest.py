@@ -15,8 +15,14 @@ from pathlib import Path
 import luigi.configuration
 import pytest
 from luigi.configuration.cfg_parser import LuigiConfigParser
+from luigi.setup_logging import InterfaceLogging
 
 pytest_plugins = ["tests.warehouse_fixtures"]
+
+# pytest owns logging in the test process: luigi.build must not apply [core] logging_conf_file
+# (logging.config.fileConfig would take caplog's handler off the root logger). Subprocesses
+# (`luigi --module tasks ...`) still apply it.
+InterfaceLogging._configured = True
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -1,0 +1,424 @@
+"""The cron wrapper: run the day's pipeline as a `luigi` subprocess, on schedule, once at a time.
+
+`python -m tasks cron [--date D]` (console script `tasks-cron`) is what the crontab line of
+`python -m tasks crontab` calls. One invocation:
+
+1. computes the run date: the date of the latest tick of `cron_expression` at or before now,
+   in `timezone` (or `--date`); outside `start_date`..`end_date`, or with `enabled = false`,
+   it logs why and exits 0;
+2. takes one of `max_active_runs` lock slots (fcntl locks on <var_dir>/cron/slot-N.lock,
+   released by the kernel when the process dies); none free: exits `[retcode] already_running`;
+3. with `catchup`, looks back from the run date (at most `max_catchup_days`, never before
+   `start_date`) for the last day whose task is complete, and runs every day after it as one
+   `luigi RangeDaily --of RunAll` (Luigi's own range tool: it re-checks each day, runs only
+   the missing ones in one scheduler graph with all workers, and shows as one node in luigid);
+4. runs `luigi --module tasks RunAll --date D --workers N` in its own process group, against
+   the central scheduler when one is configured, else `--local-scheduler`, so that a crash,
+   SIGKILL or OOM kill of luigi is seen here as an exit status;
+5. kills the process group after `timeout_seconds` (SIGTERM, then SIGKILL after
+   `kill_grace_seconds`) and exits EXIT_TIMEOUT;
+6. logs a one-line run summary and appends it as JSON to <var_dir>/runs/runs.jsonl; on a
+   non-zero exit (other than already_running) sends one run-summary alert
+   (tasks.alerts.send_run_summary).
+
+Exit codes: Luigi's [retcode] of the run (0, 10, 20, 25, 30, 35, 40), EXIT_TIMEOUT (124, as
+coreutils `timeout`), 128 + N when luigi was killed by signal N (as a shell reports it), and
+EXIT_CONFIG (2) when [schedule] itself is invalid. Reads [schedule], [retcode], [core]
+(scheduler host/url), [paths] and [luigid].
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import fcntl
+import importlib
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import luigi.configuration
+import luigi.retcodes
+import luigi.task_register
+from croniter import croniter
+
+from tasks import config
+from tasks.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+EXIT_TIMEOUT = 124
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """[schedule], parsed and checked."""
+
+    enabled: bool
+    cron_expression: str
+    start_date: dt.date
+    end_date: dt.date | None
+    timezone: ZoneInfo
+    catchup: bool
+    max_catchup_days: int
+    max_active_runs: int
+    timeout_seconds: int
+    kill_grace_seconds: float
+    task: str
+    module: str
+    workers: int
+    scheduler_url: str
+    log_file: str
+
+
+def load_schedule() -> Schedule:
+    """The [schedule] section; ConfigError names the key that is wrong."""
+    cfg = config.schedule()
+    if not croniter.is_valid(cfg.cron_expression):
+        raise ConfigError(f"[schedule] cron_expression {cfg.cron_expression!r} is not a cron expression or macro")
+    try:
+        tz = ZoneInfo(cfg.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"[schedule] timezone {cfg.timezone!r} is not an IANA time zone") from None
+    end = None
+    if cfg.end_date.strip():
+        try:
+            end = dt.date.fromisoformat(cfg.end_date.strip())
+        except ValueError:
+            raise ConfigError(f"[schedule] end_date {cfg.end_date!r} is not YYYY-MM-DD") from None
+    for key in ("max_catchup_days", "max_active_runs", "workers"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"[schedule] {key} must be at least 1")
+    return Schedule(
+        enabled=cfg.enabled, cron_expression=cfg.cron_expression, start_date=cfg.start_date, end_date=end,
+        timezone=tz, catchup=cfg.catchup, max_catchup_days=cfg.max_catchup_days,
+        max_active_runs=cfg.max_active_runs, timeout_seconds=max(cfg.timeout_seconds, 0),
+        kill_grace_seconds=cfg.kill_grace_seconds, task=cfg.task, module=cfg.module, workers=cfg.workers,
+        scheduler_url=cfg.scheduler_url.strip(), log_file=cfg.log_file,
+    )
+
+
+# ---------------------------------------------------------------- dates
+
+
+def scheduled_date(sched: Schedule, now: dt.datetime | None = None) -> dt.date:
+    """The date, in the schedule's time zone, of the latest cron tick at or before `now`."""
+    local = (now or dt.datetime.now(dt.UTC)).astimezone(sched.timezone)
+    # croniter's get_prev is strictly before its start: one second later makes "at" count
+    start = local.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return croniter(sched.cron_expression, start).get_prev(dt.datetime).date()
+
+
+def outside_window(sched: Schedule, day: dt.date) -> str | None:
+    """Why `day` is not to be run (before start_date, after end_date), or None."""
+    if day < sched.start_date:
+        return f"{day} is before [schedule] start_date {sched.start_date}"
+    if sched.end_date and day > sched.end_date:
+        return f"{day} is after [schedule] end_date {sched.end_date}"
+    return None
+
+
+def days_to_run(sched: Schedule, day: dt.date, is_complete: Callable[[dt.date], bool]) -> list[dt.date]:
+    """The days one invocation runs, oldest first: `day`, plus with catchup the days missed before it.
+
+    Looks back from `day` (at most max_catchup_days days in all, never before start_date) and
+    stops at the first complete day: the days after it are the ones to run.
+    """
+    if not sched.catchup:
+        return [day]
+    earliest = max(sched.start_date, day - dt.timedelta(days=sched.max_catchup_days - 1))
+    missing: list[dt.date] = []
+    current = day
+    while current >= earliest and not is_complete(current):
+        missing.append(current)
+        current -= dt.timedelta(days=1)
+    return sorted(missing) or [day]
+
+
+def task_completeness(sched: Schedule) -> Callable[[dt.date], bool]:
+    """`day -> <task>(date=day).complete()` for the configured task (importing its module)."""
+    importlib.import_module(sched.module)
+    task_cls = luigi.task_register.Register.get_task_cls(sched.task)
+
+    def is_complete(day: dt.date) -> bool:
+        try:
+            return bool(task_cls(date=day).complete())
+        except Exception as exc:  # noqa: BLE001 - luigi's run will report the real error with its retcode
+            logger.warning("cron: cannot tell whether %s(%s) is complete (%s); counting it as missing",
+                           sched.task, day, type(exc).__name__)
+            return False
+
+    return is_complete
+
+
+# ---------------------------------------------------------------- the luigi command
+
+
+def scheduler_args(sched: Schedule) -> tuple[list[str], str]:
+    """(luigi arguments, description) for the scheduler: [schedule] url, [core] defaults, or local."""
+    if sched.scheduler_url:
+        return ["--scheduler-url", sched.scheduler_url], sched.scheduler_url
+    cfg = luigi.configuration.get_config()
+    for key in ("default_scheduler_url", "default-scheduler-url"):
+        if cfg.get("core", key, ""):
+            return [], cfg.get("core", key)
+    for key in ("default_scheduler_host", "default-scheduler-host"):
+        if cfg.get("core", key, ""):
+            port = cfg.get("core", "default_scheduler_port", "") or cfg.get("core", "default-scheduler-port", "8082")
+            return [], f"http://{cfg.get('core', key)}:{port}"
+    return ["--local-scheduler"], "local"
+
+
+def luigi_command(sched: Schedule, days: Sequence[dt.date], lock_dir: Path) -> list[str]:
+    """`luigi --module M <task> --date D` (one day) or `RangeDaily --of <task>` (several)."""
+    cmd = [sys.executable, "-m", "luigi", "--module", sched.module]
+    if len(days) == 1:
+        cmd += [sched.task, "--date", days[0].isoformat()]
+    else:
+        stop = max(days) + dt.timedelta(days=1)  # RangeDaily's stop is exclusive
+        cmd += ["RangeDaily", "--of", sched.task, "--start", min(days).isoformat(), "--stop", stop.isoformat(),
+                "--task-limit", str(len(days))]
+    cmd += ["--workers", str(sched.workers), "--lock-pid-dir", str(lock_dir)]
+    return cmd + scheduler_args(sched)[0]
+
+
+# ---------------------------------------------------------------- lock slots
+
+
+@contextlib.contextmanager
+def run_slot(directory: Path, slots: int) -> Iterator[int | None]:
+    """Hold the first free of `slots` lock files; yields its number, or None when all are taken."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for number in range(slots):
+        fd = os.open(directory / f"slot-{number}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield number
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+        return
+    yield None
+
+
+# ---------------------------------------------------------------- running luigi
+
+
+@dataclass
+class Outcome:
+    """How the luigi process ended."""
+
+    returncode: int | None  # as Popen reports it: negative = killed by that signal
+    timed_out: bool = False
+    tail: list[str] = field(default_factory=list)
+
+
+def run_process(cmd: Sequence[str], timeout: int, grace: float, *, cwd: Path) -> Outcome:
+    """Run `cmd` in a new process group, copying its output to ours; kill the group on timeout."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    copier = threading.Thread(target=_copy_output, args=(proc, tail), daemon=True)
+    copier.start()
+    outcome = Outcome(returncode=None)
+    try:
+        proc.wait(timeout=timeout or None)
+    except subprocess.TimeoutExpired:
+        outcome.timed_out = True
+        logger.error("cron: luigi ran past timeout_seconds=%d; stopping its process group %d", timeout, proc.pid)
+        _kill_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if outcome.timed_out:
+        _kill_group(proc.pid, signal.SIGKILL)  # forked task processes that outlived their parent
+    copier.join(timeout=5)
+    outcome.returncode = proc.returncode
+    outcome.tail = list(tail)
+    return outcome
+
+
+def _copy_output(proc: subprocess.Popen, tail: collections.deque[str]) -> None:
+    assert proc.stdout is not None
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+    for raw in proc.stdout:
+        if out is not None:
+            out.write(raw)
+            out.flush()
+        tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def exit_code(outcome: Outcome) -> int:
+    """The wrapper's exit code for how luigi ended (see the module docstring)."""
+    if outcome.timed_out:
+        return EXIT_TIMEOUT
+    assert outcome.returncode is not None
+    return 128 - outcome.returncode if outcome.returncode < 0 else outcome.returncode
+
+
+def describe_code(code: int) -> str:
+    """A name for an exit code: the [retcode] key, timeout, killed by SIG..., ok."""
+    if code == 0:
+        return "ok"
+    if code == EXIT_TIMEOUT:
+        return "timeout"
+    if code == EXIT_CONFIG:
+        return "config_error"
+    if code > 128:
+        with contextlib.suppress(ValueError):
+            return f"killed_by_{signal.Signals(code - 128).name}"
+    codes = luigi.retcodes.retcode()
+    for name in ("already_running", "missing_data", "not_run", "task_failed", "scheduling_error",
+                 "unhandled_exception"):
+        if getattr(codes, name) == code:
+            return name
+    return f"exit_{code}"
+
+
+# ---------------------------------------------------------------- run records
+
+
+def runs_file() -> Path:
+    return config.var_dir() / "runs" / "runs.jsonl"
+
+
+def record_run(summary: dict[str, object]) -> None:
+    """Log the one-line summary and append it to <var_dir>/runs/runs.jsonl (one write, O_APPEND)."""
+    days = summary.get("dates") or []
+    logger.info("cron run: status=%s exit=%s dates=%s task=%s scheduler=%s duration=%.1fs%s",
+                summary["status"], summary["exit_code"], ",".join(map(str, days)) or "-", summary.get("task"),
+                summary.get("scheduler", "-"), summary.get("duration_s", 0.0),
+                f" ({summary['reason']})" if summary.get("reason") else "")
+    path = runs_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(summary, default=str, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- the wrapper
+
+
+def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int:
+    """One cron invocation (see the module docstring); returns the process exit code."""
+    started = dt.datetime.now(dt.UTC)
+    base: dict[str, object] = {"started_at": started.isoformat(timespec="seconds"), "host": socket.gethostname(),
+                               "pid": os.getpid()}
+    try:
+        sched = load_schedule()
+    except ConfigError as exc:
+        logger.error("cron: %s", exc)
+        _alert(["python", "-m", "tasks", "cron"], EXIT_CONFIG, started, f"invalid [schedule]: {exc}")
+        record_run({**base, "status": "config_error", "exit_code": EXIT_CONFIG, "reason": str(exc)})
+        return EXIT_CONFIG
+    base["task"] = sched.task
+    day = run_date or scheduled_date(sched, now)
+    base["run_date"] = day.isoformat()
+    reason = "[schedule] enabled = false" if not sched.enabled else outside_window(sched, day)
+    if reason:
+        logger.info("cron: nothing to do: %s", reason)
+        record_run({**base, "status": "skipped", "exit_code": 0, "reason": reason})
+        return 0
+
+    state = config.var_dir() / "cron"
+    with run_slot(state, sched.max_active_runs) as slot:
+        if slot is None:
+            code = luigi.retcodes.retcode().already_running
+            reason = f"all {sched.max_active_runs} run slot(s) are taken by other invocations"
+            logger.warning("cron: %s; exiting %d (already_running)", reason, code)
+            record_run({**base, "status": "already_running", "exit_code": code, "reason": reason})
+            return code
+        days = days_to_run(sched, day, task_completeness(sched)) if sched.catchup else [day]
+        cmd = luigi_command(sched, days, state / "luigi-pids")
+        scheduler = scheduler_args(sched)[1]
+        logger.info("cron: slot %d, running %s for %s on scheduler %s: %s", slot, sched.task,
+                    ",".join(map(str, days)), scheduler, shlex.join(cmd))
+        clock = time.monotonic()
+        outcome = run_process(cmd, sched.timeout_seconds, sched.kill_grace_seconds, cwd=config.PROJECT_ROOT)
+        duration = time.monotonic() - clock
+    code = exit_code(outcome)
+    finished = dt.datetime.now(dt.UTC)
+    status = describe_code(code)
+    if code not in (0, luigi.retcodes.retcode().already_running):
+        note = f"timed out after {sched.timeout_seconds} s; process group killed\n" if outcome.timed_out else ""
+        _alert(cmd, outcome.returncode, started, note + "\n".join(outcome.tail), finished)
+    record_run({**base, "status": status, "exit_code": code, "luigi_returncode": outcome.returncode,
+                "dates": [d.isoformat() for d in days], "scheduler": scheduler, "command": shlex.join(cmd),
+                "finished_at": finished.isoformat(timespec="seconds"), "duration_s": round(duration, 2)})
+    return code
+
+
+def _alert(cmd: Sequence[str], returncode: int | None, started: dt.datetime, tail: str,
+           finished: dt.datetime | None = None) -> None:
+    from tasks.alerts import send_run_summary  # imported late: registering handlers is not needed before
+
+    send_run_summary(list(cmd), returncode, started_at=started, finished_at=finished, log_tail=tail)
+
+
+# ---------------------------------------------------------------- crontab and luigid
+
+
+def crontab_line(sched: Schedule, python: str | None = None) -> str:
+    """The crontab entry for the schedule: absolute venv python, project root, log file."""
+    python = str(Path(python or sys.executable).absolute())
+    log_file = config.resolve_path(sched.log_file) if sched.log_file else config.var_dir() / "log" / "cron.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = "".join(f"{name}={shlex.quote(os.environ[name])} " for name in ("LUIGI_CONFIG_PATH", "TASKS_VAR_DIR")
+                  if os.environ.get(name))
+    command = (f"cd {shlex.quote(str(config.PROJECT_ROOT))} && {env}{shlex.quote(python)} -m tasks cron "
+               f">> {shlex.quote(str(log_file))} 2>&1")
+    return f"{sched.cron_expression} {command.replace('%', chr(92) + '%')}"  # % ends a crontab command
+
+
+def luigid_paths() -> dict[str, Path]:
+    """Where `python -m tasks luigid` keeps its state, log folder and pid file."""
+    base = config.var_dir() / "luigid"
+    return {"state_path": base / "state.pickle", "logdir": base / "log", "pidfile": base / "luigid.pid"}
+
+
+def luigid_main(port: int | None = None, host: str | None = None) -> int:
+    """Run luigid in the foreground on [luigid] host:port with its state under <var_dir>/luigid/."""
+    import luigi.cmdline
+
+    cfg = config.luigid()
+    paths = luigid_paths()
+    paths["logdir"].mkdir(parents=True, exist_ok=True)
+    host, port = host or cfg.host, port or cfg.port
+    paths["pidfile"].write_text(f"{os.getpid()}\n")
+    print(f"luigid on http://{host}:{port} (UI and /api); state {paths['state_path']}, "
+          f"log {paths['logdir'] / 'luigi-server.log'}", flush=True)
+    try:
+        luigi.cmdline.luigid(["--address", host, "--port", str(port), "--state-path", str(paths["state_path"]),
+                              "--logdir", str(paths["logdir"]), "--pidfile", str(paths["pidfile"])])
+    finally:
+        paths["pidfile"].unlink(missing_ok=True)
+    return 0
