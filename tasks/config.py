@@ -284,7 +284,7 @@ class schedule(luigi.Config):
     catchup = luigi.BoolParameter(
         default=False,
         description="true: also run every day after the last complete one (at most max_catchup_days, never "
-        "before start_date), as one Luigi RangeDaily. false: only the run date.",
+        "before start_date), oldest first, one luigi run per day, stopping at a failing day. false: only the run date.",
     )
     max_catchup_days = luigi.IntParameter(
         default=7, description="Most days (the run date included) one catch-up invocation looks back and runs."

@@ -9,14 +9,16 @@
 2. takes one of `max_active_runs` lock slots (fcntl locks on <var_dir>/cron/slot-N.lock,
    released by the kernel when the process dies); none free: exits `[retcode] already_running`;
 3. with `catchup`, looks back from the run date (at most `max_catchup_days`, never before
-   `start_date`) for the last day whose task is complete, and runs every day after it as one
-   `luigi RangeDaily --of RunAll` (Luigi's own range tool: it re-checks each day, runs only
-   the missing ones in one scheduler graph with all workers, and shows as one node in luigid);
+   `start_date`) for the last day whose task is complete and runs every day after it, oldest
+   first, one luigi run per day, stopping at the first day that fails. Not Luigi's
+   RangeDaily: that puts all the days in one graph and runs them concurrently, but the days'
+   ELT share the staging tables (`<schema>.temp_<table>`), so two days must never interleave;
+   the next invocation starts again after the last complete day;
 4. runs `luigi --module tasks RunAll --date D --workers N` in its own process group, against
    the central scheduler when one is configured, else `--local-scheduler`, so that a crash,
    SIGKILL or OOM kill of luigi is seen here as an exit status;
-5. kills the process group after `timeout_seconds` (SIGTERM, then SIGKILL after
-   `kill_grace_seconds`) and exits EXIT_TIMEOUT;
+5. kills the process group once the invocation has run `timeout_seconds` (all its days
+   together; SIGTERM, then SIGKILL after `kill_grace_seconds`) and exits EXIT_TIMEOUT;
 6. logs a one-line run summary and appends it as JSON to <var_dir>/runs/runs.jsonl; on a
    non-zero exit (other than already_running) sends one run-summary alert
    (tasks.alerts.send_run_summary).
@@ -183,16 +185,10 @@ def scheduler_args(sched: Schedule) -> tuple[list[str], str]:
     return ["--local-scheduler"], "local"
 
 
-def luigi_command(sched: Schedule, days: Sequence[dt.date], lock_dir: Path) -> list[str]:
-    """`luigi --module M <task> --date D` (one day) or `RangeDaily --of <task>` (several)."""
-    cmd = [sys.executable, "-m", "luigi", "--module", sched.module]
-    if len(days) == 1:
-        cmd += [sched.task, "--date", days[0].isoformat()]
-    else:
-        stop = max(days) + dt.timedelta(days=1)  # RangeDaily's stop is exclusive
-        cmd += ["RangeDaily", "--of", sched.task, "--start", min(days).isoformat(), "--stop", stop.isoformat(),
-                "--task-limit", str(len(days))]
-    cmd += ["--workers", str(sched.workers), "--lock-pid-dir", str(lock_dir)]
+def luigi_command(sched: Schedule, day: dt.date, lock_dir: Path) -> list[str]:
+    """`python -m luigi --module M <task> --date D --workers N` plus the scheduler arguments."""
+    cmd = [sys.executable, "-m", "luigi", "--module", sched.module, sched.task, "--date", day.isoformat(),
+           "--workers", str(sched.workers), "--lock-pid-dir", str(lock_dir)]
     return cmd + scheduler_args(sched)[0]
 
 
@@ -232,7 +228,7 @@ class Outcome:
     tail: list[str] = field(default_factory=list)
 
 
-def run_process(cmd: Sequence[str], timeout: int, grace: float, *, cwd: Path) -> Outcome:
+def run_process(cmd: Sequence[str], timeout: float, grace: float, *, cwd: Path) -> Outcome:
     """Run `cmd` in a new process group, copying its output to ours; kill the group on timeout."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -244,7 +240,7 @@ def run_process(cmd: Sequence[str], timeout: int, grace: float, *, cwd: Path) ->
         proc.wait(timeout=timeout or None)
     except subprocess.TimeoutExpired:
         outcome.timed_out = True
-        logger.error("cron: luigi ran past timeout_seconds=%d; stopping its process group %d", timeout, proc.pid)
+        logger.error("cron: luigi ran past [schedule] timeout_seconds; stopping its process group %d", proc.pid)
         _kill_group(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=grace)
@@ -358,22 +354,29 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
             record_run({**base, "status": "already_running", "exit_code": code, "reason": reason})
             return code
         days = days_to_run(sched, day, task_completeness(sched)) if sched.catchup else [day]
-        cmd = luigi_command(sched, days, state / "luigi-pids")
         scheduler = scheduler_args(sched)[1]
-        logger.info("cron: slot %d, running %s for %s on scheduler %s: %s", slot, sched.task,
-                    ",".join(map(str, days)), scheduler, shlex.join(cmd))
         clock = time.monotonic()
-        outcome = run_process(cmd, sched.timeout_seconds, sched.kill_grace_seconds, cwd=config.PROJECT_ROOT)
+        done: list[str] = []
+        for number, current in enumerate(days, 1):
+            cmd = luigi_command(sched, current, state / "luigi-pids")
+            logger.info("cron: slot %d, day %d/%d: %s %s on scheduler %s: %s", slot, number, len(days),
+                        sched.task, current, scheduler, shlex.join(cmd))
+            budget = sched.timeout_seconds - (time.monotonic() - clock) if sched.timeout_seconds else 0
+            outcome = run_process(cmd, max(budget, 0.1) if sched.timeout_seconds else 0, sched.kill_grace_seconds,
+                                  cwd=config.PROJECT_ROOT)
+            done.append(current.isoformat())
+            if exit_code(outcome) != 0:
+                break
         duration = time.monotonic() - clock
     code = exit_code(outcome)
     finished = dt.datetime.now(dt.UTC)
-    status = describe_code(code)
     if code not in (0, luigi.retcodes.retcode().already_running):
         note = f"timed out after {sched.timeout_seconds} s; process group killed\n" if outcome.timed_out else ""
         _alert(cmd, outcome.returncode, started, note + "\n".join(outcome.tail), finished)
-    record_run({**base, "status": status, "exit_code": code, "luigi_returncode": outcome.returncode,
-                "dates": [d.isoformat() for d in days], "scheduler": scheduler, "command": shlex.join(cmd),
-                "finished_at": finished.isoformat(timespec="seconds"), "duration_s": round(duration, 2)})
+    record_run({**base, "status": describe_code(code), "exit_code": code, "luigi_returncode": outcome.returncode,
+                "dates": done, "not_run": [d.isoformat() for d in days[len(done):]], "scheduler": scheduler,
+                "command": shlex.join(cmd), "finished_at": finished.isoformat(timespec="seconds"),
+                "duration_s": round(duration, 2)})
     return code
 
 

@@ -6,6 +6,7 @@ Reads [schedule] depends_on_past and start_date.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import luigi
 
@@ -15,12 +16,16 @@ from tasks.elt import BuildAllTables
 from tasks.params import RunDateParameter
 
 
-class RunAll(luigi.WrapperTask):
+class RunAll(luigi.Task):
     """Every pipeline for `date`: complete when every table is published and every send is done.
 
-    With `[schedule] depends_on_past = true` it also requires RunAll(date - 1 day) (never before
-    `start_date`), so a day runs only after the previous one completed. Completeness looks at
-    the day's own work only, so checking it never walks the chain back to `start_date`.
+    Normally a wrapper: it requires the day's work. With `[schedule] depends_on_past = true`
+    it requires RunAll(date - 1 day) instead (not before `start_date`) and yields the day's
+    work from run() as dynamic dependencies, so none of the day's tasks starts before the
+    previous day is complete. (Requiring the previous RunAll beside the day's work would only
+    order the wrappers: the day's first tasks would still run at once, and two days' ELT
+    share the staging tables.) Completeness looks at the day's own work only, so checking it
+    never walks the chain back to `start_date`.
     """
 
     date = RunDateParameter()
@@ -34,13 +39,18 @@ class RunAll(luigi.WrapperTask):
             SendPushNotification(date=self.date),
         ]
 
-    def requires(self) -> list[luigi.Task]:
-        tasks = self.day_requires()
+    def previous_day(self) -> RunAll | None:
+        """RunAll of the day before when depends_on_past is on and that day is not before start_date."""
         cfg = config.schedule()
         previous = self.date - dt.timedelta(days=1)
-        if cfg.depends_on_past and previous >= cfg.start_date:
-            tasks.append(RunAll(date=previous))
-        return tasks
+        return RunAll(date=previous) if cfg.depends_on_past and previous >= cfg.start_date else None
+
+    def requires(self) -> list[luigi.Task]:
+        previous = self.previous_day()
+        return [previous] if previous is not None else self.day_requires()
+
+    def run(self) -> Iterator[list[luigi.Task]]:
+        yield self.day_requires()  # already complete without depends_on_past: Luigi goes straight on
 
     def complete(self) -> bool:
         return all(task.complete() for task in self.day_requires())
