@@ -55,13 +55,16 @@ class Luigid:
             return json.load(resp)["response"]
 
     def stop(self) -> int:
+        if self.proc.poll() is not None:
+            return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return code
 
 

@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tasks.run_all import RunAll
 from tests.conftest import REPO
 from tests.e2e.conftest import run_cron, run_summary_alerts, runs, start_cron
 
 D1 = dt.date(2026, 3, 2)
+
+pytestmark = pytest.mark.slow  # real subprocesses: luigi runs, the wrapper, luigid
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
+
 from tasks.campaigns import LoadSegments
 from tasks.elt import BuildAllTables
 from tasks.run_all import RunAll
@@ -12,6 +14,8 @@ from tests.e2e.conftest import run_cron, runs
 
 D1 = dt.date(2026, 3, 2)
 D2 = D1 + dt.timedelta(days=1)
+
+pytestmark = pytest.mark.slow  # real subprocesses: luigi runs, the wrapper, luigid
 
 
 def test_requires_the_previous_day_only_when_on_and_not_before_start_date(luigi_cfg) -> None:

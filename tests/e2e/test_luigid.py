@@ -6,6 +6,8 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import SEND_RATE, Luigid, run_cron, runs
 from tests.tasks.campaign_helpers import write_customers
 
@@ -13,6 +15,8 @@ DAY = dt.date(2026, 3, 2)
 SENDS = {"SendEmailCampaign", "SendSmsCampaign", "SendPushNotification"}
 CUSTOMERS = 400  # at SEND_RATE/s each send takes about 4 s: longer than the ELT task that may hold a worker
 FAMILIES = {"RunAll", "BuildAllTables", "StageTable", "PublishTable", "LoadSegments", *SENDS}
+
+pytestmark = pytest.mark.slow  # real subprocesses: luigi runs, the wrapper, luigid
 
 
 def test_runall_on_luigid_whole_graph_done_and_sends_overlap(
@@ -49,4 +53,8 @@ def test_runall_on_luigid_whole_graph_done_and_sends_overlap(
     line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO +\[pid \d+\] luigi-interface: .*done +"
                       r"SendSmsCampaign\(date=2026-03-02", re.M)
     assert line.search(result.stdout), result.stdout[-2000:]
+    assert (var_path / "luigid" / "luigid.pid").read_text().strip() == str(luigid.proc.pid)
+    luigid.stop()  # SIGTERM: luigid saves its state under var/luigid and removes its pid file
+    assert (var_path / "luigid" / "state.pickle").stat().st_size > 0
+    assert not (var_path / "luigid" / "luigid.pid").exists()
     assert " INFO " not in "".join(x for x in result.stdout.splitlines(True) if "] snowflake." in x)
