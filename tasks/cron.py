@@ -18,7 +18,8 @@
    the central scheduler when one is configured, else `--local-scheduler`, so that a crash,
    SIGKILL or OOM kill of luigi is seen here as an exit status;
 5. kills the process group once the invocation has run `timeout_seconds` (all its days
-   together; SIGTERM, then SIGKILL after `kill_grace_seconds`) and exits EXIT_TIMEOUT;
+   together; SIGTERM, then SIGKILL after `kill_grace_seconds`) and exits EXIT_TIMEOUT; a
+   SIGTERM/SIGINT to the wrapper is passed on to the group;
 6. logs a one-line run summary and appends it as JSON to <var_dir>/runs/runs.jsonl; on a
    non-zero exit (other than already_running) sends one run-summary alert
    (tasks.alerts.send_run_summary).
@@ -153,8 +154,11 @@ def days_to_run(sched: Schedule, day: dt.date, is_complete: Callable[[dt.date], 
 
 def task_completeness(sched: Schedule) -> Callable[[dt.date], bool]:
     """`day -> <task>(date=day).complete()` for the configured task (importing its module)."""
-    importlib.import_module(sched.module)
-    task_cls = luigi.task_register.Register.get_task_cls(sched.task)
+    try:
+        importlib.import_module(sched.module)
+        task_cls = luigi.task_register.Register.get_task_cls(sched.task)
+    except (ImportError, luigi.task_register.TaskClassException) as exc:
+        raise ConfigError(f"[schedule] module/task {sched.module}.{sched.task} cannot be loaded: {exc}") from None
 
     def is_complete(day: dt.date) -> bool:
         try:
@@ -236,6 +240,12 @@ def run_process(cmd: Sequence[str], timeout: float, grace: float, *, cwd: Path) 
     copier = threading.Thread(target=_copy_output, args=(proc, tail), daemon=True)
     copier.start()
     outcome = Outcome(returncode=None)
+    # a SIGTERM/SIGINT to the wrapper (shutdown, Ctrl-C) is passed on to the group it started
+    # apart from itself; luigi then exits by that signal and the run is recorded and alerted
+    forwarded = {}
+    if threading.current_thread() is threading.main_thread():
+        forwarded = {sig: signal.signal(sig, lambda signum, _frame: _kill_group(proc.pid, signum))
+                     for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         proc.wait(timeout=timeout or None)
     except subprocess.TimeoutExpired:
@@ -249,6 +259,8 @@ def run_process(cmd: Sequence[str], timeout: float, grace: float, *, cwd: Path) 
             proc.wait()
     if outcome.timed_out:
         _kill_group(proc.pid, signal.SIGKILL)  # forked task processes that outlived their parent
+    for sig, previous in forwarded.items():
+        signal.signal(sig, previous)
     copier.join(timeout=5)
     outcome.returncode = proc.returncode
     outcome.tail = list(tail)
@@ -353,7 +365,13 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
             logger.warning("cron: %s; exiting %d (already_running)", reason, code)
             record_run({**base, "status": "already_running", "exit_code": code, "reason": reason})
             return code
-        days = days_to_run(sched, day, task_completeness(sched)) if sched.catchup else [day]
+        try:
+            days = days_to_run(sched, day, task_completeness(sched)) if sched.catchup else [day]
+        except ConfigError as exc:
+            logger.error("cron: %s", exc)
+            _alert(["python", "-m", "tasks", "cron"], EXIT_CONFIG, started, str(exc))
+            record_run({**base, "status": "config_error", "exit_code": EXIT_CONFIG, "reason": str(exc)})
+            return EXIT_CONFIG
         scheduler = scheduler_args(sched)[1]
         clock = time.monotonic()
         done: list[str] = []

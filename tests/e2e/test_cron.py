@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -143,6 +144,17 @@ def test_a_run_past_timeout_is_killed_and_alerted(slow_schedule, subprocess_env,
     assert record["status"] == "timeout" and record["exit_code"] == 124
     alerts = run_summary_alerts(var_path)
     assert len(alerts) == 1 and "timed out after 3 s" in str(alerts[0]["message"])
+
+
+def test_sigterm_to_the_wrapper_stops_the_run_and_alerts(slow_schedule, subprocess_env, var_path, tmp_path) -> None:
+    slow_schedule.set("SlowDay", "seconds", 120)
+    wrapper = start_cron(subprocess_env, "--date", str(D1), log=tmp_path / "wrapper.log")
+    wait_for(var_path / "slow" / f"{D1}.started", wrapper)
+    wrapper.send_signal(signal.SIGTERM)
+    assert wrapper.wait(timeout=60) == 128 + signal.SIGTERM, (tmp_path / "wrapper.log").read_text()[-2000:]
+    assert gone(int((var_path / "slow" / f"{D1}.started").read_text()))
+    assert runs(var_path)[-1]["status"] == "killed_by_SIGTERM"
+    assert len(run_summary_alerts(var_path)) == 1
 
 
 def test_an_invalid_schedule_exits_2_and_alerts(slow_schedule, subprocess_env, var_path) -> None:
