@@ -202,7 +202,8 @@ class _Run:
         ready, delayed = self._plan(pending, by_id)
         self._dispatch(ready, delayed, start)
         duration = time.monotonic() - start
-        final = collections.Counter(ledger.states(key)[cid] for cid in by_id)
+        final_states = ledger.states(key)  # once: a query per recipient made this quadratic
+        final = collections.Counter(final_states[cid] for cid in by_id)
         counts = {state: final.get(state, 0) for state in (PENDING, SENDING, *FINAL_STATES)}
         sent_now = self.counts[SENT]
         result = SendResult(

@@ -1,0 +1,182 @@
+"""ELT at 10,000,000 sessions: MauSummary end to end against the same SQL in bare DuckDB.
+
+Everything lives under bench/out/elt/ (its own var dir, luigi.cfg and embedded warehouse
+folder), never var/. Setup (not timed): `python -m tasks seed-demo --sessions 10000000`
+into the private embedded warehouse, and the same deterministic tables
+(tasks.warehouse.seed.demo_tables) into a bare DuckDB file.
+
+- measured: in a child process with luigi and tasks imported and the embedded server
+  running, the time of `luigi.build([MauSummary(date)], local_scheduler=True)`: dependency
+  checks, CTAS of the staging table, validation queries, atomic swap, marker rows, all
+  through the Snowflake connector and the fakesnow server.
+- baseline: in a child process, the same statements in DuckDB's own dialect on the DuckDB
+  file: CTAS, the two check queries, the published row count, the three-rename swap.
+Goal: ratio <= 1.3. Each run uses another date (so each run stages and swaps).
+
+Also: a no-op `luigi --module tasks RunAll --date D --local-scheduler` once everything is
+complete (whole process), as a ratio to `python -c "import luigi, tasks"`.
+
+    python -m bench.elt
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import common
+
+NAME = "elt"
+SESSIONS = 10_000_000
+DATES = ("2026-06-28", "2026-06-29", "2026-06-30")
+NOOP_DATE = "2026-06-30"
+NOOP_RUNS = 3
+GOAL = 1.3
+
+BARE_CTAS = """
+CREATE OR REPLACE TABLE analytics.temp_mau_summary AS
+SELECT strftime(s.ts, '%Y-%m') AS month, COUNT(DISTINCT u.userid) AS mau
+FROM raw_data.session_timestamp AS s
+JOIN raw_data.user_session_channel AS u ON s.sessionid = u.sessionid
+WHERE s.ts < CAST(? AS DATE) + INTERVAL 1 DAY
+GROUP BY 1
+"""
+BARE_CHECKS = (
+    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN month IS NULL OR mau IS NULL THEN 1 ELSE 0 END), 0) "
+    "FROM analytics.temp_mau_summary",
+    "SELECT COUNT(*) FROM (SELECT month FROM analytics.temp_mau_summary GROUP BY month HAVING COUNT(*) > 1) AS d",
+)
+
+
+def _paths() -> tuple[Path, Path]:
+    base = common.OUT / NAME
+    return base / "warehouse", base / "bare.duckdb"
+
+
+def _env() -> dict[str, str]:
+    warehouse, _ = _paths()
+    return common.private_env(NAME, {
+        "warehouse": {"embedded_dir": warehouse, "database": "BENCH"},
+        "schedule": {"depends_on_past": "false"},
+        # RunAll also sends the day's campaigns (the bundled 1,000-customer sample) to the outbox
+        **{f"{ch}_campaign": {"provider": "outbox", "rate": 2000, "burst": 200} for ch in ("email", "sms", "push")},
+    })
+
+
+def child(argv: list[str]) -> None:
+    mode, date = argv[0], dt.date.fromisoformat(argv[1])
+    if mode == "luigi":
+        import luigi
+
+        import tasks
+
+        started = time.perf_counter()
+        ok = luigi.build([tasks.MauSummary(date=date)], local_scheduler=True, workers=1, log_level="WARNING")
+        seconds = time.perf_counter() - started
+        if not ok:
+            raise SystemExit("MauSummary failed")
+        common.child_report({"seconds": seconds})
+        return
+    import duckdb
+
+    conn = duckdb.connect(argv[2])
+    started = time.perf_counter()
+    conn.execute("CREATE SCHEMA IF NOT EXISTS analytics")
+    conn.execute("BEGIN")
+    conn.execute(BARE_CTAS, [date.isoformat()])
+    conn.execute("COMMIT")
+    rows, nulls = conn.execute(BARE_CHECKS[0]).fetchone()
+    (dupes,) = conn.execute(BARE_CHECKS[1]).fetchone()
+    published = conn.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'analytics' "
+                             "AND table_name = 'mau_summary'").fetchone()[0]
+    if published:
+        conn.execute("SELECT COUNT(*) FROM analytics.mau_summary").fetchone()
+        conn.execute("BEGIN")
+        conn.execute("ALTER TABLE analytics.mau_summary RENAME TO mau_summary_old")
+        conn.execute("ALTER TABLE analytics.temp_mau_summary RENAME TO mau_summary")
+        conn.execute("ALTER TABLE analytics.mau_summary_old RENAME TO temp_mau_summary")
+        conn.execute("COMMIT")
+    else:
+        conn.execute("ALTER TABLE analytics.temp_mau_summary RENAME TO mau_summary")
+    seconds = time.perf_counter() - started
+    conn.close()
+    assert rows and not nulls and not dupes
+    common.child_report({"seconds": seconds, "rows": rows})
+
+
+def _prepare(env: dict[str, str]) -> None:
+    _, bare = _paths()
+    subprocess.run([common.PYTHON, "-m", "tasks", "seed-demo", "--sessions", str(SESSIONS)], cwd=common.REPO,
+                   env=env, check=True, capture_output=True)
+    if not bare.exists():
+        import duckdb
+
+        from tasks.warehouse.seed import demo_tables
+
+        sessions_tbl, channels_tbl = demo_tables(SESSIONS)
+        tmp = bare.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        conn = duckdb.connect(str(tmp))
+        conn.execute("CREATE SCHEMA raw_data")
+        conn.register("s", sessions_tbl)
+        conn.register("u", channels_tbl)
+        conn.execute("CREATE TABLE raw_data.session_timestamp AS SELECT sessionid, ts FROM s")
+        conn.execute("CREATE TABLE raw_data.user_session_channel AS SELECT userid::INTEGER AS userid, sessionid, "
+                     "channel FROM u")
+        conn.close()
+        tmp.rename(bare)
+
+
+def _reset(env: dict[str, str]) -> None:
+    """Forget earlier builds of the measured dates, so every run stages and swaps."""
+    import duckdb
+
+    _, bare = _paths()
+    conn = duckdb.connect(str(bare))
+    conn.execute("DROP TABLE IF EXISTS analytics.mau_summary")
+    conn.execute("DROP TABLE IF EXISTS analytics.temp_mau_summary")
+    conn.close()
+    dates = ", ".join(f"'{d}'" for d in DATES)
+    subprocess.run([common.PYTHON, "-m", "tasks", "sql",
+                    f"DELETE FROM analytics.table_updates WHERE RIGHT(update_id, 10) IN ({dates})"],
+                   cwd=common.REPO, env=env, check=False, capture_output=True)
+
+
+def main() -> list[dict]:
+    env = _env()
+    _prepare(env)
+    _reset(env)
+    _, bare = _paths()
+    luigi_s, bare_s, rss = [], [], []
+    for date in DATES:
+        report = common.run_child("bench.elt", ["luigi", date], env)
+        luigi_s.append(report["seconds"])
+        rss.append(report["peak_rss_mb"])
+        bare_s.append(common.run_child("bench.elt", ["duckdb", date, str(bare)], env)["seconds"])
+    baseline = statistics.median(bare_s)
+    # the no-op: make the whole day complete once (tables and the three sends), then rerun it
+    runall = [common.PYTHON, "-m", "luigi", "--module", "tasks", "RunAll", "--date", NOOP_DATE, "--local-scheduler"]
+    common.timed_wall(runall, env)
+    noop = [common.timed_wall(runall, env) for _ in range(NOOP_RUNS)]
+    imports = [common.timed_wall([common.PYTHON, "-c", "import luigi, tasks"], env) for _ in range(NOOP_RUNS)]
+    entries = [
+        common.entry(f"{NAME}.mau_summary_over_bare_duckdb", values=luigi_s, unit="s", baseline=baseline,
+                     goal=f"ratio <= {GOAL}", goal_met=statistics.median(luigi_s) / baseline <= GOAL,
+                     peak_rss_mb=max(rss), sessions=SESSIONS, baseline_runs=[round(x, 3) for x in bare_s]),
+        common.entry(f"{NAME}.runall_noop_over_import", values=noop, unit="s", baseline=statistics.median(imports),
+                     import_runs=[round(x, 3) for x in imports]),
+    ]
+    common.show(entries)
+    common.save(entries)
+    return entries
+
+
+if __name__ == "__main__":
+    if common.is_child(sys.argv[1:]):
+        child(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,92 @@
+"""LoadSegments at 1,000,000 rows against a bare `pyarrow.csv.read_csv` of the same file.
+
+The input is generated once (tasks.segments_sample.write_sample_csv, 1% faulty rows, fixed
+seed) under bench/out/load_segments/ and reused. Each run is a fresh child process with the
+file in the page cache (a warm-up read first): the baseline child times one
+`pyarrow.csv.read_csv(path)` (all defaults, threads on); the measured child times
+`tasks.segments.load_segments` (what LoadSegments.run calls, with the [segments] defaults:
+validation, customers.parquet, rejects.csv, summary.json). Figures: time ratio (goal <= 2.0)
+and the load's peak RSS over the file size.
+
+    python -m bench.load_segments
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench import common
+
+NAME = "load_segments"
+ROWS = 1_000_000
+INVALID_RATIO = 0.01
+SEED = 20261122
+RUNS = 3
+GOAL = 2.0
+
+
+def input_file() -> Path:
+    """The generated 1M-row CSV (made once; regenerated if missing)."""
+    path = common.OUT / NAME / f"segments_{ROWS}.csv"
+    if not path.exists():
+        from tasks.segments_sample import write_sample_csv
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_sample_csv(path, ROWS, INVALID_RATIO, SEED)
+    return path
+
+
+def child(argv: list[str]) -> None:
+    mode, path = argv[0], Path(argv[1])
+    if mode == "read_csv":
+        import pyarrow.csv as pacsv
+
+        started = time.perf_counter()
+        table = pacsv.read_csv(path)
+        common.child_report({"seconds": time.perf_counter() - started, "rows": table.num_rows})
+        return
+    from tasks.segments import LoadOptions, load_segments
+
+    out = Path(argv[2])
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    result = load_segments(path, out, LoadOptions())
+    common.child_report({"seconds": time.perf_counter() - started, "rows": result.summary["rows_read"],
+                         "valid": result.summary["valid"], "rejected": result.summary["rejected"]})
+
+
+def main() -> list[dict]:
+    path = input_file()
+    size_mb = path.stat().st_size / 2**20
+    path.read_bytes()  # into the page cache for both sides
+    out = common.OUT / NAME / "out"
+    base, load, rss = [], [], []
+    for _ in range(RUNS):
+        base.append(common.run_child("bench.load_segments", ["read_csv", str(path)])["seconds"])
+        report = common.run_child("bench.load_segments", ["load", str(path), str(out)])
+        load.append(report["seconds"])
+        rss.append(report["peak_rss_mb"])
+    ratios = [lo / b for lo, b in zip(load, base, strict=True)]
+    baseline = statistics.median(base)
+    entries = [
+        common.entry(f"{NAME}.time_over_read_csv", values=load, unit="s", baseline=baseline,
+                     goal=f"ratio <= {GOAL}", goal_met=statistics.median(load) / baseline <= GOAL,
+                     peak_rss_mb=max(rss), rows=report["rows"], rejected=report["rejected"],
+                     file_mb=round(size_mb, 1), ratio_per_run=[round(r, 3) for r in ratios]),
+        common.entry(f"{NAME}.peak_rss_over_file_size", values=rss, unit="MB", baseline=size_mb,
+                     digits=1, peak_rss_mb=max(rss), rows=report["rows"]),
+    ]
+    common.show(entries)
+    common.save(entries)
+    return entries
+
+
+if __name__ == "__main__":
+    if common.is_child(sys.argv[1:]):
+        child(sys.argv[2:])
+    else:
+        main()
