@@ -19,14 +19,16 @@ import luigi
 
 from tasks import config
 from tasks.checks import table_failures
-from tasks.errors import ConfigError, DataValidationError, WarehouseError
+from tasks.errors import ConfigError, DataValidationError, StaleBuildError, WarehouseError
 from tasks.faults import crash_point
 from tasks.params import RunDateParameter
 from tasks.specs import TableSpec, load_specs
-from tasks.warehouse import MarkerTableTarget, session, tables
+from tasks.warehouse import MarkerTableTarget, WarehouseClient, session, tables
 from tasks.warehouse.sql import ident_list
 
 log = logging.getLogger(__name__)
+
+STALE_BUILD_ATTEMPTS = 3
 
 
 def table_specs() -> list[TableSpec]:
@@ -69,25 +71,34 @@ class StageTable(luigi.Task):
 
     def run(self) -> None:
         spec, _ = spec_for(self.table)
-        build_id = f"{self.date.isoformat()}/{uuid.uuid4().hex[:12]}"
         with session() as client:
-            tables.stage(client, spec, self.date, build_id)
-            crash_point("after_ctas")
-            stats = tables.measure(client, spec)
-            ratio = spec.checks.max_row_drop_ratio
-            failures = table_failures(
-                stats,
-                min_rows=spec.checks.min_rows,
-                max_row_drop_ratio=config.elt().max_row_drop_ratio if ratio is None else ratio,
-                key=ident_list(spec.primary_key),
-                not_null=ident_list(list(spec.primary_key) + list(spec.checks.not_null)),
-            )
-            if failures:
-                raise DataValidationError(f"{spec.staging_name} (build {build_id})", failures)
-            crash_point("after_validation")
-            log.info("%s: staged build %s validated: %s rows", spec.name, build_id, stats.row_count)
-            self.output().marker.touch(client, build_id)
-            crash_point("after_stage_marker")
+            stage_validated(client, spec, self.date, self.output().marker)
+
+
+def stage_validated(client: WarehouseClient, spec: TableSpec, date: dt.date, marker: MarkerTableTarget) -> str:
+    """CTAS a new build of `spec` into its staging table, check it, record it; return its build id.
+
+    Raises DataValidationError naming every failed check; the published table is untouched.
+    """
+    build_id = f"{date.isoformat()}/{uuid.uuid4().hex[:12]}"
+    tables.stage(client, spec, date, build_id)
+    crash_point("after_ctas")
+    stats = tables.measure(client, spec)
+    ratio = spec.checks.max_row_drop_ratio
+    failures = table_failures(
+        stats,
+        min_rows=spec.checks.min_rows,
+        max_row_drop_ratio=config.elt().max_row_drop_ratio if ratio is None else ratio,
+        key=ident_list(spec.primary_key),
+        not_null=ident_list(list(spec.primary_key) + list(spec.checks.not_null)),
+    )
+    if failures:
+        raise DataValidationError(f"{spec.staging_name} (build {build_id})", failures)
+    crash_point("after_validation")
+    log.info("%s: staged build %s validated: %s rows", spec.name, build_id, stats.row_count)
+    marker.touch(client, build_id)
+    crash_point("after_stage_marker")
+    return build_id
 
 
 class StagedBuildTarget(luigi.Target):
@@ -130,7 +141,18 @@ class PublishTable(luigi.Task):
             build_id = stage_marker.build_id(client)
             if build_id is None:
                 raise WarehouseError(f"{spec.name}: no validated build recorded for {self.date}")
-            action = tables.publish(client, spec, build_id)
+            for attempt in range(1, STALE_BUILD_ATTEMPTS + 1):
+                try:
+                    action = tables.publish(client, spec, build_id)
+                    break
+                except StaleBuildError:
+                    # Another day's run staged the same table after ours was validated (two days
+                    # built at once). Build and validate ours again, then swap it right away.
+                    if attempt == STALE_BUILD_ATTEMPTS:
+                        raise
+                    log.warning("%s: build %s was replaced in staging by another run; staging again",
+                                spec.name, build_id)
+                    build_id = stage_validated(client, spec, self.date, stage_marker)
             crash_point("after_swap")
             log.info("%s: build %s %s", spec.name, build_id, action)
             self.output().touch(client, build_id)

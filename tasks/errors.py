@@ -46,6 +46,11 @@ class WarehouseError(TasksError):
         super().__init__(f"{message}{where}{qid}")
 
 
+class StaleBuildError(WarehouseError):
+    """Raised when a validated build left the staging table before its swap (another day's run staged
+    the same table): stage it again."""
+
+
 class ApiError(TasksError):
     """Base of provider API errors; `status` is the HTTP status when there was a response."""
 

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 
 from tasks.checks import TableStats
-from tasks.errors import WarehouseError
+from tasks.errors import StaleBuildError
 from tasks.specs import TableSpec
 from tasks.warehouse import dialect
 from tasks.warehouse.client import WarehouseClient
@@ -61,7 +61,7 @@ def publish(client: WarehouseClient, spec: TableSpec, build_id: str) -> str:
     if published == build_id:
         return "already published"
     if staged != build_id:
-        raise WarehouseError(
+        raise StaleBuildError(
             f"{spec.name}: validated build {build_id} is in neither {spec.name} nor {spec.staging_name} "
             "(rebuilt or dropped since validation); re-run to stage it again"
         )

@@ -162,3 +162,20 @@ SELECT month, mau - LAG(mau) OVER (ORDER BY month) AS growth FROM analytics.mau_
     assert all(growth[m] == want[m] - want[p] for p, m in zip(months, months[1:], strict=False))
     markers = marker_rows(warehouse)
     assert markers[f"publish:analytics.mau_summary:{DAY}"][1] < markers[f"stage:analytics.mau_growth:{DAY}"][1]
+
+
+def test_two_days_staged_before_either_publishes_both_converge(warehouse: WarehouseClient, tmp_path: Path) -> None:
+    """Day A's validated build is overwritten in staging by day B's; A's publish stages A again."""
+    raw = seed_raw(warehouse, tmp_path)
+    day_a, day_b = dt.date(2026, 5, 31), DAY
+    StageTable(date=day_a, table="analytics.mau_summary").run()
+    StageTable(date=day_b, table="analytics.mau_summary").run()
+    stale = marker_rows(warehouse)[f"stage:analytics.mau_summary:{day_a}"][0]
+    PublishTable(date=day_a, table="analytics.mau_summary").run()  # its staged build is gone: stages again
+    assert published(warehouse) == expected_mau(*raw, day_a)
+    assert marker_rows(warehouse)[f"stage:analytics.mau_summary:{day_a}"][0] != stale
+    assert build(PublishTable(date=day_b, table="analytics.mau_summary")).scheduling_succeeded
+    assert published(warehouse) == expected_mau(*raw, day_b)
+    markers = marker_rows(warehouse)
+    for day in (day_a, day_b):
+        assert markers[f"publish:analytics.mau_summary:{day}"][0] == markers[f"stage:analytics.mau_summary:{day}"][0]
