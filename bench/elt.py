@@ -148,6 +148,15 @@ def _reset(env: dict[str, str]) -> None:
 
 def main() -> list[dict]:
     env = _env()
+    try:
+        return _run(env)
+    finally:
+        from tasks.warehouse import embedded
+
+        embedded.stop(_paths()[0])  # the private server holds ~1 GB; never leave it behind
+
+
+def _run(env: dict[str, str]) -> list[dict]:
     _prepare(env)
     _reset(env)
     _, bare = _paths()

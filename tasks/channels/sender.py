@@ -183,7 +183,9 @@ class _Run:
         start = time.monotonic()
         key, ledger = self.key, self.ledger
         by_id = {r.customer_id: r for r in self.recipients}
-        ledger.seed(key, by_id)
+        known = ledger.states(key)
+        # on a re-run only new recipients are inserted (100,000 INSERT OR IGNOREs cost ~0.5 s)
+        ledger.seed(key, [cid for cid in by_id if cid not in known])
         recovered = ledger.recover_in_flight(key)
         reopened = ledger.reopen_unknown(key) if self.policy.resend_unknown else 0
         if recovered:
