@@ -10,6 +10,7 @@ passes through this module: the connector reads them from its own file or the en
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -18,15 +19,20 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import snowflake.connector
-from snowflake.connector.errors import Error as SnowflakeError
-
 from tasks import config
 from tasks.errors import ConfigError, WarehouseError
 from tasks.warehouse import embedded
 from tasks.warehouse.sql import render
 
 log = logging.getLogger(__name__)
+
+
+def _errors() -> type[Exception]:
+    # Imported on first use: the connector costs about a second of import time, which a
+    # campaign-only process (or `luigi --module tasks` checking a finished day) need not pay.
+    from snowflake.connector.errors import Error
+
+    return Error
 
 TABLE_NOT_FOUND = 2003  # Snowflake's errno for "object does not exist or not authorized"
 
@@ -45,7 +51,7 @@ class WarehouseClient:
         try:
             cur.execute(sql, dict(params) if params else None)
             rows = cur.fetchall() if cur.description else []
-        except SnowflakeError as exc:
+        except _errors() as exc:
             raise WarehouseError(_describe(exc), query_id=exc.sfqid or cur.sfqid, sql_name=name) from exc
         finally:
             log.debug("%s took %.3fs (query id %s)", name, time.monotonic() - started, cur.sfqid)
@@ -63,7 +69,7 @@ class WarehouseClient:
             cur.execute(sql, dict(params) if params else None)
             names = [d[0] for d in cur.description] if cur.description else []
             rows = cur.fetchall() if cur.description else []
-        except SnowflakeError as exc:
+        except _errors() as exc:
             raise WarehouseError(_describe(exc), query_id=exc.sfqid or cur.sfqid, sql_name="sql") from exc
         finally:
             cur.close()
@@ -82,11 +88,11 @@ class WarehouseClient:
         self.execute("COMMIT", name="commit")
 
     def close(self) -> None:
-        with contextlib.suppress(SnowflakeError):
+        with contextlib.suppress(_errors()):
             self.conn.close()
 
 
-def _describe(exc: SnowflakeError) -> str:
+def _describe(exc: Any) -> str:
     # The connector's message carries errno and sqlstate; it never includes credentials.
     return f"{type(exc).__name__} {exc.errno}: {exc.raw_msg or exc.msg}"
 
@@ -133,22 +139,50 @@ def connect_params() -> dict[str, Any]:
     return params
 
 
-def connect() -> WarehouseClient:
-    """A client for the configured warehouse (starts the embedded server if needed)."""
+def connect(params: dict[str, Any] | None = None) -> WarehouseClient:
+    """A new client for the configured warehouse (starts the embedded server if needed)."""
+    import snowflake.connector
+
     cfg = config.warehouse()
-    params = connect_params()
+    params = params or connect_params()
     try:
         conn = snowflake.connector.connect(**params)
-    except SnowflakeError as exc:
+    except _errors() as exc:
         raise WarehouseError(f"cannot connect to the {cfg.backend} warehouse: {_describe(exc)}") from exc
     return WarehouseClient(conn, cfg.backend)
 
 
+# One open client per process and connection settings: Luigi asks complete() of every task
+# and each task opens a session, and a login costs tens of ms (embedded) to seconds (cloud).
+# Keyed by pid so that a forked worker never shares its parent's socket.
+_clients: dict[tuple[int, str], WarehouseClient] = {}
+
+
 @contextlib.contextmanager
 def session() -> Iterator[WarehouseClient]:
-    """A connected client, closed on exit."""
-    client = connect()
+    """A connected client, reused within this process while the settings stay the same."""
+    params = connect_params()
+    key = (os.getpid(), repr(sorted((k, repr(v)) for k, v in params.items())))
+    client = _clients.get(key)
+    if client is None or client.conn.is_closed():
+        client = _clients[key] = connect(params)
     try:
         yield client
-    finally:
-        client.close()
+    except WarehouseError as exc:
+        if _connection_lost(exc):
+            _clients.pop(key, None)
+            client.close()
+        raise
+
+
+def _connection_lost(exc: WarehouseError) -> bool:
+    cause = exc.__cause__
+    return cause is not None and getattr(cause, "errno", None) in (390104, 390103) or "HTTP 5" in str(exc)
+
+
+@atexit.register
+def _close_clients() -> None:
+    for key, client in list(_clients.items()):
+        if key[0] == os.getpid():
+            client.close()
+    _clients.clear()
