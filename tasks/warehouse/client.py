@@ -43,6 +43,7 @@ class WarehouseClient:
     def __init__(self, conn: Any, backend: str):
         self.conn = conn
         self.backend = backend
+        self._ensured: set[tuple[str, tuple]] = set()
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, name: str = "sql") -> list[tuple]:
         """Run one statement with bind parameters and return its rows (empty for DDL)."""
@@ -61,6 +62,13 @@ class WarehouseClient:
     def run(self, name: str, params: Mapping[str, Any] | None = None, **identifiers: str) -> list[tuple]:
         """Run the packaged statement `name` (tasks/warehouse/sql/<name>.sql)."""
         return self.execute(render(name, **identifiers), params, name=name)
+
+    def ensure(self, name: str, **identifiers: str) -> None:
+        """Run the idempotent DDL `name` (CREATE ... IF NOT EXISTS) once per connection."""
+        key = (name, tuple(sorted(identifiers.items())))
+        if key not in self._ensured:
+            self.run(name, **identifiers)
+            self._ensured.add(key)
 
     def columns(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Column names and rows of a query (the `sql` command's output)."""

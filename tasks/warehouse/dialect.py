@@ -38,7 +38,7 @@ def create_staging(
         client.run("ctas_staging", bind, staging=staging, select=select)
         return
     builds = _builds_table(marker)
-    client.run("builds_create", builds=builds)
+    client.ensure("builds_create", builds=builds)
     with client.transaction():
         client.run("ctas_staging_embedded", bind, staging=staging, select=select)
         _record_build(client, builds, staging, build_id)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def stage(client: WarehouseClient, spec: TableSpec, run_date: dt.date, build_id: str) -> None:
     """CREATE OR REPLACE the staging table from the spec's SELECT, commented with `build_id`."""
-    client.run("create_schema", schema=spec.schema)
+    client.ensure("create_schema", schema=spec.schema)
     dialect.create_staging(
         client, spec.staging_name, spec.select_sql(), build_id, {"run_date": run_date.isoformat()}, marker_table()
     )

@@ -45,8 +45,8 @@ class MarkerTableTarget(luigi.Target):
     def touch(self, client: WarehouseClient, build_id: str) -> None:
         """Record the step as done (idempotent: MERGE on update_id)."""
         marker = marker_table()
-        client.run("create_schema", schema=marker.split(".")[0])
-        client.run("marker_create", marker=marker)
+        client.ensure("create_schema", schema=marker.split(".")[0])
+        client.ensure("marker_create", marker=marker)
         client.run(
             "marker_upsert",
             {"update_id": self.update_id, "target_table": self.target_table, "build_id": build_id},
