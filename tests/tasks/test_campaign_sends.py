@@ -80,7 +80,10 @@ def test_outbox_sends_overlap_reach_each_customer_once_and_rerun_is_a_noop(luigi
 
 def test_providers_wire_formats_validate_and_pacing_causes_no_429(luigi_cfg, tmp_path, var_path, fake_env):
     rate, burst = 15, 4
-    with FakeProvider(rate=rate, burst=burst + 2, latency=0.02) as fake:
+    # The fake's own bucket has a little slack over ours: on a loaded 2-core machine requests that
+    # our limiter spaced correctly can reach the server bunched up by scheduling delays. Without
+    # pacing, 45 requests per provider at concurrency 8 arrive far above rate + burst + 4.
+    with FakeProvider(rate=rate, burst=burst + 6, latency=0.02) as fake:
         rows = setup_campaign(luigi_cfg, tmp_path, 45)
         for channel in TASKS:
             point_at(luigi_cfg, fake, channel, rate=rate, burst=burst)
@@ -91,7 +94,7 @@ def test_providers_wire_formats_validate_and_pacing_causes_no_429(luigi_cfg, tmp
         assert fake.counters["throttled"] == 0, "our own pacing drew 429s"
         assert fake.counters["auth_errors"] == 0
         for provider in ("sendgrid", "twilio", "fcm"):
-            assert fake.max_requests_in_window(1.0, provider) <= rate + burst + 2
+            assert fake.max_requests_in_window(1.0, provider) <= rate + burst + 4
         accepted = fake.accepted()
         for channel, provider in PROVIDER.items():
             got = collections.Counter(m["to"] for m in accepted if m["provider"] == provider)
