@@ -209,7 +209,8 @@ class _channel_campaign(luigi.Config):
         default=0, description="Token bucket size: requests allowed at once. 0: the provider's default (50/50/20/10)."
     )
     concurrency = luigi.IntParameter(
-        default=8, description="Requests in flight at once, so the rate limit, not the provider's latency, sets the pace."
+        default=8,
+        description="Requests in flight at once, so the rate limit, not the provider's latency, sets the pace.",
     )
     max_attempts = luigi.IntParameter(
         default=2, description="Attempts per recipient for retriable errors known not to have delivered."
