@@ -163,7 +163,4 @@ def main() -> list[dict]:
 
 
 if __name__ == "__main__":
-    if common.is_child(sys.argv[1:]):
-        child(sys.argv[2:])
-    else:
-        main()
+    common.main_or_child(sys.argv[1:], main, child)

@@ -161,9 +161,7 @@ def main() -> list[dict]:
         common.entry(f"{NAME}.duplicates", values=[r["duplicates"] for r in runs], unit="messages", baseline=None,
                      goal="0", goal_met=dupes == 0),
     ]
-    common.show(entries)
-    common.save(entries)
-    return entries
+    return common.publish(entries)
 
 
 if __name__ == "__main__":

@@ -161,3 +161,18 @@ def private_env(name: str, overrides: Mapping[str, Mapping[str, object]] | None 
 
 def is_child(argv: Sequence[str]) -> bool:
     return bool(argv) and argv[0] == "--child"
+
+
+def publish(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Print the entries and merge them into results.json."""
+    show(entries)
+    save(entries)
+    return entries
+
+
+def main_or_child(argv: Sequence[str], main: Any, child: Any) -> None:
+    """A benchmark module's entry point: the parent's `main()` or, when called as a child, `child(args)`."""
+    if is_child(argv):
+        child(list(argv)[1:])
+    else:
+        main()

@@ -179,13 +179,8 @@ def _run(env: dict[str, str]) -> list[dict]:
         common.entry(f"{NAME}.runall_noop_over_import", values=noop, unit="s", baseline=statistics.median(imports),
                      import_runs=[round(x, 3) for x in imports]),
     ]
-    common.show(entries)
-    common.save(entries)
-    return entries
+    return common.publish(entries)
 
 
 if __name__ == "__main__":
-    if common.is_child(sys.argv[1:]):
-        child(sys.argv[2:])
-    else:
-        main()
+    common.main_or_child(sys.argv[1:], main, child)

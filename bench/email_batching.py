@@ -79,13 +79,8 @@ def main() -> list[dict]:
                      digits=2, peak_rss_mb=max(r["peak_rss_mb"] for r in single), batch_size=1,
                      recipients=SINGLE[1], request_rate=RATE, http_429=sum(r["http_429"] for r in single)),
     ]
-    common.show(entries)
-    common.save(entries)
-    return entries
+    return common.publish(entries)
 
 
 if __name__ == "__main__":
-    if common.is_child(sys.argv[1:]):
-        child(sys.argv[2:])
-    else:
-        main()
+    common.main_or_child(sys.argv[1:], main, child)

@@ -80,13 +80,8 @@ def main() -> list[dict]:
         common.entry(f"{NAME}.peak_rss_over_file_size", values=rss, unit="MB", baseline=size_mb,
                      digits=1, peak_rss_mb=max(rss), rows=report["rows"]),
     ]
-    common.show(entries)
-    common.save(entries)
-    return entries
+    return common.publish(entries)
 
 
 if __name__ == "__main__":
-    if common.is_child(sys.argv[1:]):
-        child(sys.argv[2:])
-    else:
-        main()
+    common.main_or_child(sys.argv[1:], main, child)
