@@ -18,6 +18,7 @@ import sys
 
 from tasks import config
 from tasks.errors import TasksError
+from tasks.warehouse.seed import DEFAULT_SESSIONS
 
 log = logging.getLogger("tasks")
 
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("statement")
     sql.set_defaults(func=_sql)
     seed = sub.add_parser("seed-demo", help="load deterministic demo raw data")
-    seed.add_argument("--sessions", type=int, default=200_000)
+    seed.add_argument("--sessions", type=int, default=DEFAULT_SESSIONS)
     seed.add_argument("--seed", type=int, default=42)
     seed.add_argument("--replace", action="store_true", help="reload even if the raw tables hold data")
     seed.add_argument("--force", action="store_true", help="allow backend = snowflake")

@@ -53,6 +53,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fakes.timing import max_in_window
+
 REPO = Path(__file__).resolve().parent.parent.parent
 SPECS_DIR = REPO.parent / "shared" / "specs"
 SPEC_FILES = {"sendgrid": "sendgrid_mail_v3.json", "twilio": "twilio_api_v2010.json"}
@@ -239,13 +241,8 @@ class FakeProvider:
     def max_requests_in_window(self, window: float = 1.0, provider: str | None = None) -> int:
         """The most requests that arrived within any `window` seconds (sliding)."""
         with self._lock:
-            times = sorted(t for t, p in self.request_times if provider in (None, p))
-        best, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+            times = [t for t, p in self.request_times if provider in (None, p)]
+        return max_in_window(times, window)
 
     # -- the server ------------------------------------------------------------------
     def _handle(self, request: BaseHTTPRequestHandler) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.fakes import failing_tasks as ft
 from tests.fakes.slack import FakeSlack, Received
+from tests.fakes.timing import max_in_window
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,12 +51,6 @@ def assert_failed_run(result: subprocess.CompletedProcess[str]) -> None:
 
 def block_text(message: Received) -> str:
     return json.dumps(message.payload["blocks"])
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """Most messages that arrived within any `window` seconds."""
-    times = sorted(times)
-    return max(sum(1 for u in times if t <= u < t + window) for t in times)
 
 
 # ---------------------------------------------------------------- each failure path

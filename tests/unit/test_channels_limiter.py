@@ -9,6 +9,7 @@ import pytest
 
 from tasks.channels.limiter import ChannelLimiter
 from tasks.errors import ConfigError
+from tests.fakes.timing import max_in_window
 
 
 def _hammer(limiter: ChannelLimiter, total: int, threads: int = 8) -> list[float]:
@@ -34,15 +35,6 @@ def _hammer(limiter: ChannelLimiter, total: int, threads: int = 8) -> list[float
     return sorted(stamps)
 
 
-def _max_in_window(stamps: list[float], window: float) -> int:
-    best, start = 0, 0
-    for end, t in enumerate(stamps):
-        while t - stamps[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 @pytest.mark.parametrize(("rate", "burst"), [(20.0, 10), (40.0, 5)])
 def test_token_bucket_bound_holds_across_threads(rate, burst):
     with ChannelLimiter(rate, burst, name="test") as limiter:
@@ -52,8 +44,8 @@ def test_token_bucket_bound_holds_across_threads(rate, burst):
     # the burst goes at once, then the refill rate: 1.5 s of refills at least
     assert stamps[-1] - t0 >= 1.5 * 0.9
     # a fixed-window limiter (`ratelimit`) lets 2x its limit through across a window edge
-    assert _max_in_window(stamps, 1.0) <= burst + rate
-    assert _max_in_window(stamps, 0.5) <= burst + rate * 0.5 + 1
+    assert max_in_window(stamps, 1.0) <= burst + rate
+    assert max_in_window(stamps, 0.5) <= burst + rate * 0.5 + 1
 
 
 def test_fractional_rate_and_bad_values():
