@@ -45,7 +45,20 @@ def spec_for(name: str) -> tuple[TableSpec, TableSpec | None]:
     raise ConfigError(f"table {name} is not in {config.elt().table_specs}")
 
 
-class StageTable(luigi.Task):
+class _TableTask(luigi.Task):
+    """A step of one table's build for one day."""
+
+    date = RunDateParameter()
+    table = luigi.Parameter(description="schema.table from the table specs")
+
+    @property
+    def owner_email(self) -> str | None:
+        """Luigi's per-task error-mail receiver: the spec's owner when it is an address."""
+        owner = spec_for(self.table)[0].owner
+        return owner if "@" in owner else None
+
+
+class StageTable(_TableTask):
     """CTAS the table's SELECT into its staging table and validate it.
 
     Output: marker row `stage:<table>:<date>` whose build id is found on the staging table
@@ -53,18 +66,9 @@ class StageTable(luigi.Task):
     staging table from scratch; the published table is never touched here.
     """
 
-    date = RunDateParameter()
-    table = luigi.Parameter(description="schema.table from the table specs")
-
     def requires(self):  # noqa: ANN201 (luigi's protocol)
         _, previous = spec_for(self.table)
         return PublishTable(date=self.date, table=previous.name) if previous else []
-
-    @property
-    def owner_email(self) -> str | None:
-        """Luigi's per-task error-mail receiver: the spec's owner when it is an address."""
-        owner = spec_for(self.table)[0].owner
-        return owner if "@" in owner else None
 
     def output(self) -> StagedBuildTarget:
         return StagedBuildTarget(spec_for(self.table)[0], self.date)
@@ -116,16 +120,13 @@ class StagedBuildTarget(luigi.Target):
             return build_id in tables.builds(client, self.spec)
 
 
-class PublishTable(luigi.Task):
+class PublishTable(_TableTask):
     """Swap the validated staging table in atomically, then write the publish marker.
 
     Output: marker row `publish:<table>:<date>`. A crash after the swap and before the
     marker is safe: the published table then carries the build id, and the re-run only
     writes the marker instead of swapping the old version back.
     """
-
-    date = RunDateParameter()
-    table = luigi.Parameter(description="schema.table from the table specs")
 
     def requires(self) -> StageTable:
         return StageTable(date=self.date, table=self.table)

@@ -140,3 +140,16 @@ def test_warehouse_error_names_the_statement_and_query_id() -> None:
     err = WarehouseError("ProgrammingError 2003: no such table", query_id="01b2-abc", sql_name="row_count")
     assert str(err) == "ProgrammingError 2003: no such table [row_count] (query id 01b2-abc)"
     assert err.query_id == "01b2-abc"
+
+
+def test_a_spec_owner_address_receives_luigis_error_mails(tmp_path: Path, luigi_cfg) -> None:
+    from tasks.elt import PublishTable, StageTable
+
+    (tmp_path / "t.toml").write_text(
+        "[[table]]\nname='analytics.a'\nprimary_key=['k']\nsql='a.sql'\nowner='ana@example.com'\n"
+        "[[table]]\nname='analytics.b'\nprimary_key=['k']\nsql='b.sql'\nowner='analytics team'\n"
+    )
+    luigi_cfg.set("elt", "table_specs", tmp_path / "t.toml")
+    assert StageTable(table="analytics.a").owner_email == "ana@example.com"
+    assert PublishTable(table="analytics.a").owner_email == "ana@example.com"
+    assert PublishTable(table="analytics.b").owner_email is None
