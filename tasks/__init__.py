@@ -3,10 +3,14 @@
 Importing this package registers the task classes (and the failure alert handlers).
 """
 
-from tasks import alerts  # noqa: F401  registers the failure handlers
-from tasks.elt import BuildAllTables, MauSummary, PublishTable, StageTable
-from tasks.logs import resolve_logging_conf
-from tasks.run_all import RunAll
+from tasks.config import read_project_config
+
+read_project_config()  # before anything reads luigi config: the project's luigi.cfg from any directory
+
+from tasks import alerts  # noqa: E402, F401  registers the failure handlers
+from tasks.elt import BuildAllTables  # noqa: E402, MauSummary, PublishTable, StageTable
+from tasks.logs import resolve_logging_conf  # noqa: E402
+from tasks.run_all import RunAll  # noqa: E402
 
 resolve_logging_conf()  # before luigi reads [core] logging_conf_file (it checks it against the cwd)
 

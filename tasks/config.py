@@ -18,6 +18,22 @@ import luigi
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def read_project_config() -> None:
+    """Make Luigi read the project's luigi.cfg from any working directory.
+
+    Luigi only looks in the working directory (and LUIGI_CONFIG_PATH): `luigi --module tasks`
+    run from elsewhere would silently lose [retcode] (failed runs exit 0) and every section
+    here. The project file goes first, so the working directory's file and LUIGI_CONFIG_PATH
+    still override it. (`_config_paths` is Luigi's list of files to read, in order.)
+    """
+    from luigi.configuration.cfg_parser import LuigiConfigParser
+
+    project_cfg = str(PROJECT_ROOT / "luigi.cfg")
+    if os.path.isfile(project_cfg) and project_cfg not in LuigiConfigParser._config_paths:
+        LuigiConfigParser._config_paths.insert(0, project_cfg)
+        LuigiConfigParser.reload()
+
+
 def resolve_path(value: str | os.PathLike[str]) -> Path:
     """An absolute path: `value` as is when absolute, else relative to the project root."""
     path = Path(os.path.expanduser(str(value)))

@@ -90,7 +90,10 @@ class Schedule:
 
 def load_schedule() -> Schedule:
     """The [schedule] section; ConfigError names the key that is wrong."""
-    cfg = config.schedule()
+    try:
+        cfg = config.schedule()
+    except ValueError as exc:  # luigi's parameter parsing: a malformed date, number or boolean
+        raise ConfigError(f"[schedule] {exc}") from None
     if not croniter.is_valid(cfg.cron_expression):
         raise ConfigError(f"[schedule] cron_expression {cfg.cron_expression!r} is not a cron expression or macro")
     try:

@@ -186,3 +186,14 @@ def test_crontab_line_runs_the_wrapper(slow_schedule, subprocess_env, var_path) 
     daily = subprocess.run([sys.executable, "-m", "tasks", "crontab"], cwd="/", env=subprocess_env,
                            capture_output=True, text=True, timeout=60)
     assert daily.stdout.startswith("@daily cd ") and shlex.split(daily.stdout)[-3:] == [">>", str(log_file), "2>&1"]
+
+
+def test_luigi_reads_the_project_config_from_any_directory(tmp_path, subprocess_env) -> None:
+    """Run from a folder without luigi.cfg and without LUIGI_CONFIG_PATH: [retcode] still applies."""
+    env = {k: v for k, v in subprocess_env.items() if k != "LUIGI_CONFIG_PATH"}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cmd = [sys.executable, "-m", "luigi", "--module", "tasks", "StageTable", "--table", "analytics.not_in_specs",
+           "--local-scheduler"]
+    done = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 40, done.stderr[-2000:]  # [retcode] unhandled_exception (0 without the config)

@@ -66,7 +66,7 @@ def test_exit_codes() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [("cron_expression", "every day"), ("timezone", "Mars/Olympus"), ("end_date", "tomorrow"),
-     ("max_active_runs", "0")],
+     ("max_active_runs", "0"), ("start_date", "2025-13-45"), ("workers", "three")],
 )
 def test_invalid_schedule(luigi_cfg, key, value) -> None:
     luigi_cfg.set("schedule", key, value)
