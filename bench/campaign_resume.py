@@ -2,7 +2,7 @@
 
 Setup (not timed): 100,000 customers, each with an e-mail address, loaded by a real
 LoadSegments run into a private var dir (bench/out/campaign_resume/). The send is the real
-`luigi --module tasks.campaigns SendEmailCampaign` subprocess, provider `outbox`, token
+`luigi --module tasks.campaign.tasks SendEmailCampaign` subprocess, provider `outbox`, token
 bucket 5000/s burst 500 (high enough that our own CPU, not the limit, sets the pace).
 
 Per run, from an empty ledger and outbox:
@@ -59,13 +59,13 @@ def _prepare(env: dict[str, str]) -> Path:
             segments = ("premium", "regular", "new")
             out.writerows([f"C{i:07d}", segments[i % 3], f"user{i}@example.com", "", ""] for i in range(RECIPIENTS))
     if not (var / "segments" / DAY / "summary.json").exists():
-        subprocess.run([common.PYTHON, "-m", "luigi", "--module", "tasks.campaigns", "LoadSegments", "--date", DAY,
+        subprocess.run([common.PYTHON, "-m", "luigi", "--module", "tasks.campaign.tasks", "LoadSegments", "--date", DAY,
                         "--local-scheduler"], cwd=common.REPO, env=env, check=True, capture_output=True)
     return var
 
 
 def _send(env: dict[str, str], campaign: str, log) -> subprocess.Popen:
-    cmd = [common.PYTHON, "-m", "luigi", "--module", "tasks.campaigns", "SendEmailCampaign", "--date", DAY,
+    cmd = [common.PYTHON, "-m", "luigi", "--module", "tasks.campaign.tasks", "SendEmailCampaign", "--date", DAY,
            "--campaign", campaign, "--local-scheduler"]
     return subprocess.Popen(cmd, cwd=common.REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -3,7 +3,7 @@
 Everything lives under bench/out/elt/ (its own var dir, luigi.cfg and embedded warehouse
 folder), never var/. Setup (not timed): `python -m tasks seed-demo --sessions 10000000`
 into the private embedded warehouse, and the same deterministic tables
-(tasks.warehouse.seed.demo_tables) into a bare DuckDB file.
+(tasks.demo.seed.demo_tables) into a bare DuckDB file.
 
 - measured: in a child process with luigi and tasks imported and the embedded server
   running, the time of `luigi.build([MauSummary(date)], local_scheduler=True)`: dependency
@@ -115,7 +115,7 @@ def _prepare(env: dict[str, str]) -> None:
     if not bare.exists():
         import duckdb
 
-        from tasks.warehouse.seed import demo_tables
+        from tasks.demo.seed import demo_tables
 
         sessions_tbl, channels_tbl = demo_tables(SESSIONS)
         tmp = bare.with_suffix(".tmp")

@@ -1,10 +1,10 @@
 """LoadSegments at 1,000,000 rows against a bare `pyarrow.csv.read_csv` of the same file.
 
-The input is generated once (tasks.segments_sample.write_sample_csv, 1% faulty rows, fixed
+The input is generated once (tasks.demo.sample_segments.write_sample_csv, 1% faulty rows, fixed
 seed) under bench/out/load_segments/ and reused. Each run is a fresh child process with the
 file in the page cache (a warm-up read first): the baseline child times one
 `pyarrow.csv.read_csv(path)` (all defaults, threads on); the measured child times
-`tasks.segments.load_segments` (what LoadSegments.run calls, with the [segments] defaults:
+`tasks.campaign.segments.load_segments` (what LoadSegments.run calls, with the [segments] defaults:
 validation, customers.parquet, rejects.csv, summary.json). Figures: time ratio (goal <= 2.0)
 and the load's peak RSS over the file size.
 
@@ -33,7 +33,7 @@ def input_file() -> Path:
     """The generated 1M-row CSV (made once; regenerated if missing)."""
     path = common.OUT / NAME / f"segments_{ROWS}.csv"
     if not path.exists():
-        from tasks.segments_sample import write_sample_csv
+        from tasks.demo.sample_segments import write_sample_csv
 
         path.parent.mkdir(parents=True, exist_ok=True)
         write_sample_csv(path, ROWS, INVALID_RATIO, SEED)
@@ -49,7 +49,7 @@ def child(argv: list[str]) -> None:
         table = pacsv.read_csv(path)
         common.child_report({"seconds": time.perf_counter() - started, "rows": table.num_rows})
         return
-    from tasks.segments import LoadOptions, load_segments
+    from tasks.campaign.segments import LoadOptions, load_segments
 
     out = Path(argv[2])
     shutil.rmtree(out, ignore_errors=True)

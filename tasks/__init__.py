@@ -1,17 +1,34 @@
 """Luigi tasks of the MAU ELT and the campaign: `luigi --module tasks RunAll`.
 
-Importing this package registers the task classes (and the failure alert handlers).
+Importing this package reads the project's luigi.cfg, registers every task class (the nine
+below) and the failure alert handlers.
 """
 
 from tasks.config import read_project_config
 
 read_project_config()  # before anything reads luigi config: the project's luigi.cfg from any directory
 
-from tasks import alerts  # noqa: E402, F401  registers the failure handlers
-from tasks.elt import BuildAllTables  # noqa: E402, MauSummary, PublishTable, StageTable
+from tasks.campaign.tasks import (  # noqa: E402
+    LoadSegments,
+    SendEmailCampaign,
+    SendPushNotification,
+    SendSmsCampaign,
+)
+from tasks.elt.tasks import BuildAllTables, MauSummary, PublishTable, StageTable  # noqa: E402
 from tasks.logs import resolve_logging_conf  # noqa: E402
+from tasks.ops import alerts  # noqa: E402, F401  registers the failure handlers
 from tasks.run_all import RunAll  # noqa: E402
 
 resolve_logging_conf()  # before luigi reads [core] logging_conf_file (it checks it against the cwd)
 
-__all__ = ["BuildAllTables", "MauSummary", "PublishTable", "RunAll", "StageTable"]
+__all__ = [
+    "BuildAllTables",
+    "LoadSegments",
+    "MauSummary",
+    "PublishTable",
+    "RunAll",
+    "SendEmailCampaign",
+    "SendPushNotification",
+    "SendSmsCampaign",
+    "StageTable",
+]

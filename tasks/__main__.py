@@ -3,7 +3,7 @@
   warehouse start|stop|status   the embedded warehouse server
   sql "SELECT ..."              run one statement, print rows as CSV with a header
   seed-demo [--sessions N]      load deterministic demo raw data (embedded only, unless --force)
-  cron [--date D]               the cron wrapper: run the scheduled day(s) once (tasks/cron.py)
+  cron [--date D]               the cron wrapper: run the scheduled day(s) once (tasks/ops/cron.py)
   crontab                       print the crontab line for [schedule]
   luigid [--port P]             the central scheduler and its UI, state under var/luigid/
 """
@@ -17,8 +17,8 @@ import logging
 import sys
 
 from tasks import config
+from tasks.demo.seed import DEFAULT_SESSIONS
 from tasks.errors import TasksError
-from tasks.warehouse.seed import DEFAULT_SESSIONS
 
 log = logging.getLogger("tasks")
 
@@ -61,7 +61,8 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _seed_demo(args: argparse.Namespace) -> int:
-    from tasks.warehouse import seed, session
+    from tasks.demo import seed
+    from tasks.warehouse import session
 
     cfg = config.warehouse()
     if cfg.backend == "snowflake" and not args.force:
@@ -78,22 +79,22 @@ def _seed_demo(args: argparse.Namespace) -> int:
 
 
 def _cron(args: argparse.Namespace) -> int:
-    from tasks import cron
+    from tasks.ops import cron
 
     return cron.cron(run_date=args.date)
 
 
 def _crontab(args: argparse.Namespace) -> int:
-    from tasks import cron
+    from tasks.ops import cron
 
     print(cron.crontab_line(cron.load_schedule()))
     return 0
 
 
 def _luigid(args: argparse.Namespace) -> int:
-    from tasks import cron
+    from tasks.ops import luigid
 
-    return cron.luigid_main(port=args.port, host=args.host)
+    return luigid.luigid_main(port=args.port, host=args.host)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,15 +5,24 @@ Sections read: [paths], [warehouse], [elt]. Other modules add their own sections
 Config objects are built inside functions, never at import time. Relative paths in
 luigi.cfg are resolved against the project root (the folder holding `tasks/`), so a
 run behaves the same from any working directory.
+
+The code below a Luigi shell never reads luigi.Config objects: it takes a frozen dataclass
+of plain values, filled from a section in one way only, `settings(Dataclass, section)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from pathlib import Path
+from typing import Any, TypeVar
 
 import luigi
+
+from tasks.errors import ConfigError
+
+T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +41,24 @@ def read_project_config() -> None:
     if os.path.isfile(project_cfg) and project_cfg not in LuigiConfigParser._config_paths:
         LuigiConfigParser._config_paths.insert(0, project_cfg)
         LuigiConfigParser.reload()
+
+
+def settings(cls: type[T], section: luigi.Config, **overrides: Any) -> T:
+    """The dataclass `cls` filled from `section`: each field takes the section's parameter of the
+    same name, unless `overrides` gives it (values derived from several keys or the environment);
+    a field the section does not have keeps its default."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in overrides:
+            values[f.name] = overrides.pop(f.name)
+        elif hasattr(section, f.name):
+            values[f.name] = getattr(section, f.name)
+    if overrides:
+        raise ConfigError(f"{cls.__name__} has no field(s) {sorted(overrides)}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[{section.get_task_family()}] cannot fill {cls.__name__}: {exc}") from None
 
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:

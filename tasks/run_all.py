@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import luigi
 
 from tasks import config
-from tasks.campaigns import SendEmailCampaign, SendPushNotification, SendSmsCampaign
-from tasks.elt import BuildAllTables
+from tasks.campaign.tasks import SendEmailCampaign, SendPushNotification, SendSmsCampaign
+from tasks.elt.tasks import BuildAllTables
 from tasks.params import RunDateParameter
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from tasks.warehouse import embedded, seed
+from tasks.demo import seed
+from tasks.warehouse import embedded
 from tasks.warehouse.client import WarehouseClient, connect
 
 REAP_AFTER = 2.0  # seconds before the server rolls back a dead client's open transaction

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks import config, pii
-from tasks import segments as segments_core
+from tasks.campaign import segments as segments_core
 from tasks.channels.base import ProviderClient
 from tasks.channels.fcm import FcmClient
 from tasks.channels.http import HttpTransport

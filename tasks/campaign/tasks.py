@@ -13,8 +13,8 @@ from pathlib import Path
 import luigi
 
 from tasks import config
-from tasks import segments as segments_core
-from tasks.channels import campaign as channel_core
+from tasks.campaign import segments as segments_core
+from tasks.campaign import sends as channel_core
 from tasks.files import write_json_atomic
 
 logger = logging.getLogger(__name__)

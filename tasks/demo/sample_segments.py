@@ -5,7 +5,7 @@ phones in the 555-01xx range reserved for fiction (valid E.164 numbers for phone
 device tokens random in the shape of FCM registration tokens. A share `invalid_ratio` of the
 rows carries one injected fault; the kinds are counted so tests can predict the outcome.
 
-    python -m tasks.segments_sample config/sample_segments.csv --rows 1000
+    python -m tasks.demo.sample_segments config/sample_segments.csv --rows 1000
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from tasks.checks import TableStats
+from tasks.elt.checks import TableStats
+from tasks.elt.specs import TableSpec
 from tasks.errors import StaleBuildError
-from tasks.specs import TableSpec
 from tasks.warehouse import dialect
 from tasks.warehouse.client import WarehouseClient
 from tasks.warehouse.sql import ident_list

@@ -18,12 +18,13 @@ import uuid
 import luigi
 
 from tasks import config
-from tasks.checks import table_failures
+from tasks.elt import steps as tables
+from tasks.elt.checks import table_failures
+from tasks.elt.specs import TableSpec, load_specs
 from tasks.errors import ConfigError, DataValidationError, StaleBuildError, WarehouseError
 from tasks.faults import crash_point
 from tasks.params import RunDateParameter
-from tasks.specs import TableSpec, load_specs
-from tasks.warehouse import MarkerTableTarget, WarehouseClient, session, tables
+from tasks.warehouse import MarkerTableTarget, WarehouseClient, session
 from tasks.warehouse.sql import ident_list
 
 log = logging.getLogger(__name__)

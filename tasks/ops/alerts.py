@@ -48,9 +48,9 @@ import luigi.interface
 import luigi.retcodes
 
 from tasks import config
-from tasks.alert_ledger import ALERT, AlertLedger, PendingFailure
-from tasks.redaction import redact
-from tasks.slack import WEBHOOK_ENV, Delivery, SlackSettings, alerts_dir, deliver
+from tasks.ops.alert_ledger import ALERT, AlertLedger, PendingFailure
+from tasks.ops.redaction import redact
+from tasks.ops.slack import WEBHOOK_ENV, Delivery, SlackSettings, alerts_dir, deliver
 
 logger = logging.getLogger(__name__)
 

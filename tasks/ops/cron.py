@@ -22,7 +22,7 @@
    SIGTERM/SIGINT to the wrapper is passed on to the group;
 6. logs a one-line run summary and appends it as JSON to <var_dir>/runs/runs.jsonl; on a
    non-zero exit (other than already_running) sends one run-summary alert
-   (tasks.alerts.send_run_summary).
+   (tasks.ops.alerts.send_run_summary).
 
 Exit codes: Luigi's [retcode] of the run (0, 10, 20, 25, 30, 35, 40), EXIT_TIMEOUT (124, as
 coreutils `timeout`), 128 + N when luigi was killed by signal N (as a shell reports it), and
@@ -403,12 +403,12 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
 
 def _alert(cmd: Sequence[str], returncode: int | None, started: dt.datetime, tail: str,
            finished: dt.datetime | None = None) -> None:
-    from tasks.alerts import send_run_summary  # imported late: registering handlers is not needed before
+    from tasks.ops.alerts import send_run_summary  # imported late: registering handlers is not needed before
 
     send_run_summary(list(cmd), returncode, started_at=started, finished_at=finished, log_tail=tail)
 
 
-# ---------------------------------------------------------------- crontab and luigid
+# ---------------------------------------------------------------- crontab
 
 
 def crontab_line(sched: Schedule, python: str | None = None) -> str:
@@ -421,30 +421,3 @@ def crontab_line(sched: Schedule, python: str | None = None) -> str:
     command = (f"cd {shlex.quote(str(config.PROJECT_ROOT))} && {env}{shlex.quote(python)} -m tasks cron "
                f">> {shlex.quote(str(log_file))} 2>&1")
     return f"{sched.cron_expression} {command.replace('%', chr(92) + '%')}"  # % ends a crontab command
-
-
-def luigid_paths() -> dict[str, Path]:
-    """Where `python -m tasks luigid` keeps its state and pid file."""
-    base = config.var_dir() / "luigid"
-    return {"state_path": base / "state.pickle", "pidfile": base / "luigid.pid"}
-
-
-def luigid_main(port: int | None = None, host: str | None = None) -> int:
-    """Run luigid in the foreground on [luigid] host:port, state under <var_dir>/luigid/, log to stderr.
-
-    The log goes through [core] logging_conf_file like every luigi run (no --logdir: Luigi
-    would then ignore that file). SIGTERM or Ctrl-C saves the state and stops it.
-    """
-    import luigi.cmdline
-
-    cfg = config.luigid()
-    paths = luigid_paths()
-    paths["pidfile"].parent.mkdir(parents=True, exist_ok=True)
-    host, port = host or cfg.host, port or cfg.port
-    paths["pidfile"].write_text(f"{os.getpid()}\n")
-    print(f"luigid on http://{host}:{port} (UI and /api); state {paths['state_path']}", flush=True)
-    try:
-        luigi.cmdline.luigid(["--address", host, "--port", str(port), "--state-path", str(paths["state_path"])])
-    finally:
-        paths["pidfile"].unlink(missing_ok=True)
-    return 0

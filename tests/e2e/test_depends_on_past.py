@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.campaigns import LoadSegments
-from tasks.elt import BuildAllTables
+from tasks.campaign.tasks import LoadSegments
+from tasks.elt.tasks import BuildAllTables
 from tasks.run_all import RunAll
 from tests.e2e.conftest import run_cron, runs
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import luigi
 
-from tasks.campaigns import LoadSegments, SendEmailCampaign, SendPushNotification, SendSmsCampaign
+from tasks.campaign.tasks import LoadSegments, SendEmailCampaign, SendPushNotification, SendSmsCampaign
 
 DAY = datetime.date(2026, 3, 2)
 TASKS = {"email": SendEmailCampaign, "sms": SendSmsCampaign, "push": SendPushNotification}

@@ -212,9 +212,9 @@ def test_slow_webhook_is_bounded_by_the_handler_budget(slack, luigi_cfg):
 
 
 def test_importing_twice_does_not_double_alert(slack):
-    import tasks.alerts
+    import tasks.ops.alerts
 
-    importlib.reload(tasks.alerts)
+    importlib.reload(tasks.ops.alerts)
     importlib.import_module("tasks")
     assert build(ft.RaisesError(name="once")) is False
     slack.wait_for(1)
@@ -225,7 +225,7 @@ def test_importing_twice_does_not_double_alert(slack):
 def test_a_killed_single_worker_run_is_reported_by_the_run_summary(slack, subprocess_env):
     """--workers 1: the task runs in the luigi process, so SIGKILL takes the whole run and no
     handler can alert; the cron wrapper's send_run_summary() is what reports it."""
-    from tasks.alerts import send_run_summary
+    from tasks.ops.alerts import send_run_summary
 
     subprocess_env["SLACK_WEBHOOK_URL"] = slack.url
     started = datetime.datetime.now(datetime.UTC)

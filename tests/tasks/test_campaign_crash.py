@@ -28,7 +28,7 @@ COUNT = 90
 
 
 def luigi_send(env: dict[str, str], log) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "luigi", "--module", "tasks.campaigns", "SendSmsCampaign",
+    cmd = [sys.executable, "-m", "luigi", "--module", "tasks.campaign.tasks", "SendSmsCampaign",
            "--date", DAY.isoformat(), "--local-scheduler"]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tasks.channels import campaign as channel_core
+from tasks.campaign import sends as channel_core
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
 from tasks.channels.outbox import outbox_path
 from tasks.errors import AuthApiError, CampaignFailedError

@@ -8,9 +8,9 @@ from pathlib import Path
 import luigi
 import pytest
 
-from tasks.elt import MauSummary, PublishTable, StageTable, spec_for
+from tasks.elt import steps as tables
+from tasks.elt.tasks import MauSummary, PublishTable, StageTable, spec_for
 from tasks.errors import DataValidationError
-from tasks.warehouse import tables
 from tasks.warehouse.client import WarehouseClient
 from tests.warehouse_fixtures import expected_mau, published, seed_raw
 

@@ -18,8 +18,8 @@ import luigi
 import pyarrow as pa
 import pytest
 
-from tasks.elt import MauSummary, spec_for
-from tasks.warehouse import tables
+from tasks.elt import steps as tables
+from tasks.elt.tasks import MauSummary, spec_for
 from tasks.warehouse.client import WarehouseClient
 from tests.warehouse_fixtures import REAP_AFTER, expected_mau, published, seed_raw
 

@@ -12,7 +12,7 @@ import luigi
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.campaigns import LoadSegments
+from tasks.campaign.tasks import LoadSegments
 from tasks.config import PROJECT_ROOT
 from tasks.errors import DataValidationError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from tasks.alert_ledger import ALERT, COUNT, DEFER, AlertLedger
+from tasks.ops.alert_ledger import ALERT, COUNT, DEFER, AlertLedger
 
 
 def test_first_failure_alerts_repeats_count_and_the_cap_defers(tmp_path):

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks import alerts
-from tasks.alert_ledger import AlertLedger
+from tasks.ops import alerts
+from tasks.ops.alert_ledger import AlertLedger
 from tests.fakes.slack import FakeSlack, _well_formed
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.redaction import REDACTED, redact
+from tasks.ops.redaction import REDACTED, redact
 
 ENV = {"SENDGRID_API_KEY": "SG.env-only-value.xyz", "DB_PASSWORD": "pa55word!", "PATH": "/usr/bin", "PWD": "/work"}
 

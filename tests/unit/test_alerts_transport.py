@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tasks.slack import SlackSettings, deliver
+from tasks.ops.slack import SlackSettings, deliver
 from tests.fakes.slack import FakeSlack
 
 PAYLOAD = {"text": "Luigi failure: X", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}]}
@@ -91,7 +91,7 @@ def test_connection_refused_is_retried_then_given_up():
 
 def test_without_a_webhook_alerts_go_to_the_file_with_a_warning(var_path, caplog, monkeypatch):
     monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
-    with caplog.at_level(logging.WARNING, logger="tasks.slack"):
+    with caplog.at_level(logging.WARNING, logger="tasks.ops.slack"):
         result = deliver(PAYLOAD)
     assert result.outcome == "file"
     assert kept(var_path)[0]["message"] == PAYLOAD

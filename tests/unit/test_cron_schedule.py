@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tasks.cron import EXIT_TIMEOUT, Outcome, days_to_run, describe_code, exit_code, load_schedule, outside_window
-from tasks.cron import scheduled_date as run_date
 from tasks.errors import ConfigError
+from tasks.ops.cron import EXIT_TIMEOUT, Outcome, days_to_run, describe_code, exit_code, load_schedule, outside_window
+from tasks.ops.cron import scheduled_date as run_date
 
 UTC = dt.UTC
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.checks import TableStats, table_failures
+from tasks.elt.checks import TableStats, table_failures
+from tasks.elt.specs import load_specs, parse_specs
 from tasks.errors import CheckFailure, ConfigError, DataValidationError
-from tasks.specs import load_specs, parse_specs
 from tasks.warehouse.sql import SQL_DIR, ident, ident_list, qualified, render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +143,7 @@ def test_warehouse_error_names_the_statement_and_query_id() -> None:
 
 
 def test_a_spec_owner_address_receives_luigis_error_mails(tmp_path: Path, luigi_cfg) -> None:
-    from tasks.elt import PublishTable, StageTable
+    from tasks.elt.tasks import PublishTable, StageTable
 
     (tmp_path / "t.toml").write_text(
         "[[table]]\nname='analytics.a'\nprimary_key=['k']\nsql='a.sql'\nowner='ana@example.com'\n"

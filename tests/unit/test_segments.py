@@ -12,10 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import pii, segments
+from tasks import pii
+from tasks.campaign import segments
+from tasks.campaign.segments import LoadOptions, customers_for_channel, load_segments
+from tasks.config import PROJECT_ROOT
+from tasks.demo.sample_segments import write_sample_csv
 from tasks.errors import DataValidationError
-from tasks.segments import LoadOptions, customers_for_channel, load_segments
-from tasks.segments_sample import write_sample_csv
 
 HEADER = "customer_id,segment,email,phone,device_token\n"
 TOKEN = "dGVzdC10b2tlbg:APA91b" + "x" * 40
@@ -56,7 +58,7 @@ def test_bundled_sample_counts_match_the_injected_faults(tmp_path: Path) -> None
 
 def test_bundled_sample_is_the_generator_output(tmp_path: Path) -> None:
     write_sample_csv(tmp_path / "s.csv")
-    bundled = Path(segments.__file__).parent.parent / "config" / "sample_segments.csv"
+    bundled = PROJECT_ROOT / "config" / "sample_segments.csv"
     assert (tmp_path / "s.csv").read_bytes() == bundled.read_bytes()
 
 

@@ -1,0 +1,39 @@
+"""The central scheduler launcher: `python -m tasks luigid` (`make luigid`).
+
+Runs Luigi's own `luigid` in the foreground on [luigid] host:port with its state and pid file
+under <var_dir>/luigid/. Reads [luigid], [paths] and (for its log) [core] logging_conf_file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tasks import config
+
+
+def luigid_paths() -> dict[str, Path]:
+    """Where `python -m tasks luigid` keeps its state and pid file."""
+    base = config.var_dir() / "luigid"
+    return {"state_path": base / "state.pickle", "pidfile": base / "luigid.pid"}
+
+
+def luigid_main(port: int | None = None, host: str | None = None) -> int:
+    """Run luigid in the foreground on [luigid] host:port, state under <var_dir>/luigid/, log to stderr.
+
+    The log goes through [core] logging_conf_file like every luigi run (no --logdir: Luigi
+    would then ignore that file). SIGTERM or Ctrl-C saves the state and stops it.
+    """
+    import luigi.cmdline
+
+    cfg = config.luigid()
+    paths = luigid_paths()
+    paths["pidfile"].parent.mkdir(parents=True, exist_ok=True)
+    host, port = host or cfg.host, port or cfg.port
+    paths["pidfile"].write_text(f"{os.getpid()}\n")
+    print(f"luigid on http://{host}:{port} (UI and /api); state {paths['state_path']}", flush=True)
+    try:
+        luigi.cmdline.luigid(["--address", host, "--port", str(port), "--state-path", str(paths["state_path"])])
+    finally:
+        paths["pidfile"].unlink(missing_ok=True)
+    return 0
