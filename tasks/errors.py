@@ -46,6 +46,20 @@ class WarehouseError(TasksError):
         super().__init__(f"{message}{where}{qid}")
 
 
+class ObjectMissingError(WarehouseError):
+    """Raised when a statement names a table or schema this role cannot see (Snowflake 2003/2043): it does
+    not exist yet, or the role was never granted it; Snowflake does not say which."""
+
+
+class NotAuthorizedError(WarehouseError):
+    """Raised when the role sees an object but lacks the privilege for the statement (SQLSTATE 42501):
+    grant it (the message names the object and the operation)."""
+
+
+class ConnectionLostError(WarehouseError):
+    """Raised when the session ended under a statement (expired, server gone): reconnect and retry."""
+
+
 class StaleBuildError(WarehouseError):
     """Raised when a validated build left the staging table before its swap (another day's run staged
     the same table): stage it again."""

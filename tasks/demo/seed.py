@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.warehouse import dialect
 from tasks.warehouse.client import WarehouseClient
 
 log = logging.getLogger(__name__)
@@ -79,6 +78,6 @@ def load(client: WarehouseClient, sessions_tbl: pa.Table, channels_tbl: pa.Table
     for name, tbl in ((SESSIONS_TABLE, sessions_tbl), (CHANNELS_TABLE, channels_tbl)):
         path = work_dir / f"{name.replace('.', '__')}.parquet"
         pq.write_table(tbl, path, compression="zstd")
-        dialect.load_parquet(client, name, path)
+        client.dialect.load_parquet(client, name, path)
         path.unlink()
     log.info("loaded %s sessions into %s and %s", sessions_tbl.num_rows, SESSIONS_TABLE, CHANNELS_TABLE)

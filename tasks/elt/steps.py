@@ -13,10 +13,8 @@ import logging
 from tasks.elt.checks import TableStats
 from tasks.elt.specs import TableSpec
 from tasks.errors import StaleBuildError
-from tasks.warehouse import dialect
 from tasks.warehouse.client import WarehouseClient
 from tasks.warehouse.sql import ident_list
-from tasks.warehouse.target import marker_table
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +22,8 @@ log = logging.getLogger(__name__)
 def stage(client: WarehouseClient, spec: TableSpec, run_date: dt.date, build_id: str) -> None:
     """CREATE OR REPLACE the staging table from the spec's SELECT, commented with `build_id`."""
     client.ensure("create_schema", schema=spec.schema)
-    dialect.create_staging(
-        client, spec.staging_name, spec.select_sql(), build_id, {"run_date": run_date.isoformat()}, marker_table()
+    client.dialect.create_staging(
+        client, spec.staging_name, spec.select_sql(), build_id, {"run_date": run_date.isoformat()}
     )
 
 
@@ -52,7 +50,7 @@ def table_exists(client: WarehouseClient, name: str) -> bool:
 
 def builds(client: WarehouseClient, spec: TableSpec) -> tuple[str | None, str | None]:
     """The build ids held by the published and the staging table; None if absent."""
-    return dialect.table_builds(client, spec.name, spec.staging_name, marker_table())
+    return client.dialect.table_builds(client, spec.name, spec.staging_name)
 
 
 def publish(client: WarehouseClient, spec: TableSpec, build_id: str) -> str:
@@ -66,7 +64,7 @@ def publish(client: WarehouseClient, spec: TableSpec, build_id: str) -> str:
             "(rebuilt or dropped since validation); re-run to stage it again"
         )
     if table_exists(client, spec.name):
-        dialect.swap(client, spec.name, spec.staging_name, (published, staged), marker_table())
+        client.dialect.swap(client, spec.name, spec.staging_name, (published, staged))
         return "swapped"
-    dialect.publish_first(client, spec.name, spec.staging_name, staged, marker_table())
+    client.dialect.publish_first(client, spec.name, spec.staging_name, staged)
     return "renamed (first publish)"

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from tasks import config
-from tasks.errors import ConfigError, WarehouseError
+from tasks.errors import ConfigError, ConnectionLostError, WarehouseError
 from tasks.warehouse import embedded
-from tasks.warehouse.sql import render
+from tasks.warehouse.dialect import Dialect, dialect_for
+from tasks.warehouse.errors import translate
+from tasks.warehouse.sql import qualified, render
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +36,13 @@ def _errors() -> type[Exception]:
 
     return Error
 
-TABLE_NOT_FOUND = 2003  # Snowflake's errno for "object does not exist or not authorized"
-
 
 class WarehouseClient:
     """A connection plus the few operations the tasks need; every failure is a WarehouseError."""
 
-    def __init__(self, conn: Any, backend: str):
+    def __init__(self, conn: Any, dialect: Dialect):
         self.conn = conn
-        self.backend = backend
+        self.dialect = dialect  # what differs between backends, chosen once here
         self._ensured: set[tuple[str, tuple]] = set()
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, name: str = "sql") -> list[tuple]:
@@ -53,7 +53,7 @@ class WarehouseClient:
             cur.execute(sql, dict(params) if params else None)
             rows = cur.fetchall() if cur.description else []
         except _errors() as exc:
-            raise WarehouseError(_describe(exc), query_id=exc.sfqid or cur.sfqid, sql_name=name) from exc
+            raise translate(exc, sql_name=name, query_id=cur.sfqid) from exc
         finally:
             log.debug("%s took %.3fs (query id %s)", name, time.monotonic() - started, cur.sfqid)
             cur.close()
@@ -78,7 +78,7 @@ class WarehouseClient:
             names = [d[0] for d in cur.description] if cur.description else []
             rows = cur.fetchall() if cur.description else []
         except _errors() as exc:
-            raise WarehouseError(_describe(exc), query_id=exc.sfqid or cur.sfqid, sql_name="sql") from exc
+            raise translate(exc, sql_name="sql", query_id=cur.sfqid) from exc
         finally:
             cur.close()
         return names, rows
@@ -98,11 +98,6 @@ class WarehouseClient:
     def close(self) -> None:
         with contextlib.suppress(_errors()):
             self.conn.close()
-
-
-def _describe(exc: Any) -> str:
-    # The connector's message carries errno and sqlstate; it never includes credentials.
-    return f"{type(exc).__name__} {exc.errno}: {exc.raw_msg or exc.msg}"
 
 
 def embedded_dir() -> Path:
@@ -156,8 +151,8 @@ def connect(params: dict[str, Any] | None = None) -> WarehouseClient:
     try:
         conn = snowflake.connector.connect(**params)
     except _errors() as exc:
-        raise WarehouseError(f"cannot connect to the {cfg.backend} warehouse: {_describe(exc)}") from exc
-    return WarehouseClient(conn, cfg.backend)
+        raise translate(exc, prefix=f"cannot connect to the {cfg.backend} warehouse: ") from exc
+    return WarehouseClient(conn, dialect_for(cfg.backend, qualified(cfg.marker_table)))
 
 
 # One open client per process and connection settings: Luigi asks complete() of every task
@@ -176,16 +171,10 @@ def session() -> Iterator[WarehouseClient]:
         client = _clients[key] = connect(params)
     try:
         yield client
-    except WarehouseError as exc:
-        if _connection_lost(exc):
-            _clients.pop(key, None)
-            client.close()
+    except ConnectionLostError:
+        _clients.pop(key, None)
+        client.close()
         raise
-
-
-def _connection_lost(exc: WarehouseError) -> bool:
-    cause = exc.__cause__
-    return cause is not None and getattr(cause, "errno", None) in (390104, 390103) or "HTTP 5" in str(exc)
 
 
 @atexit.register

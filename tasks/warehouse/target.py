@@ -9,8 +9,8 @@ from __future__ import annotations
 import luigi
 
 from tasks import config
-from tasks.errors import WarehouseError
-from tasks.warehouse.client import TABLE_NOT_FOUND, WarehouseClient, session
+from tasks.errors import ObjectMissingError
+from tasks.warehouse.client import WarehouseClient, session
 from tasks.warehouse.sql import qualified
 
 
@@ -32,11 +32,9 @@ class MarkerTableTarget(luigi.Target):
                 return self.build_id(own)
         try:
             rows = client.run("marker_lookup", {"update_id": self.update_id}, marker=marker_table())
-        except WarehouseError as exc:
-            cause = exc.__cause__
-            if getattr(cause, "errno", None) == TABLE_NOT_FOUND:
-                return None
-            raise
+        except ObjectMissingError:
+            return None  # no marker table yet (a role that lost its grant on it gets NotAuthorizedError only
+            # where Snowflake says so; its 2003 cannot be told from "missing")
         return rows[0][0] if rows else None
 
     def exists(self) -> bool:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.warehouse import dialect
 from tasks.warehouse.client import connect
+from tasks.warehouse.dialect import SnowflakeDialect
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +35,13 @@ def snowflake(luigi_cfg):
 
 def test_stage_swap_and_build_ids_on_snowflake(snowflake) -> None:
     client, schema = snowflake
-    marker = f"{schema}.table_updates"
+    dialect = SnowflakeDialect(f"{schema}.table_updates")
     table, staging = f"{schema}.t", f"{schema}.temp_t"
-    dialect.create_staging(client, staging, "SELECT 1 AS k", "build-1", {}, marker)
-    assert dialect.table_builds(client, table, staging, marker) == (None, "build-1")
-    dialect.publish_first(client, table, staging, "build-1", marker)
-    assert dialect.table_builds(client, table, staging, marker) == ("build-1", None)
-    dialect.create_staging(client, staging, "SELECT 2 AS k", "build-2", {}, marker)
-    dialect.swap(client, table, staging, ("build-1", "build-2"), marker)
-    assert dialect.table_builds(client, table, staging, marker) == ("build-2", "build-1")
+    dialect.create_staging(client, staging, "SELECT 1 AS k", "build-1", {})
+    assert dialect.table_builds(client, table, staging) == (None, "build-1")
+    dialect.publish_first(client, table, staging, "build-1")
+    assert dialect.table_builds(client, table, staging) == ("build-1", None)
+    dialect.create_staging(client, staging, "SELECT 2 AS k", "build-2", {})
+    dialect.swap(client, table, staging, ("build-1", "build-2"))
+    assert dialect.table_builds(client, table, staging) == ("build-2", "build-1")
     assert client.execute(f"SELECT k FROM {table}") == [(2,)]

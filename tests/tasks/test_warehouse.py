@@ -10,8 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from tasks.errors import ObjectMissingError
 from tasks.warehouse import embedded
 from tasks.warehouse.client import WarehouseClient
+from tasks.warehouse.dialect import EmbeddedDialect
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -76,3 +80,9 @@ def test_several_client_processes_write_at_once(warehouse: WarehouseClient, subp
         codes = list(pool.map(writer, range(4)))
     assert codes == [0, 0, 0, 0]
     assert warehouse.execute("SELECT COUNT(*), COUNT(DISTINCT worker) FROM public.hits") == [(4000, 4)]
+
+
+def test_a_missing_table_is_object_missing_and_the_dialect_is_chosen_once(warehouse) -> None:  # noqa: ANN001
+    with pytest.raises(ObjectMissingError, match="42S02"):
+        warehouse.execute("SELECT * FROM analytics.no_such_table", name="probe")
+    assert isinstance(warehouse.dialect, EmbeddedDialect)

@@ -1,0 +1,49 @@
+"""The one place that turns a Snowflake connector error into a typed WarehouseError.
+
+- SQLSTATE 42S02 / errno 2003, 2043: `ObjectMissingError`. Snowflake answers the same
+  "does not exist or not authorized" for a missing object and for one the role cannot see,
+  so callers that read "missing" as "not done yet" (marker lookups) get this type only.
+- SQLSTATE 42501 / errno 3001, 3003 ("Insufficient privileges to operate on ..."):
+  `NotAuthorizedError`, never mistaken for "not done yet".
+- An expired or vanished session (errno 390103, 390104, 390112, 390114; an HTTP 5xx from
+  the embedded server): `ConnectionLostError`, so the client drops its cached connection.
+- Anything else: `WarehouseError`.
+
+The message carries the connector's errno, SQLSTATE and text (never credentials), the
+statement's name and Snowflake's query id. Reads no luigi.cfg section.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.errors import ConnectionLostError, NotAuthorizedError, ObjectMissingError, WarehouseError
+
+MISSING_ERRNOS = {2003, 2043}
+NOT_AUTHORIZED_ERRNOS = {3001, 3003}
+SESSION_GONE_ERRNOS = {390103, 390104, 390112, 390114}
+
+
+def describe(exc: Any) -> str:
+    """errno, SQLSTATE and message of a connector error (the connector never puts credentials there)."""
+    state = f" ({exc.sqlstate})" if getattr(exc, "sqlstate", None) else ""
+    return f"{type(exc).__name__} {exc.errno}{state}: {exc.raw_msg or exc.msg}"
+
+
+def translate(
+    exc: Any, *, sql_name: str | None = None, query_id: str | None = None, prefix: str = ""
+) -> WarehouseError:
+    """The typed WarehouseError for connector error `exc` (raise it `from exc`)."""
+    errno = getattr(exc, "errno", None)
+    sqlstate = getattr(exc, "sqlstate", None)
+    message = prefix + describe(exc)
+    query_id = getattr(exc, "sfqid", None) or query_id
+    if errno in MISSING_ERRNOS or sqlstate == "42S02":
+        cls: type[WarehouseError] = ObjectMissingError
+    elif errno in NOT_AUTHORIZED_ERRNOS or sqlstate == "42501":
+        cls = NotAuthorizedError
+    elif errno in SESSION_GONE_ERRNOS or "HTTP 5" in message:
+        cls = ConnectionLostError
+    else:
+        cls = WarehouseError
+    return cls(message, query_id=query_id, sql_name=sql_name)
