@@ -77,10 +77,11 @@ class paths(luigi.Config):
     )
 
 
-def var_dir() -> Path:
-    """The run-time folder, created if needed (TASKS_VAR_DIR wins over [paths] var_dir)."""
+def var_dir(create: bool = True) -> Path:
+    """The run-time folder (TASKS_VAR_DIR wins over [paths] var_dir), created unless `create` is false."""
     path = resolve_path(os.environ.get("TASKS_VAR_DIR") or paths().var_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -119,10 +119,7 @@ def run_channel_send(
     rate, burst = limits(cfg)
     if cfg.concurrency < 1 or cfg.max_attempts < 1:
         raise ConfigError(f"[{channel}_campaign] concurrency and max_attempts must be at least 1")
-    policy = SendPolicy(
-        concurrency=cfg.concurrency, max_attempts=cfg.max_attempts, retry_delay=cfg.retry_delay,
-        backoff=cfg.backoff, resend_unknown=cfg.resend_unknown, progress_interval=cfg.progress_interval,
-    )
+    policy = config.settings(SendPolicy, cfg)
     client = make_client(channel, cfg, var_dir, key)
     try:
         with ChannelLimiter(rate, burst, name=channel) as limiter, SendLedger(ledger_path(var_dir, channel)) as ledger:

@@ -16,6 +16,7 @@ from tasks import config
 from tasks.campaign import segments as segments_core
 from tasks.campaign import sends as channel_core
 from tasks.files import write_json_atomic
+from tasks.params import RunDateParameter
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class LoadSegments(luigi.Task):
     or rejects more than `max_reject_ratio` of its rows (rejects.csv is still written).
     """
 
-    date = luigi.DateParameter(description="Business date the segment snapshot is loaded for.")
+    date = RunDateParameter()
 
     def output_dir(self) -> Path:
         """The folder holding this date's outputs."""
@@ -45,15 +46,8 @@ class LoadSegments(luigi.Task):
 
     def run(self) -> None:
         cfg = config.segments()
-        options = segments_core.LoadOptions(
-            segments=tuple(s.strip() for s in cfg.segments.split(",") if s.strip()),
-            default_region=cfg.default_region,
-            encoding=cfg.encoding,
-            max_reject_ratio=cfg.max_reject_ratio,
-            max_field_length=cfg.max_field_length,
-            device_token_min_length=cfg.device_token_min_length,
-            device_token_max_length=cfg.device_token_max_length,
-            chunk_rows=cfg.chunk_rows,
+        options = config.settings(
+            segments_core.LoadOptions, cfg, segments=tuple(s.strip() for s in cfg.segments.split(",") if s.strip())
         )
         self.set_status_message(f"validating {cfg.input_path}")
         result = segments_core.load_segments(config.resolve_path(cfg.input_path), self.output_dir(), options)
@@ -83,7 +77,7 @@ class _SendChannelCampaign(luigi.Task):
 
     channel = ""  # set by each subclass: email, sms or push
 
-    date = luigi.DateParameter(description="Business date: which LoadSegments snapshot to send to.")
+    date = RunDateParameter()
     campaign = luigi.Parameter(
         default="demo", description="Campaign name: part of the ledger key, so a campaign reaches a customer once."
     )

@@ -293,8 +293,7 @@ def _params(task: luigi.Task) -> str:
 
 def _ledger_path() -> Path:
     """<var_dir>/alerts/ledger.sqlite, resolved without creating anything (atexit must not litter)."""
-    var = config.resolve_path(os.environ.get("TASKS_VAR_DIR") or config.paths().var_dir)
-    return var / "alerts" / "ledger.sqlite"
+    return config.var_dir(create=False) / "alerts" / "ledger.sqlite"
 
 
 def _ledger() -> AlertLedger:

@@ -109,12 +109,9 @@ def load_schedule() -> Schedule:
     for key in ("max_catchup_days", "max_active_runs", "workers"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"[schedule] {key} must be at least 1")
-    return Schedule(
-        enabled=cfg.enabled, cron_expression=cfg.cron_expression, start_date=cfg.start_date, end_date=end,
-        timezone=tz, catchup=cfg.catchup, max_catchup_days=cfg.max_catchup_days,
-        max_active_runs=cfg.max_active_runs, timeout_seconds=max(cfg.timeout_seconds, 0),
-        kill_grace_seconds=cfg.kill_grace_seconds, task=cfg.task, module=cfg.module, workers=cfg.workers,
-        scheduler_url=cfg.scheduler_url.strip(), log_file=cfg.log_file,
+    return config.settings(
+        Schedule, cfg, end_date=end, timezone=tz, timeout_seconds=max(cfg.timeout_seconds, 0),
+        scheduler_url=cfg.scheduler_url.strip(),
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tasks import pii
 from tasks.campaign import segments
-from tasks.campaign.segments import LoadOptions, customers_for_channel, load_segments
+from tasks.campaign.segments import LoadOptions, customers_for_channel, load_segments, read, validate
 from tasks.config import PROJECT_ROOT
 from tasks.demo.sample_segments import write_sample_csv
 from tasks.errors import DataValidationError
@@ -194,7 +194,7 @@ def test_huge_fields_are_rejected_and_do_not_crash_either_reader(tmp_path: Path,
     assert (reject["line_number"], reject["reason"]) == ("3", "field_too_long")
     assert len(reject["email"]) < 2000 and "truncated" in reject["email"]
     # a row longer than the arrow reader's block: the load restarts on the csv module
-    monkeypatch.setattr(segments, "_ARROW_BLOCK_SIZE", 4096)
+    monkeypatch.setattr(read, "_ARROW_BLOCK_SIZE", 4096)
     again = load(tmp_path, text)
     assert again["summary"] | {"duration_s": 0} == out["summary"] | {"duration_s": 0}
 
@@ -206,7 +206,7 @@ RAGGED = (HEADER + "c1,new,a@example.com,,\n\nc2,new,b@example.com\nc3,new,\"mul
 @pytest.mark.parametrize("block_size", [None, 40])
 def test_ragged_rows_and_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int | None) -> None:
     if block_size:  # forces the csv-module reader: both must agree
-        monkeypatch.setattr(segments, "_ARROW_BLOCK_SIZE", block_size)
+        monkeypatch.setattr(read, "_ARROW_BLOCK_SIZE", block_size)
     out = load(tmp_path, RAGGED, chunk_rows=2)
     assert [c["customer_id"] for c in out["customers"]] == ["c1", "c5"]
     assert [(r["line_number"], r["reason"]) for r in out["rejects"]] == [
@@ -252,13 +252,13 @@ EMAILS = ["a@example.com", "A.B+tag@Sub.Example.ORG", "a..b@example.com", ".a@ex
 
 
 def test_email_fast_path_agrees_with_email_validator() -> None:
-    validator = segments._Validator(LoadOptions())
+    validator = validate.Validator(LoadOptions())
     result, _ = validator._emails(pa.array(EMAILS))
-    assert result.to_pylist() == [segments._slow_email(e) for e in EMAILS]
+    assert result.to_pylist() == [validate._slow_email(e) for e in EMAILS]
 
 
 def test_phone_fast_path_is_off_where_metadata_alone_is_not_exact() -> None:
-    assert segments._PhoneFastPath.for_region("GB") is None  # national prefix '0|180020' is a pattern
+    assert validate._PhoneFastPath.for_region("GB") is None  # national prefix '0|180020' is a pattern
 
 
 @pytest.mark.parametrize("region", ["US", "DE", "FR", "IT"])
@@ -278,10 +278,10 @@ def test_phone_fast_path_agrees_with_phonenumbers(region: str) -> None:
             value = digits
         values.append(value)
     values += ["+1 202 555 0123", "(202)5550123", "2025550123", "+12025550123", "020 7946 0958", "030 901820"]
-    validator = segments._Validator(LoadOptions(default_region=region))
+    validator = validate.Validator(LoadOptions(default_region=region))
     assert validator.phone_fast is not None
     result, _ = validator._phones(pa.array(values))
-    assert result.to_pylist() == [segments._slow_phone(v, region) for v in values]
+    assert result.to_pylist() == [validate._slow_phone(v, region) for v in values]
     assert sum(v is not None for v in result.to_pylist()) > 50  # the sample is not all invalid
 
 

@@ -1,74 +1,40 @@
-"""Customer-segment CSV -> validated Parquet: the pure core of LoadSegments (imports no luigi).
+"""Validating one RawChunk: decode, trim, ids, segments, e-mails, phones, device tokens.
 
-The task reads `[segments]` in luigi.cfg and passes it here as `LoadOptions`; this module
-reads no configuration itself.
-
-A CSV with columns customer_id, segment, email, phone, device_token (header matched
-case- and whitespace-insensitively, extra columns ignored) is streamed in chunks of
-`chunk_rows` rows, so memory stays bounded whatever the file size (the set of seen
-customer ids is the only thing that grows). Each chunk is validated with vectorised
-pyarrow compute; only values off the fast path (unusual e-mails and phone numbers) go
-through email-validator / phonenumbers, one call per distinct value (lru_cache).
-
-A row is rejected as a whole when it is malformed (wrong field count, undecodable bytes,
-a field over `max_field_length`, blank), its customer_id is missing or already seen (the
-first row wins), its segment is not allowed, or it has no valid address for any channel.
-Otherwise it is valid; an invalid address for one channel is nulled and recorded as an
-issue for that channel only. Always: rows_read == valid + rejected.
-
-Parsing uses pyarrow's streaming CSV reader; if it gives up (a row longer than its block),
-the whole load restarts on Python's csv module, which has no row-size limit.
+Vectorised with pyarrow compute; only values off the strict fast paths (checked against the
+libraries in the tests) go through email-validator and phonenumbers, one call per distinct
+value. Remembers the customer ids seen so far (the first row wins). Reads no luigi.cfg section.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
-import csv
-import datetime
 import functools
-import io
-import os
-import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import email_validator
 import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from phonenumbers.phonemetadata import PhoneMetadata
 
-from tasks.errors import CheckFailure, DataValidationError
-from tasks.files import atomic_open, atomic_path, write_json_atomic
+from tasks.campaign.segments.model import (
+    CHANNEL_COLUMNS,
+    CUSTOMERS_SCHEMA,
+    DUPLICATE_ID,
+    EMPTY_ROW,
+    FIELD_TOO_LONG,
+    INVALID_SEGMENT,
+    MISSING_ID,
+    NO_VALID_ADDRESS,
+    REQUIRED_COLUMNS,
+    UNDECODABLE,
+    LoadOptions,
+    RawChunk,
+)
+from tasks.campaign.segments.read import decode
 
-CUSTOMERS_FILE = "customers.parquet"
-REJECTS_FILE = "rejects.csv"
-SUMMARY_FILE = "summary.json"
-
-REQUIRED_COLUMNS = ("customer_id", "segment", "email", "phone", "device_token")
-# channel -> the address column of customers.parquet it sends to
-CHANNEL_COLUMNS = {"email": "email", "sms": "phone", "push": "device_token"}
-CUSTOMERS_SCHEMA = pa.schema([(name, pa.string()) for name in REQUIRED_COLUMNS])
-REJECTS_HEADER = ("line_number", "scope", "reason", "detail", *REQUIRED_COLUMNS, "raw_line")
-
-# Row reasons, in precedence order: a row gets the first that applies.
-UNDECODABLE = "undecodable"
-WRONG_FIELD_COUNT = "wrong_field_count"
-FIELD_TOO_LONG = "field_too_long"
-EMPTY_ROW = "empty_row"
-MISSING_ID = "missing_customer_id"
-DUPLICATE_ID = "duplicate_customer_id"
-INVALID_SEGMENT = "invalid_segment"
-NO_VALID_ADDRESS = "no_valid_address"
-
-_ARROW_BLOCK_SIZE = 4 << 20  # rows longer than this make the arrow reader give up (csv fallback)
 _CACHE_SIZE = 65_536
 
 # A strict subset of what email-validator accepts, checked with RE2 on whole columns; anything
@@ -82,264 +48,6 @@ _EMAIL_SLOW_DOMAIN_RE = r"(?i)(?:--|[@.](?:" + "|".join(
 _PHONE_SHAPE_RE = r"^(?:\+?[0-9]+|\([0-9]+\))(?:[ .-]?(?:[0-9]+|\([0-9]+\)))*$"
 _PHONE_PUNCT = b" .()-"  # removed before the fast path's patterns are applied
 
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How strictly a segment file is validated (the [segments] section, minus the input path)."""
-
-    segments: tuple[str, ...] = ("premium", "regular", "new")
-    default_region: str = "US"
-    encoding: str = "cp1252"  # fallback for rows that are not UTF-8; "" rejects them
-    max_reject_ratio: float = 0.05
-    max_field_length: int = 1024
-    device_token_min_length: int = 32
-    device_token_max_length: int = 512
-    chunk_rows: int = 50_000
-
-
-@dataclass
-class LoadResult:
-    """What a load produced: the summary written to summary.json and the output paths."""
-
-    summary: dict
-    customers_path: Path
-    rejects_path: Path
-    summary_path: Path
-
-
-def output_dir(var_dir: str | os.PathLike[str], date: datetime.date) -> Path:
-    """<var_dir>/segments/<YYYY-MM-DD>: where one day's customers, rejects and summary live."""
-    return Path(var_dir) / "segments" / date.isoformat()
-
-
-def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str) -> pa.Table:
-    """The customers of `segment` ('all' for every segment) with an address for `channel`.
-
-    Columns: customer_id, segment and the channel's address column (email, phone or
-    device_token), sorted by customer_id. `channel` is 'email', 'sms' or 'push'.
-    """
-    try:
-        address = CHANNEL_COLUMNS[channel]
-    except KeyError:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {sorted(CHANNEL_COLUMNS)}") from None
-    wanted = pc.field(address).is_valid()
-    if segment != "all":
-        wanted = wanted & (pc.field("segment") == segment.strip().lower())
-    table = pq.read_table(parquet_path, columns=["customer_id", "segment", address], filters=wanted)
-    return table.sort_by("customer_id")
-
-
-def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                  options: LoadOptions = LoadOptions()) -> LoadResult:
-    """Validate `input_path` into customers.parquet, rejects.csv and summary.json under `out_dir`.
-
-    Raises DataValidationError when the file is missing, empty or lacks required columns
-    (nothing written), or when the rejected share exceeds `max_reject_ratio` (rejects.csv
-    written so the operator can see why; no customers.parquet, no summary.json).
-    """
-    path = Path(input_path)
-    out = Path(out_dir)
-    started = time.monotonic()
-    if not path.is_file():
-        raise DataValidationError("segments CSV", [CheckFailure("input_exists", f"no such file: {path}")])
-    header = _read_header(path, options.encoding)
-    positions = _required_positions(header)
-    try:
-        counts = _stream(path, out, options, _arrow_chunks(path, len(header), positions, options.chunk_rows))
-    except _ArrowReaderGaveUp:
-        counts = _stream(path, out, options, _python_chunks(path, len(header), positions, options.chunk_rows))
-    return _finish(path, out, options, counts, time.monotonic() - started)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading: both readers yield _RawChunk objects holding raw bytes, so decoding and validation
-# are shared. Line numbers count CSV records with the header as line 1 (they equal the file's
-# line numbers unless a quoted field spans several lines).
-
-
-@dataclass
-class _Malformed:
-    line_number: int
-    reason: str
-    detail: str
-    raw_line: str
-
-
-@dataclass
-class _RawChunk:
-    columns: list[pa.Array]  # binary, one per REQUIRED_COLUMNS entry
-    line_numbers: np.ndarray
-    malformed: list[_Malformed] = field(default_factory=list)
-
-
-class _ArrowReaderGaveUp(Exception):
-    """pyarrow's reader could not parse the file (e.g. a row longer than its block): use the csv module."""
-
-
-@contextlib.contextmanager
-def _no_csv_field_limit() -> Iterator[None]:
-    """Lift the csv module's field size limit (131072 by default) for the duration of a read."""
-    previous = csv.field_size_limit()
-    csv.field_size_limit(sys.maxsize)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(previous)
-
-
-def _read_header(path: Path, encoding: str) -> list[str]:
-    """The header fields, BOM stripped and decoded (UTF-8, else the fallback encoding)."""
-    with _no_csv_field_limit(), open(path, encoding="latin-1", newline="") as fh:
-        try:
-            fields = next(csv.reader(fh))
-        except StopIteration:
-            raise DataValidationError("segments CSV", [CheckFailure("not_empty", "the file is empty")]) from None
-    names = []
-    for i, name in enumerate(fields):
-        raw = name.encode("latin-1")
-        if i == 0 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        decoded = _decode(raw, encoding)
-        names.append(decoded if decoded is not None else raw.decode("utf-8", "backslashreplace"))
-    return names
-
-
-def _required_positions(header: Sequence[str]) -> list[int]:
-    """Index of each required column in the header; a clear error naming missing or repeated ones."""
-    normalised = [name.strip().lower() for name in header]
-    failures = []
-    missing = [name for name in REQUIRED_COLUMNS if name not in normalised]
-    if missing:
-        failures.append(CheckFailure("required_columns", f"missing column(s): {', '.join(missing)}"))
-    repeated = [name for name in REQUIRED_COLUMNS if normalised.count(name) > 1]
-    if repeated:
-        failures.append(CheckFailure("unique_columns", f"column(s) given more than once: {', '.join(repeated)}"))
-    if failures:
-        raise DataValidationError("segments CSV header", failures)
-    return [normalised.index(name) for name in REQUIRED_COLUMNS]
-
-
-def _arrow_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) -> Iterator[_RawChunk]:
-    """Stream the file with pyarrow's CSV reader, all columns as raw bytes."""
-    names = [f"c{i}" for i in range(width)]
-    skipped: collections.deque[_Malformed] = collections.deque()
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        try:
-            text = row.text
-        except UnicodeDecodeError:
-            text = "<undecodable>"
-        skipped.append(_Malformed(row.number, WRONG_FIELD_COUNT,
-                                  f"{row.expected_columns} fields expected, {row.actual_columns} found", text))
-        return "skip"
-
-    try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                block_size=_ARROW_BLOCK_SIZE, use_threads=False, column_names=names, skip_rows=1
-            ),
-            parse_options=pacsv.ParseOptions(
-                invalid_row_handler=on_invalid, ignore_empty_lines=False, newlines_in_values=True
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.binary() for n in names},
-                include_columns=[names[p] for p in positions],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" in str(exc):  # header only and no newline after it
-            return
-        raise _ArrowReaderGaveUp(str(exc)) from exc
-    next_line = 2
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    batches = iter(reader)
-    while True:
-        try:
-            batch = next(batches, None)
-        except pa.ArrowInvalid as exc:
-            raise _ArrowReaderGaveUp(str(exc)) from exc
-        if batch is not None and batch.num_rows:
-            pending.append(batch)
-            pending_rows += batch.num_rows
-        if pending and (pending_rows >= chunk_rows or batch is None):
-            columns = [pa.concat_arrays([b.column(i) for b in pending]) for i in range(len(positions))]
-            lines, malformed, next_line = _number_rows(pending_rows, next_line, skipped)
-            yield _RawChunk(columns, lines, malformed)
-            pending, pending_rows = [], 0
-        if batch is None:
-            break
-    if skipped:
-        yield _RawChunk([pa.array([], pa.binary())] * len(positions), np.empty(0, np.int64), list(skipped))
-
-
-def _number_rows(count: int, first: int, skipped: collections.deque[_Malformed]
-                 ) -> tuple[np.ndarray, list[_Malformed], int]:
-    """Line numbers of `count` parsed rows starting at `first`, stepping over the skipped ones."""
-    taken: list[_Malformed] = []
-    end = first + count
-    while skipped and skipped[0].line_number < end + len(taken):
-        taken.append(skipped.popleft())
-    end += len(taken)
-    lines = np.arange(first, end, dtype=np.int64)
-    if taken:
-        lines = lines[~np.isin(lines, [m.line_number for m in taken])]
-    return lines, taken, end
-
-
-def _python_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) -> Iterator[_RawChunk]:
-    """Stream the file with the csv module (no row-size limit); latin-1 keeps every byte as is."""
-    with _no_csv_field_limit(), open(path, encoding="latin-1", newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader)
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        malformed: list[_Malformed] = []
-        line = 1
-        for fields in reader:
-            line += 1
-            if not fields:  # a blank line: the arrow reader sees it as a row of empty fields
-                fields = [""] * width
-            if len(fields) != width:
-                raw = _joined(fields).encode("latin-1").decode("utf-8", "backslashreplace")
-                malformed.append(_Malformed(line, WRONG_FIELD_COUNT,
-                                            f"{width} fields expected, {len(fields)} found", raw))
-            else:
-                rows.append([fields[p] for p in positions])
-                lines.append(line)
-            if len(rows) >= chunk_rows:
-                yield _python_chunk(rows, lines, malformed, len(positions))
-                rows, lines, malformed = [], [], []
-        if rows or malformed:
-            yield _python_chunk(rows, lines, malformed, len(positions))
-
-
-def _python_chunk(rows: list[list[str]], lines: list[int], malformed: list[_Malformed], width: int) -> _RawChunk:
-    columns = [pa.array([r[i].encode("latin-1") for r in rows], pa.binary()) for i in range(width)]
-    return _RawChunk(columns, np.asarray(lines, dtype=np.int64), malformed)
-
-
-def _joined(fields: Sequence[str]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow(fields)
-    return buf.getvalue()
-
-
-def _decode(raw: bytes, encoding: str) -> str | None:
-    """UTF-8, else the fallback encoding, else None (the row is rejected as undecodable)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    if encoding:
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            pass
-    return None
 
 
 def _decode_column(column: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray, int]:
@@ -355,15 +63,11 @@ def _decode_column(column: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarra
             values.append(raw.decode("utf-8"))
             continue
         except UnicodeDecodeError:
-            text = _decode(raw, encoding)
+            text = decode(raw, encoding)
         bad[i] = text is None
         fallback += text is not None
         values.append(text)
     return pa.array(values, pa.string()), bad, fallback
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation
 
 
 def _trim(column: pa.Array) -> pa.Array:
@@ -513,7 +217,7 @@ class _Checked:
     decoded_with_fallback: int
 
 
-class _Validator:
+class Validator:
     """Validates chunks in file order; remembers the customer ids already seen (first row wins)."""
 
     def __init__(self, options: LoadOptions):
@@ -523,13 +227,13 @@ class _Validator:
         self.phone_fast = _PhoneFastPath.for_region(options.default_region)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="segments")
 
-    def __enter__(self) -> _Validator:
+    def __enter__(self) -> Validator:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def check(self, chunk: _RawChunk) -> _Checked:
+    def check(self, chunk: RawChunk) -> _Checked:
         o = self.options
         n = len(chunk.line_numbers)
         decoded, undecodable, fallback = [], np.zeros(n, dtype=bool), 0
@@ -665,7 +369,7 @@ class _Validator:
         result = pc.if_else(pa.array(ok), raw, pa.nulls(len(raw), pa.string()))
         return result, present & ~ok
 
-    def _reject_rows(self, chunk: _RawChunk, decoded: list[pa.Array], reasons: np.ndarray,
+    def _reject_rows(self, chunk: RawChunk, decoded: list[pa.Array], reasons: np.ndarray,
                      rejected: np.ndarray, issues: dict[str, np.ndarray], long_field: np.ndarray) -> list[tuple]:
         """rejects.csv rows of this chunk, in line order: rejected rows and per-channel issues."""
         out: list[tuple] = [(m.line_number, "row", m.reason, m.detail, *[""] * 5, m.raw_line) for m in chunk.malformed]
@@ -730,89 +434,3 @@ def _raw_texts(text: pa.Array, raw: pa.Array, limit: int) -> list[str]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing
-
-
-@dataclass
-class _Counts:
-    rows_read: int = 0
-    valid: int = 0
-    rejected_by_reason: collections.Counter = field(default_factory=collections.Counter)
-    issues_by_reason: dict[str, collections.Counter] = field(
-        default_factory=lambda: {scope: collections.Counter() for scope in CHANNEL_COLUMNS}
-    )
-    valid_per_channel: collections.Counter = field(default_factory=collections.Counter)
-    decoded_with_fallback: int = 0
-
-    @property
-    def rejected(self) -> int:
-        return sum(self.rejected_by_reason.values())
-
-
-def _stream(path: Path, out: Path, options: LoadOptions, chunks: Iterator[_RawChunk]) -> _Counts:
-    """Validate chunk by chunk into customers.parquet and rejects.csv; the ratio gate sits between."""
-    validator = _Validator(options)
-    counts = _Counts()
-    customers_path, rejects_path = out / CUSTOMERS_FILE, out / REJECTS_FILE
-    with atomic_path(customers_path) as parquet_tmp:
-        with (
-            atomic_open(rejects_path, "w", encoding="utf-8", newline="") as rejects_fh,
-            pq.ParquetWriter(parquet_tmp, CUSTOMERS_SCHEMA, compression="snappy", use_dictionary=["segment"],
-                             write_statistics=["customer_id", "segment"]) as writer,
-            validator,
-        ):
-            rejects = csv.writer(rejects_fh)
-            rejects.writerow(REJECTS_HEADER)
-            writing: concurrent.futures.Future | None = None
-            for chunk in chunks:
-                checked = validator.check(chunk)
-                if writing is not None:
-                    writing.result()
-                writing = validator.pool.submit(writer.write_table, checked.customers)
-                rejects.writerows(checked.reject_rows)
-                counts.rows_read += checked.rows
-                counts.valid += checked.customers.num_rows
-                counts.rejected_by_reason.update(checked.rejected_by_reason)
-                for scope, counter in checked.issues_by_reason.items():
-                    counts.issues_by_reason[scope].update(counter)
-                counts.valid_per_channel.update(checked.valid_per_channel)
-                counts.decoded_with_fallback += checked.decoded_with_fallback
-                assert counts.rows_read == counts.valid + counts.rejected, "rows_read != valid + rejected"
-            if writing is not None:
-                writing.result()
-            if counts.rows_read == 0:
-                raise DataValidationError("segments CSV", [CheckFailure("not_empty", "the file has no data rows")])
-        # rejects.csv is published here, before the gate, so a failed load still shows why
-        ratio = counts.rejected / counts.rows_read
-        if ratio > options.max_reject_ratio:
-            customers_path.unlink(missing_ok=True)
-            (out / SUMMARY_FILE).unlink(missing_ok=True)
-            raise DataValidationError("segments CSV", [CheckFailure(
-                "max_reject_ratio",
-                f"{counts.rejected} of {counts.rows_read} rows rejected "
-                f"({ratio:.1%} > {options.max_reject_ratio:.1%}); "
-                f"by reason: {dict(sorted(counts.rejected_by_reason.items()))}; see {rejects_path}",
-            )])
-    return counts
-
-
-def _finish(path: Path, out: Path, options: LoadOptions, counts: _Counts, duration: float) -> LoadResult:
-    """Write summary.json (the completion target) last."""
-    summary = {
-        "rows_read": counts.rows_read,
-        "valid": counts.valid,
-        "rejected": counts.rejected,
-        "rejected_by_reason": dict(sorted(counts.rejected_by_reason.items())),
-        "channel_issues_by_reason": {
-            scope: {k: v for k, v in sorted(c.items()) if v} for scope, c in counts.issues_by_reason.items()
-        },
-        "valid_per_channel": {ch: counts.valid_per_channel.get(ch, 0) for ch in CHANNEL_COLUMNS},
-        "decoded_with_fallback_encoding": counts.decoded_with_fallback,
-        "input_path": str(path),
-        "duration_s": round(duration, 3),
-    }
-    assert summary["rows_read"] == summary["valid"] + summary["rejected"]
-    summary_path = out / SUMMARY_FILE
-    write_json_atomic(summary_path, summary)
-    return LoadResult(summary, out / CUSTOMERS_FILE, out / REJECTS_FILE, summary_path)

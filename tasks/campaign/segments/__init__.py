@@ -1,0 +1,102 @@
+"""Customer-segment CSV -> validated Parquet: the pure core of LoadSegments (imports no luigi).
+
+The task reads `[segments]` in luigi.cfg and passes it here as `LoadOptions`; this module
+reads no configuration itself.
+
+A CSV with columns customer_id, segment, email, phone, device_token (header matched
+case- and whitespace-insensitively, extra columns ignored) is streamed in chunks of
+`chunk_rows` rows, so memory stays bounded whatever the file size (the set of seen
+customer ids is the only thing that grows). Each chunk is validated with vectorised
+pyarrow compute; only values off the fast path (unusual e-mails and phone numbers) go
+through email-validator / phonenumbers, one call per distinct value (lru_cache).
+
+A row is rejected as a whole when it is malformed (wrong field count, undecodable bytes,
+a field over `max_field_length`, blank), its customer_id is missing or already seen (the
+first row wins), its segment is not allowed, or it has no valid address for any channel.
+Otherwise it is valid; an invalid address for one channel is nulled and recorded as an
+issue for that channel only. Always: rows_read == valid + rejected.
+
+Parsing uses pyarrow's streaming CSV reader; if it gives up (a row longer than its block),
+the whole load restarts on Python's csv module, which has no row-size limit.
+
+The loader is split by job: read.py turns the file into chunks of raw bytes (pyarrow's
+reader, or Python's csv module), validate.py checks each chunk, write.py streams the
+results into customers.parquet and rejects.csv and writes summary.json last; model.py holds
+what they share.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tasks.campaign.segments.model import (
+    CHANNEL_COLUMNS,
+    CUSTOMERS_FILE,
+    CUSTOMERS_SCHEMA,
+    REJECTS_FILE,
+    REQUIRED_COLUMNS,
+    SUMMARY_FILE,
+    LoadOptions,
+    LoadResult,
+)
+from tasks.campaign.segments.read import ArrowReaderGaveUp, arrow_chunks, python_chunks, read_header, required_positions
+from tasks.campaign.segments.write import finish, stream
+from tasks.errors import CheckFailure, DataValidationError
+
+__all__ = [
+    "CHANNEL_COLUMNS", "CUSTOMERS_FILE", "CUSTOMERS_SCHEMA", "REJECTS_FILE", "REQUIRED_COLUMNS", "SUMMARY_FILE",
+    "LoadOptions", "LoadResult", "customers_for_channel", "load_segments", "output_dir",
+]
+
+
+def output_dir(var_dir: str | os.PathLike[str], date: datetime.date) -> Path:
+    """<var_dir>/segments/<YYYY-MM-DD>: where one day's customers, rejects and summary live."""
+    return Path(var_dir) / "segments" / date.isoformat()
+
+
+def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str) -> pa.Table:
+    """The customers of `segment` ('all' for every segment) with an address for `channel`.
+
+    Columns: customer_id, segment and the channel's address column (email, phone or
+    device_token), sorted by customer_id. `channel` is 'email', 'sms' or 'push'.
+    """
+    try:
+        address = CHANNEL_COLUMNS[channel]
+    except KeyError:
+        raise ValueError(f"unknown channel {channel!r}; expected one of {sorted(CHANNEL_COLUMNS)}") from None
+    wanted = pc.field(address).is_valid()
+    if segment != "all":
+        wanted = wanted & (pc.field("segment") == segment.strip().lower())
+    table = pq.read_table(parquet_path, columns=["customer_id", "segment", address], filters=wanted)
+    return table.sort_by("customer_id")
+
+
+def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                  options: LoadOptions | None = None) -> LoadResult:
+    """Validate `input_path` into customers.parquet, rejects.csv and summary.json under `out_dir`.
+
+    Raises DataValidationError when the file is missing, empty or lacks required columns
+    (nothing written), or when the rejected share exceeds `max_reject_ratio` (rejects.csv
+    written so the operator can see why; no customers.parquet, no summary.json).
+    """
+    options = options or LoadOptions()
+    path = Path(input_path)
+    out = Path(out_dir)
+    started = time.monotonic()
+    if not path.is_file():
+        raise DataValidationError("segments CSV", [CheckFailure("input_exists", f"no such file: {path}")])
+    header = read_header(path, options.encoding)
+    positions = required_positions(header)
+    try:
+        counts = stream(path, out, options, arrow_chunks(path, len(header), positions, options.chunk_rows))
+    except ArrowReaderGaveUp:
+        counts = stream(path, out, options, python_chunks(path, len(header), positions, options.chunk_rows))
+    return finish(path, out, options, counts, time.monotonic() - started)
+

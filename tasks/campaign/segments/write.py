@@ -1,0 +1,112 @@
+"""Writing a segment load: customers.parquet and rejects.csv streamed chunk by chunk (atomically),
+the reject-ratio gate, and summary.json last (the completion target). Reads no luigi.cfg section."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tasks.campaign.segments.model import (
+    CHANNEL_COLUMNS,
+    CUSTOMERS_FILE,
+    CUSTOMERS_SCHEMA,
+    REJECTS_FILE,
+    REJECTS_HEADER,
+    SUMMARY_FILE,
+    LoadOptions,
+    LoadResult,
+    RawChunk,
+)
+from tasks.campaign.segments.validate import Validator
+from tasks.errors import CheckFailure, DataValidationError
+from tasks.files import atomic_open, atomic_path, write_json_atomic
+
+
+@dataclass
+class Counts:
+    rows_read: int = 0
+    valid: int = 0
+    rejected_by_reason: collections.Counter = field(default_factory=collections.Counter)
+    issues_by_reason: dict[str, collections.Counter] = field(
+        default_factory=lambda: {scope: collections.Counter() for scope in CHANNEL_COLUMNS}
+    )
+    valid_per_channel: collections.Counter = field(default_factory=collections.Counter)
+    decoded_with_fallback: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+
+def stream(path: Path, out: Path, options: LoadOptions, chunks: Iterator[RawChunk]) -> Counts:
+    """Validate chunk by chunk into customers.parquet and rejects.csv; the ratio gate sits between."""
+    validator = Validator(options)
+    counts = Counts()
+    customers_path, rejects_path = out / CUSTOMERS_FILE, out / REJECTS_FILE
+    with atomic_path(customers_path) as parquet_tmp:
+        with (
+            atomic_open(rejects_path, "w", encoding="utf-8", newline="") as rejects_fh,
+            pq.ParquetWriter(parquet_tmp, CUSTOMERS_SCHEMA, compression="snappy", use_dictionary=["segment"],
+                             write_statistics=["customer_id", "segment"]) as writer,
+            validator,
+        ):
+            rejects = csv.writer(rejects_fh)
+            rejects.writerow(REJECTS_HEADER)
+            writing: concurrent.futures.Future | None = None
+            for chunk in chunks:
+                checked = validator.check(chunk)
+                if writing is not None:
+                    writing.result()
+                writing = validator.pool.submit(writer.write_table, checked.customers)
+                rejects.writerows(checked.reject_rows)
+                counts.rows_read += checked.rows
+                counts.valid += checked.customers.num_rows
+                counts.rejected_by_reason.update(checked.rejected_by_reason)
+                for scope, counter in checked.issues_by_reason.items():
+                    counts.issues_by_reason[scope].update(counter)
+                counts.valid_per_channel.update(checked.valid_per_channel)
+                counts.decoded_with_fallback += checked.decoded_with_fallback
+                assert counts.rows_read == counts.valid + counts.rejected, "rows_read != valid + rejected"
+            if writing is not None:
+                writing.result()
+            if counts.rows_read == 0:
+                raise DataValidationError("segments CSV", [CheckFailure("not_empty", "the file has no data rows")])
+        # rejects.csv is published here, before the gate, so a failed load still shows why
+        ratio = counts.rejected / counts.rows_read
+        if ratio > options.max_reject_ratio:
+            customers_path.unlink(missing_ok=True)
+            (out / SUMMARY_FILE).unlink(missing_ok=True)
+            raise DataValidationError("segments CSV", [CheckFailure(
+                "max_reject_ratio",
+                f"{counts.rejected} of {counts.rows_read} rows rejected "
+                f"({ratio:.1%} > {options.max_reject_ratio:.1%}); "
+                f"by reason: {dict(sorted(counts.rejected_by_reason.items()))}; see {rejects_path}",
+            )])
+    return counts
+
+
+def finish(path: Path, out: Path, options: LoadOptions, counts: Counts, duration: float) -> LoadResult:
+    """Write summary.json (the completion target) last."""
+    summary = {
+        "rows_read": counts.rows_read,
+        "valid": counts.valid,
+        "rejected": counts.rejected,
+        "rejected_by_reason": dict(sorted(counts.rejected_by_reason.items())),
+        "channel_issues_by_reason": {
+            scope: {k: v for k, v in sorted(c.items()) if v} for scope, c in counts.issues_by_reason.items()
+        },
+        "valid_per_channel": {ch: counts.valid_per_channel.get(ch, 0) for ch in CHANNEL_COLUMNS},
+        "decoded_with_fallback_encoding": counts.decoded_with_fallback,
+        "input_path": str(path),
+        "duration_s": round(duration, 3),
+    }
+    assert summary["rows_read"] == summary["valid"] + summary["rejected"]
+    summary_path = out / SUMMARY_FILE
+    write_json_atomic(summary_path, summary)
+    return LoadResult(summary, out / CUSTOMERS_FILE, out / REJECTS_FILE, summary_path)

@@ -1,0 +1,154 @@
+"""The house in wings: which folder may import which, no loops, and what `tasks` exports.
+
+Rooms, from the bottom up:
+- base: the modules directly in tasks/ (config, errors, files, pii, params, ...): import only base;
+- libraries: tasks/warehouse/, tasks/channels/: themselves and base, never a wing or each other;
+- wings: tasks/elt/, tasks/campaign/, tasks/ops/, tasks/demo/: themselves, the libraries and base,
+  never another wing;
+- the top: tasks/__init__.py, tasks/__main__.py, tasks/run_all.py: anything.
+Every `import` in every file counts, including those inside functions; only imports under
+`if TYPE_CHECKING:` (which never run) are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import luigi
+
+from tasks.config import PROJECT_ROOT
+
+TASKS = PROJECT_ROOT / "tasks"
+TOP = {"tasks", "tasks.__main__", "tasks.run_all"}
+LIBRARIES = {"warehouse", "channels"}
+WINGS = {"elt", "campaign", "ops", "demo"}
+EXPORTED = {
+    "RunAll", "BuildAllTables", "StageTable", "PublishTable", "MauSummary",
+    "LoadSegments", "SendEmailCampaign", "SendSmsCampaign", "SendPushNotification",
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def room(module: str) -> str:
+    if module in TOP:
+        return "top"
+    parts = module.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and (TASKS / parts[1]).is_dir()):
+        return parts[1]
+    return "base"
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skipped
+
+
+def _resolve(name: str) -> str:
+    """The deepest module of `name` that exists under tasks/ (`tasks.campaign.x.Y` -> `tasks.campaign.x`)."""
+    parts = name.split(".")
+    while parts:
+        base = PROJECT_ROOT.joinpath(*parts)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return ".".join(parts)
+        parts.pop()
+    raise AssertionError(f"cannot resolve {name}")
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = _type_checking_nodes(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(_resolve(a.name) for a in node.names if a.name.split(".")[0] == "tasks")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tasks":
+            found.update(_resolve(f"{node.module}.{a.name}") for a in node.names)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p) - {module_name(p)} for p in sorted(TASKS.rglob("*.py"))}
+
+
+def allowed(source: str, target: str) -> bool:
+    src, dst = room(source), room(target)
+    if src == "top":
+        return True
+    if dst == "top":
+        return False
+    if src == dst or dst == "base":
+        return True
+    return src in WINGS and dst in LIBRARIES  # never base -> up, library -> wing or library, wing -> wing
+
+
+def test_every_folder_imports_only_down() -> None:
+    graph = import_graph()
+    assert len(graph) > 40, "the walk found too few modules"
+    bad = sorted(f"{s} -> {t} ({room(s)} -> {room(t)})" for s, targets in graph.items() for t in targets
+                 if not allowed(s, t))
+    assert bad == []
+
+
+def test_there_are_no_import_loops() -> None:
+    graph = import_graph()
+    loops: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                loops.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    # importing the package root from inside it (`from tasks import config`) resolves to tasks.config,
+    # so a loop here is a real one
+    assert loops == []
+
+
+def test_the_rules_catch_a_wrong_arrow() -> None:
+    assert not allowed("tasks.channels.sender", "tasks.campaign.sends")  # library -> wing
+    assert not allowed("tasks.warehouse.client", "tasks.channels.http")  # library -> library
+    assert not allowed("tasks.elt.tasks", "tasks.campaign.tasks")  # wing -> wing
+    assert not allowed("tasks.config", "tasks.warehouse.client")  # base -> library
+    assert not allowed("tasks.ops.cron", "tasks.run_all")  # wing -> top
+    assert allowed("tasks.ops.slack", "tasks.channels.http")
+    assert allowed("tasks.run_all", "tasks.elt.tasks")
+    assert room("tasks.config") == "base" and room("tasks.elt") == "elt" and room("tasks.run_all") == "top"
+
+
+def test_star_import_gives_the_nine_task_classes() -> None:
+    namespace: dict[str, object] = {}
+    exec("from tasks import *", namespace)  # noqa: S102 - the statement under test
+    exported = {k for k in namespace if not k.startswith("__")}
+    assert exported == EXPORTED
+    for name in EXPORTED:
+        cls = namespace[name]
+        assert isinstance(cls, type) and issubclass(cls, luigi.Task)
+        assert luigi.task_register.Register.get_task_cls(name) is cls
+
+
+def test_every_task_takes_date_the_same_way() -> None:
+    import tasks
+    from tasks.params import RunDateParameter
+
+    for name in EXPORTED:
+        param = dict(getattr(tasks, name).get_params())["date"]
+        assert type(param) is RunDateParameter, name
