@@ -185,7 +185,7 @@ class segments(luigi.Config):
 
 
 class slack(luigi.Config):
-    """Failure alerts to a Slack incoming webhook (tasks/alerts.py, tasks/slack.py)."""
+    """Failure alerts to a Slack incoming webhook (tasks/ops/alerts.py, tasks/ops/slack.py)."""
 
     webhook_url = luigi.Parameter(
         default="",
@@ -313,7 +313,7 @@ class push_campaign(_channel_campaign):
 
 
 class schedule(luigi.Config):
-    """When and how the cron wrapper (tasks/cron.py) runs the pipeline; `depends_on_past` is read by RunAll."""
+    """When and how the cron wrapper (tasks/ops/cron.py) runs the pipeline; `depends_on_past` is read by RunAll."""
 
     enabled = luigi.BoolParameter(default=True, description="false: the cron wrapper logs that and exits 0.")
     cron_expression = luigi.Parameter(

@@ -1,7 +1,7 @@
 """Luigi classes of the campaign pipeline: LoadSegments, then the email, SMS and push sends.
 
 Sections read: [segments] (LoadSegments); the send tasks below read their own sections.
-Everything the tasks call is plain Python (tasks/segments.py, tasks/channels/) that
+Everything the tasks call is plain Python (tasks/campaign/segments/, tasks/campaign/sends.py, tasks/channels/) that
 unit-tests without a scheduler.
 """
 

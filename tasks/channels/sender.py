@@ -17,7 +17,7 @@ every recipient to a final ledger state (`sent`, `failed` or `unknown`):
 - Permanent errors become `failed` with the reason; an auth error stops the whole send and
   leaves the remaining recipients `pending` for a later run.
 
-Reads no luigi.cfg section: tasks/channels/campaign.py builds the policy from the config.
+Reads no luigi.cfg section: tasks/campaign/sends.py builds the policy from the config.
 """
 
 from __future__ import annotations

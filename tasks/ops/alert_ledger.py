@@ -4,7 +4,7 @@ One SQLite file (<var_dir>/alerts/ledger.sqlite, path given by the caller) share
 process of a run; each decision is one BEGIN IMMEDIATE transaction, so two forked task
 processes failing at the same moment cannot both take the last individual-alert slot.
 
-A run is identified by `run_id` (see tasks/alerts.py: the pid and start time of the process
+A run is identified by `run_id` (see tasks/ops/alerts.py: the pid and start time of the process
 that imported the package, inherited by Luigi's forked task processes). Per run and task:
 the first failure is alerted (while the run has fewer than `cap` individual alerts), later
 attempts only raise `count` (or alert again with `alert_on_retry`), and failures beyond the

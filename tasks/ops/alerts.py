@@ -15,14 +15,14 @@ duplicates). Which Luigi event fires where (luigi 3.8 worker.py):
   kills the whole `luigi` process and no handler can run. The cron wrapper covers that case
   with `send_run_summary()` for any non-zero or killed `luigi` exit.
 
-Storm control (tasks/alert_ledger.py): a run is this process and its forked task processes,
+Storm control (tasks/ops/alert_ledger.py): a run is this process and its forked task processes,
 named by RUN_ID (host, pid, start time) fixed when this module is first imported and inherited
 through fork. Per run: one alert per task (later attempts are counted) unless `[slack]
 alert_on_retry`, at most `[slack] max_alerts_per_run` individual alerts, and the rest plus
 the repeat counts go into one digest sent when the run's process exits (`atexit`; forked task
 processes never run it), or by `flush_digest()` / `send_run_summary()`.
 
-Every text leaving here goes through tasks/redaction.py. Reads [slack], [alerts], [core]
+Every text leaving here goes through tasks/ops/redaction.py. Reads [slack], [alerts], [core]
 (scheduler URL) and [paths] (the ledger and the fallback file live under <var_dir>/alerts/).
 """
 
