@@ -30,7 +30,7 @@ def load(tmp_path: Path, text: str | bytes, **options) -> dict:
     options.setdefault("max_reject_ratio", 1.0)
     result = load_segments(src, tmp_path / "out", LoadOptions(**options))
     s = result.summary
-    assert s["rows_read"] == s["valid"] + s["rejected"]
+    assert s["rows_read"] == s["valid"] + s["rejected"] + s["blank_lines"]
     assert json.loads(result.summary_path.read_text()) == s
     customers = pq.read_table(result.customers_path)
     assert customers.schema == segments.CUSTOMERS_SCHEMA
@@ -209,11 +209,61 @@ def test_ragged_rows_and_line_numbers(tmp_path: Path, monkeypatch: pytest.Monkey
         monkeypatch.setattr(read, "_ARROW_BLOCK_SIZE", block_size)
     out = load(tmp_path, RAGGED, chunk_rows=2)
     assert [c["customer_id"] for c in out["customers"]] == ["c1", "c5"]
+    # a field may not span lines: the open quote rejects its line, the next line is read on its own
     assert [(r["line_number"], r["reason"]) for r in out["rejects"]] == [
-        ("3", "empty_row"), ("4", "wrong_field_count"), ("5", "no_valid_address"), ("6", "wrong_field_count")
+        ("4", "wrong_field_count"), ("5", "malformed_quotes"), ("6", "wrong_field_count"), ("7", "wrong_field_count")
     ]
-    assert out["rejects"][1]["raw_line"] == "c2,new,b@example.com"
-    assert out["summary"]["rows_read"] == 6
+    assert out["rejects"][0]["raw_line"] == "c2,new,b@example.com"
+    assert out["summary"]["rows_read"] == 7 and out["summary"]["blank_lines"] == 1
+
+
+@pytest.mark.parametrize("block_size", [None, 40])
+def test_an_unclosed_quote_costs_one_row_never_the_rest_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int | None
+) -> None:
+    if block_size:
+        monkeypatch.setattr(read, "_ARROW_BLOCK_SIZE", block_size)
+    rows = [f"c{i},new,user{i}@example.com,," for i in range(101)]
+    rows[50] = 'c50,new,"oops@example.com,,'
+    out = load(tmp_path, HEADER + "\n".join(rows) + "\n", max_reject_ratio=0.05)
+    s = out["summary"]
+    assert (s["rows_read"], s["valid"], s["rejected"], s["blank_lines"]) == (101, 100, 1, 0)
+    assert [(r["line_number"], r["reason"]) for r in out["rejects"]] == [("52", "malformed_quotes")]
+    assert "c100" in {c["customer_id"] for c in out["customers"]}
+
+
+@pytest.mark.parametrize("block_size", [None, 40])
+def test_blank_and_whitespace_lines_are_skipped_counted_and_never_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int | None
+) -> None:
+    if block_size:
+        monkeypatch.setattr(read, "_ARROW_BLOCK_SIZE", block_size)
+    rows = [f"c{i},new,user{i}@example.com,," for i in range(20)]
+    rows.insert(10, "   \t ")
+    text = HEADER + "\r\n".join(rows) + "\r\n\r\n\r\n"  # CRLF, a whitespace line, two trailing blank lines
+    out = load(tmp_path, text, max_reject_ratio=0.05)
+    s = out["summary"]
+    assert (s["rows_read"], s["valid"], s["rejected"], s["blank_lines"]) == (23, 20, 0, 3)
+    assert out["rejects"] == []
+
+
+def test_a_file_of_blank_lines_has_no_data_rows(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text(HEADER + "\n  \n\n")
+    with pytest.raises(DataValidationError, match="no data rows"):
+        load_segments(tmp_path / "in.csv", tmp_path / "out", LoadOptions())
+
+
+def test_rejects_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
+    text = HEADER + ('"=HYPERLINK(""http://evil.example"")",bogus,a@example.com,,\n'
+                     "@SUM(A1),new,,,\n"
+                     "c3,+cmd|' /C calc'!A0,b@example.com,-2+3,\n"
+                     "c4,new,c@example.com,,\n")
+    out = load(tmp_path, text)
+    cells = [v for r in out["rejects"] for k, v in r.items() if k != "line_number"]
+    assert "'=HYPERLINK(\"http://evil.example\")" in cells
+    assert "'@SUM(A1)" in cells and "'+cmd|' /C calc'!A0" in cells and "'-2+3" in cells
+    assert not [v for v in cells if v and v[0] in "=+-@\t\r"]
+    assert [c["customer_id"] for c in out["customers"]] == ["c4"]  # customers.parquet keeps values as they are
 
 
 def test_reject_ratio_gate_keeps_rejects_but_publishes_nothing_else(tmp_path: Path) -> None:

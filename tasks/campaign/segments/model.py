@@ -23,11 +23,13 @@ REJECTS_HEADER = ("line_number", "scope", "reason", "detail", *REQUIRED_COLUMNS,
 UNDECODABLE = "undecodable"
 WRONG_FIELD_COUNT = "wrong_field_count"
 FIELD_TOO_LONG = "field_too_long"
-EMPTY_ROW = "empty_row"
 MISSING_ID = "missing_customer_id"
 DUPLICATE_ID = "duplicate_customer_id"
 INVALID_SEGMENT = "invalid_segment"
 NO_VALID_ADDRESS = "no_valid_address"
+MALFORMED_QUOTES = "malformed_quotes"  # a quote left open at the end of its line (fields may not span lines)
+# Not a reject: blank and whitespace-only lines are skipped and counted (`blank_lines` in summary.json).
+BLANK_LINE = "blank_line"
 
 
 @dataclass(frozen=True)
@@ -72,3 +74,4 @@ class RawChunk:
     columns: list[pa.Array]
     line_numbers: np.ndarray
     malformed: list[Malformed] = field(default_factory=list)
+    blank_lines: int = 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
-import io
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +15,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from tasks.campaign.segments.model import REQUIRED_COLUMNS, WRONG_FIELD_COUNT, Malformed, RawChunk
+from tasks.campaign.segments.model import (
+    BLANK_LINE,
+    MALFORMED_QUOTES,
+    REQUIRED_COLUMNS,
+    WRONG_FIELD_COUNT,
+    Malformed,
+    RawChunk,
+)
 from tasks.errors import CheckFailure, DataValidationError
 
 _ARROW_BLOCK_SIZE = 4 << 20  # rows longer than this make the arrow reader give up (csv fallback)
@@ -70,7 +76,13 @@ def required_positions(header: Sequence[str]) -> list[int]:
 
 
 def arrow_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) -> Iterator[RawChunk]:
-    """Stream the file with pyarrow's CSV reader, all columns as raw bytes."""
+    """Stream the file with pyarrow's CSV reader, all columns as raw bytes.
+
+    pyarrow lets a quoted field run across lines (an unclosed quote swallows the rest of the
+    file into one field). So the records it read are counted against the file's physical
+    lines at the end; when they differ, ArrowReaderGaveUp hands the file to python_chunks,
+    which reads it line by line.
+    """
     names = [f"c{i}" for i in range(width)]
     skipped: collections.deque[Malformed] = collections.deque()
 
@@ -79,8 +91,11 @@ def arrow_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) 
             text = row.text
         except UnicodeDecodeError:
             text = "<undecodable>"
-        skipped.append(Malformed(row.number, WRONG_FIELD_COUNT,
-                                  f"{row.expected_columns} fields expected, {row.actual_columns} found", text))
+        if row.actual_columns == 1 and not text.strip():
+            skipped.append(Malformed(row.number, BLANK_LINE, "", ""))
+        else:
+            skipped.append(Malformed(row.number, WRONG_FIELD_COUNT,
+                                     f"{row.expected_columns} fields expected, {row.actual_columns} found", text))
         return "skip"
 
     try:
@@ -117,13 +132,35 @@ def arrow_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) 
             pending_rows += batch.num_rows
         if pending and (pending_rows >= chunk_rows or batch is None):
             columns = [pa.concat_arrays([b.column(i) for b in pending]) for i in range(len(positions))]
-            lines, malformed, next_line = _number_rows(pending_rows, next_line, skipped)
-            yield RawChunk(columns, lines, malformed)
+            lines, taken, next_line = _number_rows(pending_rows, next_line, skipped)
+            yield _chunk(columns, lines, taken)
             pending, pending_rows = [], 0
         if batch is None:
             break
     if skipped:
-        yield RawChunk([pa.array([], pa.binary())] * len(positions), np.empty(0, np.int64), list(skipped))
+        next_line += len(skipped)
+        yield _chunk([pa.array([], pa.binary())] * len(positions), np.empty(0, np.int64), list(skipped))
+    if next_line - 1 != count_lines(path):
+        raise ArrowReaderGaveUp("a quoted field runs across lines")
+
+
+def _chunk(columns: list[pa.Array], lines: np.ndarray, taken: list[Malformed]) -> RawChunk:
+    malformed = [m for m in taken if m.reason != BLANK_LINE]
+    return RawChunk(columns, lines, malformed, blank_lines=len(taken) - len(malformed))
+
+
+def count_lines(path: Path, block: int = 8 << 20) -> int:
+    """Physical lines of the file (ended by LF, CRLF or a lone CR, as the CSV readers split them)."""
+    lines = 0
+    last = b""
+    with open(path, "rb") as fh:
+        while data := fh.read(block):
+            joined = last[-1:] + data  # a CRLF split across two blocks is counted once
+            lines += data.count(b"\n") + data.count(b"\r") - joined.count(b"\r\n")
+            last = data
+    if last and last[-1:] not in (b"\n", b"\r"):
+        lines += 1  # the last line has no line break
+    return lines
 
 
 def _number_rows(count: int, first: int, skipped: collections.deque[Malformed]
@@ -141,41 +178,50 @@ def _number_rows(count: int, first: int, skipped: collections.deque[Malformed]
 
 
 def python_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) -> Iterator[RawChunk]:
-    """Stream the file with the csv module (no row-size limit); latin-1 keeps every byte as is."""
+    """Stream the file line by line with the csv module (no row-size limit); latin-1 keeps every byte.
+
+    Each physical line is one record: a quote still open at the end of its line rejects that
+    line (MALFORMED_QUOTES, naming it) and reading goes on with the next line, so an unclosed
+    quote costs one row and every line of the file is accounted for.
+    """
     with _no_csv_field_limit(), open(path, encoding="latin-1", newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader)
+        next(fh, None)  # the header (read_header parsed it)
         rows: list[list[str]] = []
         lines: list[int] = []
         malformed: list[Malformed] = []
-        line = 1
-        for fields in reader:
-            line += 1
-            if not fields:  # a blank line: the arrow reader sees it as a row of empty fields
-                fields = [""] * width
+        blank = 0
+        for line, raw in enumerate(fh, start=2):
+            text = raw.rstrip("\r\n")
+            if not text.strip():
+                blank += 1
+                continue
+            try:
+                fields = next(csv.reader((text,), strict=True))
+            except csv.Error as exc:
+                malformed.append(Malformed(line, MALFORMED_QUOTES, f"{exc} (a quoted field must close on its line)",
+                                           _as_text(text)))
+                continue
             if len(fields) != width:
-                raw = _joined(fields).encode("latin-1").decode("utf-8", "backslashreplace")
                 malformed.append(Malformed(line, WRONG_FIELD_COUNT,
-                                            f"{width} fields expected, {len(fields)} found", raw))
+                                           f"{width} fields expected, {len(fields)} found", _as_text(text)))
             else:
                 rows.append([fields[p] for p in positions])
                 lines.append(line)
             if len(rows) >= chunk_rows:
-                yield _python_chunk(rows, lines, malformed, len(positions))
-                rows, lines, malformed = [], [], []
-        if rows or malformed:
-            yield _python_chunk(rows, lines, malformed, len(positions))
+                yield _python_chunk(rows, lines, malformed, len(positions), blank)
+                rows, lines, malformed, blank = [], [], [], 0
+        if rows or malformed or blank:
+            yield _python_chunk(rows, lines, malformed, len(positions), blank)
 
 
-def _python_chunk(rows: list[list[str]], lines: list[int], malformed: list[Malformed], width: int) -> RawChunk:
+def _as_text(latin1: str) -> str:
+    return latin1.encode("latin-1").decode("utf-8", "backslashreplace")
+
+
+def _python_chunk(rows: list[list[str]], lines: list[int], malformed: list[Malformed], width: int,
+                  blank: int) -> RawChunk:
     columns = [pa.array([r[i].encode("latin-1") for r in rows], pa.binary()) for i in range(width)]
-    return RawChunk(columns, np.asarray(lines, dtype=np.int64), malformed)
-
-
-def _joined(fields: Sequence[str]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow(fields)
-    return buf.getvalue()
+    return RawChunk(columns, np.asarray(lines, dtype=np.int64), malformed, blank_lines=blank)
 
 
 def decode(raw: bytes, encoding: str) -> str | None:

@@ -20,10 +20,10 @@ import pyarrow.compute as pc
 from phonenumbers.phonemetadata import PhoneMetadata
 
 from tasks.campaign.segments.model import (
+    BLANK_LINE,
     CHANNEL_COLUMNS,
     CUSTOMERS_SCHEMA,
     DUPLICATE_ID,
-    EMPTY_ROW,
     FIELD_TOO_LONG,
     INVALID_SEGMENT,
     MISSING_ID,
@@ -211,6 +211,7 @@ class _Checked:
     customers: pa.Table
     reject_rows: list[tuple]
     rows: int
+    blank_rows: int
     rejected_by_reason: collections.Counter
     issues_by_reason: dict[str, collections.Counter]
     valid_per_channel: collections.Counter
@@ -269,9 +270,11 @@ class Validator:
         (phone, phone_issue), (token, token_issue) = phones.result(), tokens.result()
         has_address = _mask(pc.is_valid(email)) | _mask(pc.is_valid(phone)) | _mask(pc.is_valid(token))
 
+        # a row of empty fields (a blank line, or `,,,,` as spreadsheets export an empty row) is no
+        # customer: counted in blank_lines, never a reject
         reasons = np.select(
-            [undecodable, too_long, blank, missing_id, duplicate, bad_segment, ~has_address],
-            [UNDECODABLE, FIELD_TOO_LONG, EMPTY_ROW, MISSING_ID, DUPLICATE_ID, INVALID_SEGMENT, NO_VALID_ADDRESS],
+            [blank, undecodable, too_long, missing_id, duplicate, bad_segment, ~has_address],
+            [BLANK_LINE, UNDECODABLE, FIELD_TOO_LONG, MISSING_ID, DUPLICATE_ID, INVALID_SEGMENT, NO_VALID_ADDRESS],
             default="",
         )
         valid = reasons == ""
@@ -281,7 +284,7 @@ class Validator:
         )
 
         issues = {"email": email_issue & valid, "sms": phone_issue & valid, "push": token_issue & valid}
-        rejected = ~valid
+        rejected = ~valid & ~blank
         reject_rows = self._reject_rows(chunk, decoded, reasons, rejected, issues, long_field)
         rejected_by_reason = collections.Counter(reasons[rejected].tolist())
         rejected_by_reason.update(m.reason for m in chunk.malformed)
@@ -289,6 +292,7 @@ class Validator:
             customers=customers,
             reject_rows=reject_rows,
             rows=n + len(chunk.malformed),
+            blank_rows=int(blank.sum()),
             rejected_by_reason=rejected_by_reason,
             issues_by_reason={
                 scope: collections.Counter({_ISSUE_REASON[scope]: int(mask.sum())}) for scope, mask in issues.items()
@@ -406,7 +410,6 @@ _ISSUE_DETAIL = {
 }
 _ROW_DETAIL = {
     UNDECODABLE: "bytes are neither UTF-8 nor the fallback encoding",
-    EMPTY_ROW: "blank line",
     MISSING_ID: "customer_id is empty",
     DUPLICATE_ID: "an earlier row has this customer_id",
     INVALID_SEGMENT: "segment is not in [segments] segments",

@@ -30,7 +30,8 @@ from tasks.files import atomic_open, atomic_path, write_json_atomic
 
 @dataclass
 class Counts:
-    rows_read: int = 0
+    rows_read: int = 0  # data lines of the file: valid + rejected + blank_lines
+    blank_lines: int = 0
     valid: int = 0
     rejected_by_reason: collections.Counter = field(default_factory=collections.Counter)
     issues_by_reason: dict[str, collections.Counter] = field(
@@ -42,6 +43,16 @@ class Counts:
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+
+# OWASP CSV injection: a cell starting with one of these is a formula in Excel and its kin.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(row: tuple) -> tuple:
+    """A rejects.csv row whose text cells cannot run as spreadsheet formulas: a leading `'` is added
+    to any cell starting with =, +, -, @, tab or CR (the raw bytes stay in the source file, by line)."""
+    return tuple("'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in row)
 
 
 def stream(path: Path, out: Path, options: LoadOptions, chunks: Iterator[RawChunk]) -> Counts:
@@ -64,27 +75,28 @@ def stream(path: Path, out: Path, options: LoadOptions, chunks: Iterator[RawChun
                 if writing is not None:
                     writing.result()
                 writing = validator.pool.submit(writer.write_table, checked.customers)
-                rejects.writerows(checked.reject_rows)
-                counts.rows_read += checked.rows
+                rejects.writerows(neutralize(row) for row in checked.reject_rows)
+                counts.rows_read += checked.rows + chunk.blank_lines
+                counts.blank_lines += chunk.blank_lines + checked.blank_rows
                 counts.valid += checked.customers.num_rows
                 counts.rejected_by_reason.update(checked.rejected_by_reason)
                 for scope, counter in checked.issues_by_reason.items():
                     counts.issues_by_reason[scope].update(counter)
                 counts.valid_per_channel.update(checked.valid_per_channel)
                 counts.decoded_with_fallback += checked.decoded_with_fallback
-                assert counts.rows_read == counts.valid + counts.rejected, "rows_read != valid + rejected"
+                assert counts.rows_read == counts.valid + counts.rejected + counts.blank_lines, "a row is unaccounted"
             if writing is not None:
                 writing.result()
-            if counts.rows_read == 0:
+            if counts.rows_read == counts.blank_lines:
                 raise DataValidationError("segments CSV", [CheckFailure("not_empty", "the file has no data rows")])
         # rejects.csv is published here, before the gate, so a failed load still shows why
-        ratio = counts.rejected / counts.rows_read
+        ratio = counts.rejected / (counts.rows_read - counts.blank_lines)  # blank lines never count
         if ratio > options.max_reject_ratio:
             customers_path.unlink(missing_ok=True)
             (out / SUMMARY_FILE).unlink(missing_ok=True)
             raise DataValidationError("segments CSV", [CheckFailure(
                 "max_reject_ratio",
-                f"{counts.rejected} of {counts.rows_read} rows rejected "
+                f"{counts.rejected} of {counts.rows_read - counts.blank_lines} rows rejected "
                 f"({ratio:.1%} > {options.max_reject_ratio:.1%}); "
                 f"by reason: {dict(sorted(counts.rejected_by_reason.items()))}; see {rejects_path}",
             )])
@@ -97,6 +109,7 @@ def finish(path: Path, out: Path, options: LoadOptions, counts: Counts, duration
         "rows_read": counts.rows_read,
         "valid": counts.valid,
         "rejected": counts.rejected,
+        "blank_lines": counts.blank_lines,
         "rejected_by_reason": dict(sorted(counts.rejected_by_reason.items())),
         "channel_issues_by_reason": {
             scope: {k: v for k, v in sorted(c.items()) if v} for scope, c in counts.issues_by_reason.items()
@@ -106,7 +119,7 @@ def finish(path: Path, out: Path, options: LoadOptions, counts: Counts, duration
         "input_path": str(path),
         "duration_s": round(duration, 3),
     }
-    assert summary["rows_read"] == summary["valid"] + summary["rejected"]
+    assert summary["rows_read"] == summary["valid"] + summary["rejected"] + summary["blank_lines"]
     summary_path = out / SUMMARY_FILE
     write_json_atomic(summary_path, summary)
     return LoadResult(summary, out / CUSTOMERS_FILE, out / REJECTS_FILE, summary_path)
