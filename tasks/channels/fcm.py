@@ -1,4 +1,4 @@
-"""Firebase Cloud Messaging HTTP v1: the wire format and the error map ([push_campaign] provider = fcm).
+"""Firebase Cloud Messaging HTTP v1: the wire format and its error codes ([push_campaign] provider = fcm).
 
 `POST /v1/projects/{FCM_PROJECT_ID}/messages:send`, Bearer FCM_ACCESS_TOKEN (an OAuth2
 access token; minting one from a service-account file needs google-auth, which this
@@ -7,37 +7,52 @@ One token per request (batch send was shut down in 2024). Success is 200 `{"name
 Errors come in Google's envelope with `details[].errorCode`: UNREGISTERED (the token is
 dead), INVALID_ARGUMENT, SENDER_ID_MISMATCH are permanent; QUOTA_EXCEEDED (429, honour
 Retry-After), UNAVAILABLE (503) and INTERNAL (500) are retriable (Google's docs say to
-retry them with backoff). FCM has no idempotency key.
+retry them with backoff). FCM has no idempotency key. The statuses follow status.py.
+Reads no luigi.cfg section (tasks/campaign/sends.py passes the transport and project).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import requests
 
 from tasks.channels.base import Message
-from tasks.channels.http import HttpTransport, json_body, retry_after_seconds, server_error
-from tasks.errors import AuthApiError, FatalApiError, RetriableApiError
+from tasks.channels.http import HttpProviderClient, HttpTransport, json_body, retry_after_seconds
+from tasks.channels.status import ProviderCodes, classify
 
-PERMANENT_CODES = {"UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH"}
-AUTH_CODES = {"THIRD_PARTY_AUTH_ERROR"}
-RETRIABLE_CODES = {"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"}
+CODES = ProviderCodes(
+    permanent={
+        "UNREGISTERED": "the token is no longer registered",
+        "INVALID_ARGUMENT": "invalid message or token",
+        "SENDER_ID_MISMATCH": "the token belongs to another sender",
+    },
+    auth=frozenset({"THIRD_PARTY_AUTH_ERROR"}),
+    rate_limit=frozenset({"QUOTA_EXCEEDED"}),
+    retriable=frozenset({"UNAVAILABLE", "INTERNAL"}),
+)
 
 
-class FcmClient:
+def classify_response(response: requests.Response) -> None:
+    """Raise the typed error an FCM response means; return quietly on 2xx."""
+    error = json_body(response).get("error")
+    error = error if isinstance(error, dict) else {}
+    codes = [d.get("errorCode") for d in error.get("details") or [] if isinstance(d, dict) and d.get("errorCode")]
+    code = codes[0] if codes else error.get("status")
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    classify("fcm", response.status_code, code=str(code) if code else None, codes=CODES, retry_after=retry_after)
+
+
+class FcmClient(HttpProviderClient):
     """One Firebase project; sends one notification per request."""
 
     provider = "fcm"
-    batch_size = 1
-    idempotent = False
+    raise_for_status = staticmethod(classify_response)
+    id_field = "name"
 
     def __init__(self, transport: HttpTransport, project_id: str):
-        self.transport = transport
-        self.path = f"/v1/projects/{project_id}/messages:send"
-
-    def reject_reason(self, message: Message) -> str | None:
-        return None
+        super().__init__(transport, f"/v1/projects/{project_id}/messages:send")
 
     def request_body(self, message: Message) -> dict[str, object]:
         """The JSON body of one messages:send request."""
@@ -49,36 +64,6 @@ class FcmClient:
             }
         }
 
-    def send(self, messages: Sequence[Message]) -> list[str | None]:
-        ids: list[str | None] = []
-        for message in messages:  # batch_size is 1: one message per call
-            response = self.transport.post(self.path, json=self.request_body(message))
-            classify_response(response)
-            ids.append(json_body(response).get("name"))
-        return ids
-
-    def close(self) -> None:
-        self.transport.close()
-
-
-def classify_response(response: requests.Response) -> None:
-    """Raise the typed error an FCM response means; return quietly on 2xx."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    error = json_body(response).get("error")
-    error = error if isinstance(error, dict) else {}
-    codes = [d.get("errorCode") for d in error.get("details") or [] if isinstance(d, dict) and d.get("errorCode")]
-    code = codes[0] if codes else error.get("status")
-    code = str(code) if code else None
-    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-    if code in AUTH_CODES or status in (401, 403):
-        raise AuthApiError(f"fcm: HTTP {status} {code or ''}: credentials rejected".strip(), status=status, code=code)
-    if code in PERMANENT_CODES:
-        raise FatalApiError(f"fcm: HTTP {status} {code}", status=status, code=code)
-    if status == 429 or code == "QUOTA_EXCEEDED":
-        raise RetriableApiError(f"fcm: HTTP {status} {code}", status=status, code=code, retry_after=retry_after)
-    if status >= 500 or code in RETRIABLE_CODES:
-        raise server_error("fcm", status, code, retry_after)
-    raise FatalApiError(f"fcm: HTTP {status} {code or 'request rejected'}", status=status, code=code)
-
+    def request(self, messages: Sequence[Message]) -> dict[str, Any]:
+        (message,) = messages  # batch_size is 1
+        return {"json": self.request_body(message)}

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the provider clients: pooled sessions, timeouts, transport errors.
+"""HTTP plumbing shared by the provider clients (and Slack): pooled sessions, timeouts, transport
+errors, Retry-After parsing, and the request loop every HTTP provider runs.
 
 The one place that turns a failed HTTP exchange (no usable response) into a typed error:
 
@@ -8,9 +9,10 @@ The one place that turns a failed HTTP exchange (no usable response) into a type
   provider may have accepted the message, so `RetriableApiError(maybe_delivered=True)`; the
   sender records `unknown` instead of risking a second delivery.
 
-Responses are classified by each provider module (its error map). Error messages name the
-provider and the kind of failure, never the URL (Twilio's holds the account SID), headers
-or body. Reads no luigi.cfg section: the caller passes base_url and timeouts.
+Responses are classified by status.py's shared rules on top of each provider's own codes.
+Error messages name the provider and the kind of failure, never the URL (Twilio's holds the
+account SID, Slack's is the webhook secret), headers or body. Reads no luigi.cfg section: the
+caller passes base_url and timeouts.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import requests
 import requests.adapters
 import urllib3.exceptions
 
+from tasks.channels.base import Message
 from tasks.errors import RetriableApiError
 
 _NOT_SENT_CAUSES = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError)
@@ -65,10 +70,14 @@ class HttpTransport:
                 self._sessions.append(session)
         return session
 
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        """POST `path` (relative to base_url); transport failures become RetriableApiError."""
+    def post(self, path: str, *, timeout: float | None = None, **kwargs: Any) -> requests.Response:
+        """POST `path` (relative to base_url); transport failures become RetriableApiError.
+
+        `timeout` caps both the connect and the read timeout of this one call (a caller's budget)."""
+        connect, read = self.timeout
+        limits = self.timeout if timeout is None else (min(connect, timeout), min(read, timeout))
         try:
-            return self._session().post(self.base_url + path, timeout=self.timeout, **kwargs)
+            return self._session().post(self.base_url + path, timeout=limits, **kwargs)
         except requests.ConnectTimeout:
             raise RetriableApiError(f"{self.provider}: connect timeout") from None
         except requests.ReadTimeout:
@@ -120,18 +129,6 @@ def reset_epoch_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, reset - (time.time() if now is None else now))
 
 
-def server_error(provider: str, status: int, code: str | None = None, retry_after: float | None = None) -> Exception:
-    """The shared rule for 5xx: 502 and 504 come from a gateway that may have forwarded the request
-    (maybe delivered); other 5xx are the provider refusing it (its docs say retry)."""
-    return RetriableApiError(
-        f"{provider}: HTTP {status}" + (f" {code}" if code else ""),
-        status=status,
-        code=code,
-        retry_after=retry_after,
-        maybe_delivered=status in (502, 504),
-    )
-
-
 def json_body(response: requests.Response) -> dict[str, Any]:
     """The response's JSON object, or {} when the body is not a JSON object."""
     try:
@@ -139,3 +136,47 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+class HttpProviderClient(ABC):
+    """Base of the HTTP provider clients: one POST to `path` per `batch_size` messages.
+
+    A provider adds only its wire format: `request` (the POST's body), `raise_for_status` (its
+    codes on the shared status rules of status.py) and where its id of an accepted request is
+    (`id_field` of the JSON answer, or its own `message_id`)."""
+
+    provider: str
+    batch_size: int = 1
+    idempotent = False  # none of the HTTP providers has an idempotency key
+    id_field = "id"
+
+    def __init__(self, transport: HttpTransport, path: str):
+        self.transport = transport
+        self.path = path
+
+    def reject_reason(self, message: Message) -> str | None:
+        return None
+
+    @abstractmethod
+    def request(self, messages: Sequence[Message]) -> dict[str, Any]:
+        """The keyword arguments of one POST for `messages` (`json=...` or `data=...`)."""
+
+    @abstractmethod
+    def raise_for_status(self, response: requests.Response) -> None:
+        """Raise the typed error `response` means; return quietly when it was accepted."""
+
+    def message_id(self, response: requests.Response) -> str | None:
+        """The provider's id of an accepted request: its JSON answer's `id_field`."""
+        return json_body(response).get(self.id_field)
+
+    def send(self, messages: Sequence[Message]) -> list[str | None]:
+        ids: list[str | None] = []
+        for start in range(0, len(messages), self.batch_size):
+            batch = messages[start : start + self.batch_size]
+            response = self.transport.post(self.path, **self.request(batch))
+            self.raise_for_status(response)
+            ids.extend([self.message_id(response)] * len(batch))
+        return ids
+
+    def close(self) -> None:
+        self.transport.close()

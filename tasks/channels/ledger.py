@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import ConfigError
+from tasks.files import FILE_MODE, private_file
 
 PENDING, SENDING, SENT, FAILED, UNKNOWN = "pending", "sending", "sent", "failed", "unknown"
 FINAL_STATES = (SENT, FAILED, UNKNOWN)
@@ -80,7 +81,7 @@ class SendLedger:
 
     def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 30_000):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # addresses and reasons: 0600 (SQLite gives its -wal and -shm the same mode)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -108,7 +109,7 @@ class SendLedger:
         leftovers of a dead run and turn them into `unknown`.
         """
         lock_path = self.path.parent / f"{key.channel}-{_safe(key.campaign)}-{key.date}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,18 +1,30 @@
-"""A token bucket per channel (pyrate-limiter's TokenBucket), shared by the sender's threads.
+"""A token bucket per channel (pyrate-limiter's TokenBucket), in this process or shared through SQLite.
 
 `rate` requests per second on average, at most `burst` at once from a full bucket: over any
 window of t seconds at most `burst + rate * t` requests pass. `ratelimit` (the original
 design) is a fixed window that lets twice its limit through across a window edge and has
-no burst (FACTS.md), so it is not used. The bucket lives in this process: the three
-channels run in separate Luigi workers, each with its own bucket and its own provider
-limit. Reads no luigi.cfg section: the caller passes rate and burst.
+no burst (FACTS.md), so it is not used.
+
+By default the bucket lives in this process and is shared by its threads: the three campaign
+channels run in separate Luigi workers, each with its own bucket and its own provider limit.
+With `state_path` the bucket's state is a row of a SQLite file, so every process that names
+the same file and `name` draws from one bucket (Slack alerts: Luigi forks a process per
+task). A token bucket's state is one number, so there is nothing to leak and no background
+leak thread is started. Reads no luigi.cfg section: the caller passes rate, burst and path.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sqlite3
+from pathlib import Path
 
 from pyrate_limiter import Duration, Limiter, Rate, StateBucket, TokenBucket
+from pyrate_limiter.abstracts.algorithm import Decision, State, StateAlgorithm
+from pyrate_limiter.abstracts.store import StateStore
+from pyrate_limiter.clocks import WallClock
+from pyrate_limiter.limiter import SingleBucketFactory
 
 from tasks.errors import ConfigError
 
@@ -21,23 +33,35 @@ _SCALE = 1000
 
 
 class ChannelLimiter:
-    """Blocking token bucket: `acquire()` waits until a request may go out; safe from many threads."""
+    """Blocking token bucket: `acquire()` waits until a request may go out; safe from many threads
+    (and, with `state_path`, from many processes)."""
 
-    def __init__(self, rate: float, burst: int, name: str = "channel"):
-        if not (rate > 0 and math.isfinite(rate)):
-            raise ConfigError(f"rate limit of {name} must be a positive number of requests per second, got {rate}")
+    def __init__(self, rate: float, burst: int, name: str = "channel", state_path: Path | None = None):
+        if not (rate > 0 and math.isfinite(rate)) or round(rate * _SCALE) < 1:
+            raise ConfigError(
+                f"rate limit of {name} must be a positive number of requests per second (at least "
+                f"{1 / _SCALE:g}), got {rate}"
+            )
         if burst < 1:
             raise ConfigError(f"burst of {name} must be at least 1, got {burst}")
         self.rate = float(rate)
         self.burst = int(burst)
         self.name = name
+        self.state_path = state_path
         limit = Rate(round(rate * _SCALE), Duration.SECOND * _SCALE, burst=self.burst)
-        self._limiter = Limiter(StateBucket([limit], algorithm=TokenBucket()), buffer_ms=5)
+        store = SqliteStateStore(state_path, name) if state_path is not None else None
+        bucket = StateBucket([limit], algorithm=TokenBucket(), store=store)
+        self._limiter = Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=5)
 
-    def acquire(self) -> None:
-        """Take one token, sleeping as long as needed (never fails: weight 1 always fits a burst >= 1)."""
-        if not self._limiter.try_acquire(self.name, weight=1, blocking=True):
-            raise RuntimeError(f"limiter {self.name} refused a request it should admit")  # pragma: no cover
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take one token, sleeping as long as needed; True once taken. With `timeout`, give up
+        after that many seconds and return False (weight 1 always fits a burst >= 1)."""
+        if self._limiter.try_acquire(self.name, weight=1, blocking=True,
+                                     timeout=-1 if timeout is None else max(0.0, timeout)):
+            return True
+        if timeout is None:  # pragma: no cover - only a broken bucket refuses without a timeout
+            raise RuntimeError(f"limiter {self.name} refused a request it should admit")
+        return False
 
     def close(self) -> None:
         self._limiter.close()
@@ -49,4 +73,67 @@ class ChannelLimiter:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ChannelLimiter({self.name}: {self.rate:g}/s, burst {self.burst})"
+        where = f", shared through {self.state_path.name}" if self.state_path is not None else ""
+        return f"ChannelLimiter({self.name}: {self.rate:g}/s, burst {self.burst}{where})"
+
+
+class SqliteStateStore(StateStore):
+    """pyrate-limiter state for one key, kept in a SQLite row so that processes share it.
+
+    `check()` is atomic across processes: BEGIN IMMEDIATE takes SQLite's write lock before the
+    state is read, and the new state is committed in the same transaction. A connection is
+    opened per check, so a store built before Luigi forks is still safe in the child. The
+    clock is the wall clock: a monotonic one means nothing across processes.
+    """
+
+    default_clock = WallClock()
+
+    def __init__(self, path: Path, key: str):
+        self.path = Path(path)
+        self.key = key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, state TEXT NOT NULL)")
+        finally:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+
+    def check(self, algorithm: StateAlgorithm, rates: list[Rate], now: int, weight: int) -> Decision:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            state = self._load(conn, algorithm, rates)
+            new_state, decision = algorithm.step(rates, state, now, weight)
+            if decision.allowed:
+                conn.execute(
+                    "INSERT OR REPLACE INTO bucket_state (key, state) VALUES (?, ?)",
+                    (self.key, json.dumps(list(new_state))),
+                )
+            conn.execute("COMMIT")
+            return decision
+        finally:
+            conn.close()
+
+    def read(self, algorithm: StateAlgorithm, rates: list[Rate]) -> State:
+        conn = self._connect()
+        try:
+            return self._load(conn, algorithm, rates)
+        finally:
+            conn.close()
+
+    def reset(self) -> None:
+        conn = self._connect()
+        try:
+            conn.execute("DELETE FROM bucket_state WHERE key = ?", (self.key,))
+        finally:
+            conn.close()
+
+    def _load(self, conn: sqlite3.Connection, algorithm: StateAlgorithm, rates: list[Rate]) -> State:
+        row = conn.execute("SELECT state FROM bucket_state WHERE key = ?", (self.key,)).fetchone()
+        if row is None:
+            return algorithm.initial(rates)
+        stored = tuple(json.loads(row[0]))
+        return stored if len(stored) == len(rates) else algorithm.initial(rates)

@@ -1,17 +1,22 @@
 """Deliver one Slack message: incoming webhook, rate-limited across processes, or the alerts file.
 
-Reads [slack] (through `SlackSettings.load()`). The webhook URL comes from the environment
-variable SLACK_WEBHOOK_URL, else `[slack] webhook_url`; with neither, messages are appended as
-JSON lines to <var_dir>/alerts/alerts.jsonl and a WARNING says where.
+Reads [slack] (through `SlackSettings.load()`) and [paths] (the alerts folder under var_dir). The
+webhook URL comes from the environment variable SLACK_WEBHOOK_URL, else `[slack] webhook_url`;
+with neither, messages are appended as JSON lines to <var_dir>/alerts/alerts.jsonl and a WARNING
+says where.
 
-Rate limit: a token bucket (pyrate-limiter's TokenBucket, `rate_per_second` with `burst`) whose
-state lives in SQLite under <var_dir>/alerts/, so every process of a run (Luigi forks one per
-task) draws from the same bucket. Responses: 200 is delivered; 429 waits `Retry-After`; 5xx,
-timeouts and connection errors back off and retry up to `max_retries`; any other 4xx
-(`invalid_payload`, `action_prohibited`, `channel_not_found`, `no_service`,
-`channel_is_archived`) is a dead webhook and is never retried. Everything is bounded by
-`handler_budget` seconds. A message that was not delivered is also appended to the alerts
-file with its reason, so nothing is lost. `deliver()` never raises.
+Slack is one more provider of the channels library: the POST goes through its HTTP transport
+(tasks/channels/http.py), the answer through its shared status rules (tasks/channels/status.py)
+with Slack's own codes below, and the rate limit is its token bucket (tasks/channels/limiter.py,
+`rate_per_second` with `burst`) kept in SQLite under <var_dir>/alerts/, so every process of a run
+(Luigi forks one per task) draws from the same bucket. Answers: 200 is delivered; 429 waits
+`Retry-After`; 5xx, timeouts and connection errors back off and retry up to `max_retries` (a
+request that may have reached Slack is retried too: a duplicate alert is better than none); any
+other 4xx (`invalid_payload`, `action_prohibited`, `channel_not_found`, `no_service`,
+`channel_is_archived`) is a dead webhook and is never retried. Everything, each request
+included, is bounded by `handler_budget` seconds. A message that was not delivered is also
+appended to the alerts file with its reason, so nothing is lost. `deliver()` never raises; logs
+name the webhook by a short hash, never its URL.
 """
 
 from __future__ import annotations
@@ -20,23 +25,37 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
-from pyrate_limiter import Limiter, Rate, StateBucket, TokenBucket
-from pyrate_limiter.abstracts.store import StateStore
-from pyrate_limiter.clocks import WallClock
-from pyrate_limiter.limiter import SingleBucketFactory
 
 from tasks import config
+from tasks.channels.http import HttpTransport, retry_after_seconds
+from tasks.channels.limiter import ChannelLimiter
+from tasks.channels.status import ProviderCodes, classify
+from tasks.errors import FatalApiError, RetriableApiError
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_ENV = "SLACK_WEBHOOK_URL"
+# Slack answers a webhook POST with a plain-text code ("ok", "invalid_payload", ...); anything
+# else in the body is not a code and is never copied.
+_CODE = re.compile(r"[a-z0-9_]{1,64}")
+CODES = ProviderCodes(
+    permanent={
+        "invalid_payload": "the payload is not a valid message",
+        "action_prohibited": "an admin restricted this webhook",
+        "channel_not_found": "the channel was deleted or cannot be seen",
+        "no_service": "the webhook is disabled, revoked or invalid",
+        "channel_is_archived": "the channel is archived",
+        "posting_to_general_channel_denied": "only admins may post to this channel",
+    },
+    rate_limit=frozenset({"rate_limited"}),
+)
 
 
 @dataclass(frozen=True)
@@ -54,15 +73,7 @@ class SlackSettings:
     @classmethod
     def load(cls) -> SlackSettings:
         cfg = config.slack()
-        return cls(
-            webhook_url=os.environ.get(WEBHOOK_ENV) or cfg.webhook_url,
-            rate_per_second=cfg.rate_per_second,
-            burst=cfg.burst,
-            timeout=cfg.timeout,
-            max_retries=cfg.max_retries,
-            backoff=cfg.backoff,
-            handler_budget=cfg.handler_budget,
-        )
+        return config.settings(cls, cfg, webhook_url=os.environ.get(WEBHOOK_ENV) or cfg.webhook_url)
 
     @property
     def hook_id(self) -> str:
@@ -107,71 +118,6 @@ def append_to_file(payload: dict[str, Any], **extra: Any) -> Path:
     return path
 
 
-class SqliteStateStore(StateStore):
-    """pyrate-limiter state for one key, kept in a SQLite row so that processes share it.
-
-    `check()` is atomic across processes: BEGIN IMMEDIATE takes SQLite's write lock before the
-    state is read, and the new state is committed in the same transaction. A connection is
-    opened per check, so a store built before Luigi forks is still safe in the child.
-    """
-
-    default_clock = WallClock()
-
-    def __init__(self, path: Path, key: str):
-        self.path = path
-        self.key = key
-        with self._connect() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, state TEXT NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
-
-    def check(self, algorithm, rates, now, weight):
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            state = self._load(conn, algorithm, rates)
-            new_state, decision = algorithm.step(rates, state, now, weight)
-            if decision.allowed:
-                conn.execute(
-                    "INSERT OR REPLACE INTO bucket_state (key, state) VALUES (?, ?)",
-                    (self.key, json.dumps(list(new_state))),
-                )
-            conn.execute("COMMIT")
-            return decision
-        finally:
-            conn.close()
-
-    def read(self, algorithm, rates):
-        conn = self._connect()
-        try:
-            return self._load(conn, algorithm, rates)
-        finally:
-            conn.close()
-
-    def reset(self) -> None:
-        conn = self._connect()
-        try:
-            conn.execute("DELETE FROM bucket_state WHERE key = ?", (self.key,))
-        finally:
-            conn.close()
-
-    def _load(self, conn: sqlite3.Connection, algorithm, rates):
-        row = conn.execute("SELECT state FROM bucket_state WHERE key = ?", (self.key,)).fetchone()
-        if row is None:
-            return algorithm.initial(rates)
-        stored = tuple(json.loads(row[0]))
-        return stored if len(stored) == len(rates) else algorithm.initial(rates)
-
-
-def shared_limiter(settings: SlackSettings, state_path: Path | None = None) -> Limiter:
-    """The cross-process token bucket of this webhook (no background leak thread: state is constant)."""
-    rate = Rate(1, max(1, round(1000 / settings.rate_per_second)), burst=settings.burst)
-    store = SqliteStateStore(state_path or alerts_dir() / "ratelimit.sqlite", settings.hook_id)
-    bucket = StateBucket([rate], algorithm=TokenBucket(), store=store)
-    return Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=10)
-
-
 def deliver(payload: dict[str, Any], settings: SlackSettings | None = None) -> Delivery:
     """Send `payload` (Block Kit JSON) to the webhook, or append it to the alerts file. Never raises."""
     try:
@@ -195,39 +141,42 @@ def deliver(payload: dict[str, Any], settings: SlackSettings | None = None) -> D
 
 
 def _post_with_retries(payload: dict[str, Any], settings: SlackSettings) -> Delivery:
+    """One alert's single retry loop, bounded by `max_retries` and `handler_budget`."""
     deadline = time.monotonic() + settings.handler_budget
-    limiter = shared_limiter(settings)
+    limiter = ChannelLimiter(settings.rate_per_second, settings.burst, name=f"slack-{settings.hook_id}",
+                             state_path=alerts_dir() / "ratelimit.sqlite")
+    transport = HttpTransport("slack", settings.webhook_url, connect_timeout=settings.timeout,
+                              read_timeout=settings.timeout)
     attempts = 0
     status: int | None = None
     detail = ""
-    while attempts <= settings.max_retries:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not limiter.try_acquire(settings.hook_id, blocking=True, timeout=remaining):
-            return Delivery("gave_up", attempts, status, detail or "time budget spent waiting for the rate limit")
-        attempts += 1
-        timeout = min(settings.timeout, max(0.1, deadline - time.monotonic()))
-        wait = settings.backoff * 2 ** (attempts - 1)
-        try:
-            response = requests.post(settings.webhook_url, json=payload, timeout=timeout)
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            status, detail = None, type(exc).__name__
-        else:
-            status, detail = response.status_code, response.text[:100].strip()
-            if status == 200:
-                return Delivery("sent", attempts, status, detail)
-            if status == 429:
-                wait = _retry_after(response, default=wait)
-            elif status < 500:
-                return Delivery("dead", attempts, status, detail)
-        if attempts > settings.max_retries or time.monotonic() + wait >= deadline:
-            break
-        time.sleep(wait)
-    return Delivery("gave_up", attempts, status, detail)
-
-
-def _retry_after(response: requests.Response, default: float) -> float:
-    """Seconds from a Retry-After header (Slack sends whole seconds)."""
     try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return default
+        while attempts <= settings.max_retries:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not limiter.acquire(timeout=remaining):
+                return Delivery("gave_up", attempts, status, detail or "time budget spent waiting for the rate limit")
+            attempts += 1
+            wait = settings.backoff * 2 ** (attempts - 1)
+            try:
+                response = transport.post("", json=payload, timeout=max(0.1, deadline - time.monotonic()))
+                classify_response(response)
+                return Delivery("sent", attempts, response.status_code)
+            except FatalApiError as exc:
+                return Delivery("dead", attempts, exc.status, str(exc))
+            except RetriableApiError as exc:  # 429, 5xx, and every transport failure
+                status, detail = exc.status, str(exc)
+                wait = wait if exc.retry_after is None else exc.retry_after
+            if attempts > settings.max_retries or time.monotonic() + wait >= deadline:
+                break
+            time.sleep(wait)
+        return Delivery("gave_up", attempts, status, detail)
+    finally:
+        transport.close()
+        limiter.close()
+
+
+def classify_response(response: requests.Response) -> None:
+    """Raise the typed error a webhook answer means (Slack's codes on the shared status rules)."""
+    text = response.text.strip()
+    classify("slack", response.status_code, code=text if _CODE.fullmatch(text) else None, codes=CODES,
+             retry_after=retry_after_seconds(response.headers.get("Retry-After")))

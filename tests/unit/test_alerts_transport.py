@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tasks.ops.slack import SlackSettings, deliver
+from tests.fakes import slack as fake_slack
 from tests.fakes.slack import FakeSlack
 
 PAYLOAD = {"text": "Luigi failure: X", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}]}
@@ -64,12 +65,24 @@ def test_5xx_is_retried_a_bounded_number_of_times(var_path):
 
 @pytest.mark.parametrize("mode, reason", [("400", "invalid_payload"), ("403", "action_prohibited"),
                                           ("404", "no_service"), ("410", "channel_is_archived")])
-def test_dead_webhook_is_never_retried(mode, reason, var_path):
-    with FakeSlack(mode=mode) as slack:
+def test_dead_webhook_is_never_retried(mode, reason, var_path, caplog):
+    with FakeSlack(mode=mode) as slack, caplog.at_level(logging.WARNING, logger="tasks.ops.slack"):
         result = deliver(PAYLOAD, settings(slack.url))
-    assert result.outcome == "dead" and result.detail == reason
+    assert result.outcome == "dead" and result.status == int(mode)
+    assert result.detail.startswith(f"slack: HTTP {mode} {reason}: ")
     assert len(slack.received) == 1
-    assert kept(var_path)[0]["status"] == int(mode)
+    assert kept(var_path)[0]["status"] == int(mode) and kept(var_path)[0]["detail"] == result.detail
+    # the WARNING names the hook by its hash, never by its URL (the URL is the secret)
+    assert settings(slack.url).hook_id in caplog.text and "fakehooksecret" not in caplog.text
+
+
+def test_slack_text_that_is_not_a_code_is_never_copied(var_path, monkeypatch):
+    """Slack answers with a bare code; any other body (a proxy's page, an echo) stays out of logs."""
+    monkeypatch.setitem(fake_slack._ERRORS, "500", (500, "oops <html> a@b.c"))
+    with FakeSlack(mode="500") as slack:
+        result = deliver(PAYLOAD, settings(slack.url, max_retries=0))
+    assert result.outcome == "gave_up" and result.status == 500 and len(slack.received) == 1
+    assert result.detail == "slack: HTTP 500" and "a@b.c" not in json.dumps(kept(var_path))
 
 
 def test_slower_than_the_timeout_is_retried_then_given_up_in_bounded_time():
@@ -77,7 +90,7 @@ def test_slower_than_the_timeout_is_retried_then_given_up_in_bounded_time():
         started = time.monotonic()
         result = deliver(PAYLOAD, settings(slack.url, timeout=0.3, max_retries=1))
         elapsed = time.monotonic() - started
-    assert result.outcome == "gave_up" and result.detail == "ReadTimeout"
+    assert result.outcome == "gave_up" and result.detail == "slack: read timeout"
     assert len(slack.received) == 2 and elapsed < 2.5
 
 
@@ -86,7 +99,7 @@ def test_connection_refused_is_retried_then_given_up():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     result = deliver(PAYLOAD, settings(f"http://127.0.0.1:{port}/hook", max_retries=2))
-    assert result.outcome == "gave_up" and result.attempts == 3 and result.detail == "ConnectionError"
+    assert result.outcome == "gave_up" and result.attempts == 3 and result.detail == "slack: cannot connect"
 
 
 def test_without_a_webhook_alerts_go_to_the_file_with_a_warning(var_path, caplog, monkeypatch):

@@ -62,6 +62,8 @@ def twilio_error(status: int, code: int) -> dict:
         (fcm, response(503, fcm_error(503, "UNAVAILABLE")), RetriableApiError, False),
         (fcm, response(500, fcm_error(500, "INTERNAL")), RetriableApiError, False),
         (fcm, response(401, fcm_error(401, "THIRD_PARTY_AUTH_ERROR")), AuthApiError, None),
+        # a token of another Firebase project: this recipient fails, the send goes on
+        (fcm, response(403, fcm_error(403, "SENDER_ID_MISMATCH")), FatalApiError, None),
     ],
 )
 def test_classify(module, resp, error, maybe_delivered):
@@ -87,6 +89,20 @@ def test_retry_after_sources():
     assert 25 <= info.value.retry_after <= 31
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert retry_after_seconds("soon") is None
+
+
+def test_messages_name_status_code_and_meaning_never_the_provider_text():
+    with pytest.raises(FatalApiError) as info:
+        twilio.classify_response(response(400, twilio_error(400, 21211)))
+    assert str(info.value) == "twilio: HTTP 400 21211: invalid 'To' phone number" and info.value.code == "21211"
+    body = {"errors": [{"field": "personalizations.0.to", "message": "bad a@b.c"}, {"field": "from", "message": "x"}]}
+    with pytest.raises(FatalApiError) as info:
+        sendgrid.classify_response(response(400, body))
+    assert str(info.value) == "sendgrid: HTTP 400: request rejected (fields from, personalizations.0.to)"
+    with pytest.raises(AuthApiError, match="API key rejected or lacks mail.send"):
+        sendgrid.classify_response(response(403, {"errors": []}))
+    with pytest.raises(FatalApiError, match=r"^fcm: HTTP 404 UNREGISTERED: the token is no longer registered$"):
+        fcm.classify_response(response(404, fcm_error(404, "UNREGISTERED")))
 
 
 @pytest.fixture
@@ -123,6 +139,13 @@ def test_transport_errors_say_whether_the_request_may_have_been_delivered(silent
     with pytest.raises(RetriableApiError) as info:
         transport.post("/2010-04-01/Accounts/AC-secret-sid/Messages.json", data={"To": "+14155550100"})
     assert info.value.maybe_delivered is True and "read timeout" in str(info.value)
+    # a caller's budget caps one call's timeouts below the transport's own
+    slow = HttpTransport("slack", f"http://127.0.0.1:{port}/hook", connect_timeout=5, read_timeout=5)
+    started = time.monotonic()
+    with pytest.raises(RetriableApiError, match="slack: read timeout"):
+        slow.post("", json={"text": "x"}, timeout=0.2)
+    assert time.monotonic() - started < 1.5
+    slow.close()
     mode["kind"] = "close"
     with pytest.raises(RetriableApiError) as info:
         transport.post("/2010-04-01/Accounts/AC-secret-sid/Messages.json", data={"To": "+14155550100"})
