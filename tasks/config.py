@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import luigi
 
 from tasks.errors import ConfigError
+from tasks.files import private_dir
 
 T = TypeVar("T")
 
@@ -81,7 +82,7 @@ def var_dir(create: bool = True) -> Path:
     """The run-time folder (TASKS_VAR_DIR wins over [paths] var_dir), created unless `create` is false."""
     path = resolve_path(os.environ.get("TASKS_VAR_DIR") or paths().var_dir)
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)  # holds personal data (segments, ledgers, outbox): owner-only
     return path
 
 

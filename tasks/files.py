@@ -1,4 +1,8 @@
-"""Atomic file writes: write to a temporary file beside the target, fsync, then os.replace."""
+"""Atomic, owner-only files: write to a temporary file beside the target, fsync, then os.replace.
+
+What the package writes under var/ holds personal data (segments, ledgers, outbox, alerts),
+so every file made here is 0600 and every folder 0700, whatever the process umask.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,35 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """`path` as an owner-only folder (0700), created with its missing parents (also 0700)."""
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    for folder in (path, *missing):  # mkdir's mode passes through the umask; chmod does not
+        os.chmod(folder, DIR_MODE)
+    return path
+
+
+def private_file(path: str | os.PathLike[str]) -> Path:
+    """Create `path` (and its folder) owner-only if it does not exist yet; make it 0600 if it does."""
+    path = Path(path)
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    os.chmod(path, FILE_MODE)
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` atomically."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():
+        private_dir(target.parent)  # a folder we create is ours; an existing one keeps its mode
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.channels.base import Message
+from tasks.files import private_file
 
 
 def outbox_path(var_dir: str | os.PathLike[str], channel: str, campaign: str, date: str) -> Path:
@@ -33,7 +34,7 @@ class OutboxClient:
     def __init__(self, path: str | os.PathLike[str], channel: str):
         self.path = Path(path)
         self.channel = channel
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # addresses and bodies: 0600 in a 0700 folder
         self._lock = threading.Lock()
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the whole send
         self._count = 0

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.files import private_file
+
 ALERT = "alert"  # send an individual alert now
 COUNT = "count"  # a repeat of an alerted task: counted, reported in the digest
 DEFER = "defer"  # over the cap: goes into the digest
@@ -65,7 +67,7 @@ class AlertLedger:
 
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         conn = self._connect()
         try:
             conn.executescript(_SCHEMA)

@@ -59,6 +59,7 @@ from croniter import croniter
 
 from tasks import config
 from tasks.errors import ConfigError
+from tasks.files import FILE_MODE, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -202,9 +203,9 @@ def luigi_command(sched: Schedule, day: dt.date, lock_dir: Path) -> list[str]:
 @contextlib.contextmanager
 def run_slot(directory: Path, slots: int) -> Iterator[int | None]:
     """Hold the first free of `slots` lock files; yields its number, or None when all are taken."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     for number in range(slots):
-        fd = os.open(directory / f"slot-{number}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(directory / f"slot-{number}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -324,9 +325,9 @@ def record_run(summary: dict[str, object]) -> None:
                 summary.get("scheduler", "-"), summary.get("duration_s", 0.0),
                 f" ({summary['reason']})" if summary.get("reason") else "")
     path = runs_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     line = json.dumps(summary, default=str, sort_keys=True) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         os.write(fd, line.encode())
     finally:
@@ -412,9 +413,10 @@ def crontab_line(sched: Schedule, python: str | None = None) -> str:
     """The crontab entry for the schedule: absolute venv python, project root, log file."""
     python = str(Path(python or sys.executable).absolute())
     log_file = config.resolve_path(sched.log_file) if sched.log_file else config.var_dir() / "log" / "cron.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_file.parent)
     env = "".join(f"{name}={shlex.quote(os.environ[name])} " for name in ("LUIGI_CONFIG_PATH", "TASKS_VAR_DIR")
                   if os.environ.get(name))
-    command = (f"cd {shlex.quote(str(config.PROJECT_ROOT))} && {env}{shlex.quote(python)} -m tasks cron "
+    # umask 077: the log file the shell creates is owner-only like everything under var/
+    command = (f"cd {shlex.quote(str(config.PROJECT_ROOT))} && umask 077 && {env}{shlex.quote(python)} -m tasks cron "
                f">> {shlex.quote(str(log_file))} 2>&1")
     return f"{sched.cron_expression} {command.replace('%', chr(92) + '%')}"  # % ends a crontab command

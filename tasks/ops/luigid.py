@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from tasks import config
+from tasks.files import private_dir
 
 
 def luigid_paths() -> dict[str, Path]:
@@ -28,7 +29,7 @@ def luigid_main(port: int | None = None, host: str | None = None) -> int:
 
     cfg = config.luigid()
     paths = luigid_paths()
-    paths["pidfile"].parent.mkdir(parents=True, exist_ok=True)
+    private_dir(paths["pidfile"].parent)
     host, port = host or cfg.host, port or cfg.port
     paths["pidfile"].write_text(f"{os.getpid()}\n")
     print(f"luigid on http://{host}:{port} (UI and /api); state {paths['state_path']}", flush=True)

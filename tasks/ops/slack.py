@@ -38,6 +38,7 @@ from tasks.channels.http import HttpTransport, retry_after_seconds
 from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.status import ProviderCodes, classify
 from tasks.errors import FatalApiError, RetriableApiError
+from tasks.files import FILE_MODE, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class Delivery:
 def alerts_dir() -> Path:
     """<var_dir>/alerts, created if needed."""
     path = config.var_dir() / "alerts"
-    path.mkdir(parents=True, exist_ok=True)
+    private_dir(path)
     return path
 
 
@@ -110,7 +111,7 @@ def append_to_file(payload: dict[str, Any], **extra: Any) -> Path:
     """Append one JSON line (payload plus `extra`) to the alerts file with a single O_APPEND write."""
     path = alerts_file()
     line = json.dumps({"at": time.time(), **extra, "message": payload}, sort_keys=True, default=str) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         os.write(fd, line.encode())
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -181,6 +182,7 @@ def test_crontab_line_runs_the_wrapper(slow_schedule, subprocess_env, var_path) 
     ran = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert "nothing to do: [schedule] enabled = false" in log_file.read_text()
+    assert "&& umask 077 &&" in command and stat.S_IMODE(log_file.stat().st_mode) == 0o600  # the log is private
 
     slow_schedule.set("schedule", "cron_expression", "@daily")
     daily = subprocess.run([sys.executable, "-m", "tasks", "crontab"], cwd="/", env=subprocess_env,
