@@ -14,6 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/python -m tasks check-config
 	$(BIN)/python -m tasks warehouse start
 	$(BIN)/python -m tasks seed-demo
 	$(BIN)/luigi --module tasks RunAll --date $(DATE) --local-scheduler --workers 3

@@ -6,6 +6,7 @@
   cron [--date D]               the cron wrapper: run the scheduled day(s) once (tasks/ops/cron.py)
   crontab                       print the crontab line for [schedule]
   luigid [--port P]             the central scheduler and its UI, state under var/luigid/
+  check-config                  every problem of the effective luigi.cfg at once (exit 2 if any)
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ def _luigid(args: argparse.Namespace) -> int:
     return luigid.luigid_main(port=args.port, host=args.host)
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    from tasks import check_config
+
+    return check_config.main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     luigid.add_argument("--port", type=int, help="default: [luigid] port (8082)")
     luigid.add_argument("--host", help="default: [luigid] host (127.0.0.1)")
     luigid.set_defaults(func=_luigid)
+    sub.add_parser("check-config", help="report every configuration problem (exit 2 if any)").set_defaults(
+        func=_check_config
+    )
     return parser
 
 

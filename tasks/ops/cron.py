@@ -20,6 +20,8 @@
 5. kills the process group once the invocation has run `timeout_seconds` (all its days
    together; SIGTERM, then SIGKILL after `kill_grace_seconds`) and exits EXIT_TIMEOUT; a
    SIGTERM/SIGINT to the wrapper is passed on to the group;
+   Before taking a slot it runs `python -m tasks check-config`; any problem exits EXIT_CONFIG
+   with the problems logged, recorded and alerted, and luigi is not started.
 6. logs a one-line run summary and appends it as JSON to <var_dir>/runs/runs.jsonl; on a
    non-zero exit (other than already_running) sends one run-summary alert
    (tasks.ops.alerts.send_run_summary).
@@ -345,10 +347,7 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
     try:
         sched = load_schedule()
     except ConfigError as exc:
-        logger.error("cron: %s", exc)
-        _alert(["python", "-m", "tasks", "cron"], EXIT_CONFIG, started, f"invalid [schedule]: {exc}")
-        record_run({**base, "status": "config_error", "exit_code": EXIT_CONFIG, "reason": str(exc)})
-        return EXIT_CONFIG
+        return _config_error(base, started, f"invalid [schedule]: {exc}")
     base["task"] = sched.task
     day = run_date or scheduled_date(sched, now)
     base["run_date"] = day.isoformat()
@@ -357,6 +356,9 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
         logger.info("cron: nothing to do: %s", reason)
         record_run({**base, "status": "skipped", "exit_code": 0, "reason": reason})
         return 0
+    problems = config_problems()
+    if problems:
+        return _config_error(base, started, problems)
 
     state = config.var_dir() / "cron"
     with run_slot(state, sched.max_active_runs) as slot:
@@ -369,10 +371,7 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
         try:
             days = days_to_run(sched, day, task_completeness(sched)) if sched.catchup else [day]
         except ConfigError as exc:
-            logger.error("cron: %s", exc)
-            _alert(["python", "-m", "tasks", "cron"], EXIT_CONFIG, started, str(exc))
-            record_run({**base, "status": "config_error", "exit_code": EXIT_CONFIG, "reason": str(exc)})
-            return EXIT_CONFIG
+            return _config_error(base, started, str(exc))
         scheduler = scheduler_args(sched)[1]
         clock = time.monotonic()
         done: list[str] = []
@@ -397,6 +396,22 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
                 "command": shlex.join(cmd), "finished_at": finished.isoformat(timespec="seconds"),
                 "duration_s": round(duration, 2)})
     return code
+
+
+def config_problems() -> str:
+    """What `python -m tasks check-config` reports (run as the luigi run will be: same cwd and
+    environment), or "" when the configuration is fine."""
+    done = subprocess.run([sys.executable, "-m", "tasks", "check-config"], cwd=config.PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    return "" if done.returncode == 0 else (done.stdout + done.stderr).strip()
+
+
+def _config_error(base: dict[str, object], started: dt.datetime, reason: str) -> int:
+    """Log, alert and record a configuration error; the wrapper then exits EXIT_CONFIG."""
+    logger.error("cron: not running: %s", reason)
+    _alert(["python", "-m", "tasks", "cron"], EXIT_CONFIG, started, reason)
+    record_run({**base, "status": "config_error", "exit_code": EXIT_CONFIG, "reason": reason})
+    return EXIT_CONFIG
 
 
 def _alert(cmd: Sequence[str], returncode: int | None, started: dt.datetime, tail: str,

@@ -158,6 +158,17 @@ def test_sigterm_to_the_wrapper_stops_the_run_and_alerts(slow_schedule, subproce
     assert len(run_summary_alerts(var_path)) == 1
 
 
+def test_a_config_problem_stops_the_wrapper_before_luigi(slow_schedule, subprocess_env, var_path) -> None:
+    slow_schedule.set("segment", "input_path", "/data/segments.csv")  # typo: [segment] for [segments]
+    result = run_cron(subprocess_env)
+    assert result.returncode == 2
+    assert "unknown section; did you mean 'segments'?" in result.stderr
+    (record,) = runs(var_path)
+    assert record["status"] == "config_error" and "[segment]" in record["reason"]
+    assert "command" not in record  # luigi was never started
+    assert len(run_summary_alerts(var_path)) == 1
+
+
 def test_an_invalid_schedule_exits_2_and_alerts(slow_schedule, subprocess_env, var_path) -> None:
     slow_schedule.set("schedule", "timezone", "Mars/Olympus")
     result = run_cron(subprocess_env)

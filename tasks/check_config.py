@@ -1,0 +1,241 @@
+"""`python -m tasks check-config`: every problem of the effective configuration at once, each naming
+the file and the key to fix.
+
+Reads every file Luigi reads, in Luigi's order (the project's luigi.cfg, /etc/luigi/..., a
+luigi.cfg in the working directory, LUIGI_CONFIG_PATH), and reports:
+
+- unknown sections and keys, with a "did you mean" (`[segment]` -> `[segments]`): a typo must
+  never silently fall back to a default such as the bundled demo sample;
+- values of the wrong type (Luigi's own parsing of each section of this package);
+- missing files: the segment CSV, the table specs and their SQL files, the templates, the
+  logging config;
+- a provider without its environment variables;
+- the bundled demo sample used with a real provider (refused: 1,000 fictional customers must
+  never reach SendGrid, Twilio or FCM).
+
+The cron wrapper runs the same check before it starts luigi, and `make run` runs it. Known
+sections are Luigi's registered Config classes (ours and Luigi's own), the task families
+(Luigi reads task parameters from a section named after the task) and the few free-form
+sections Luigi reads without a Config class.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import luigi
+import luigi.configuration
+from luigi.configuration.cfg_parser import LuigiConfigParser
+from luigi.task_register import Register
+
+from tasks import config
+from tasks.elt.specs import load_specs
+from tasks.errors import TasksError
+
+# Sections Luigi reads with arbitrary keys or without a Config class.
+FREE_FORM = {"resources", "prometheus", "task_history", "hdfs", "spark", "batch_notifier"}
+DEFAULT_SAMPLE = "config/sample_segments.csv"
+PROVIDER_ENV = {
+    "sendgrid": [("SENDGRID_API_KEY",)],
+    "twilio": [("TWILIO_ACCOUNT_SID",), ("TWILIO_AUTH_TOKEN",), ("TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")],
+    "fcm": [("FCM_PROJECT_ID",), ("FCM_ACCESS_TOKEN",)],
+}
+CHANNEL_SECTIONS = ("email_campaign", "sms_campaign", "push_campaign")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing to fix, with where to fix it."""
+
+    where: str  # "<file> [section] key" or "<file> [section]" or "environment"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def config_files() -> list[Path]:
+    """The files Luigi reads, in order, that exist."""
+    paths = list(LuigiConfigParser._config_paths)
+    env = os.environ.get("LUIGI_CONFIG_PATH")
+    if env:
+        paths.extend(p for p in env.split(os.pathsep) if p)
+    seen: list[Path] = []
+    for raw in paths:
+        path = Path(raw).resolve()
+        if path.is_file() and path not in seen:
+            seen.append(path)
+    return seen
+
+
+def known_sections() -> dict[str, set[str] | None]:
+    """Section -> its keys (normalised with `_`), or None when any key is allowed."""
+    sections: dict[str, set[str] | None] = {name: None for name in FREE_FORM}
+    for name, cls in Register._get_reg().items():
+        if cls is Register.AMBIGUOUS_CLASS or name.startswith("_") or name == "Config":
+            continue
+        if issubclass(cls, luigi.Config | luigi.Task):
+            sections[name] = {_norm(p) for p, _ in cls.get_params()}
+    return sections
+
+
+def check() -> list[Problem]:
+    """Every problem of the effective configuration (empty: fine)."""
+    problems: list[Problem] = []
+    where = _key_locations(problems)
+    problems += _unknown(where)
+    problems += _types(where)
+    problems += _files(where)
+    problems += _providers(where)
+    return problems
+
+
+def main() -> int:
+    """Print the problems; 2 when there is any (the cron wrapper's config exit code)."""
+    problems = check()
+    files = ", ".join(str(p) for p in config_files()) or "no file"
+    if not problems:
+        print(f"configuration OK ({files})")
+        return 0
+    print(f"{len(problems)} configuration problem(s) (read: {files}):")
+    for problem in problems:
+        print(f"  - {problem}")
+    return 2
+
+
+def _norm(key: str) -> str:
+    return key.strip().lower().replace("-", "_")
+
+
+def _key_locations(problems: list[Problem]) -> dict[tuple[str, str | None], Path]:
+    """(section, key) -> the last file that sets it; (section, None) -> the last file with the section."""
+    where: dict[tuple[str, str | None], Path] = {}
+    for path in config_files():
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except configparser.Error as exc:
+            problems.append(Problem(str(path), f"not a valid config file: {exc}"))
+            continue
+        for section in parser.sections():
+            where[(section, None)] = path
+            for key in parser.options(section):
+                where[(section, _norm(key))] = path
+    return where
+
+
+def _place(where: dict[tuple[str, str | None], Path], section: str, key: str | None = None) -> str:
+    path = where.get((section, key)) or where.get((section, None))
+    return f"{path or 'defaults'} [{section}]" + (f" {key}" if key else "")
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unknown(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
+    known = known_sections()
+    problems = []
+    for section, key in sorted(where, key=lambda k: (k[0], k[1] or "")):
+        if key is None:
+            if section not in known:
+                problems.append(Problem(_place(where, section), "unknown section" + _suggest(section, known)))
+            continue
+        keys = known.get(section)
+        if keys is not None and key not in keys:
+            problems.append(Problem(_place(where, section, key), "unknown key" + _suggest(key, keys)))
+    return problems
+
+
+def _types(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
+    problems = []
+    for name in sorted(n for n in known_sections() if n in vars(config)):
+        cls = getattr(config, name)
+        if not (isinstance(cls, type) and issubclass(cls, luigi.Config)):
+            continue
+        for param_name, param in cls.get_params():
+            try:
+                param._get_value(name, param_name)  # Luigi's own parsing of the configured value
+            except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
+                problems.append(Problem(_place(where, name, param_name), f"wrong value: {exc}"))
+    return problems
+
+
+def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
+    problems = []
+
+    def need(section: str, key: str, value: str) -> Path | None:
+        if not value:
+            return None
+        path = config.resolve_path(value)
+        if not path.is_file():
+            problems.append(Problem(_place(where, section, key), f"file not found: {path}"))
+            return None
+        return path
+
+    with _quietly(problems):
+        need("segments", "input_path", config.segments().input_path)
+    with _quietly(problems):
+        specs_path = need("elt", "table_specs", config.elt().table_specs)
+        if specs_path is not None:
+            for spec in load_specs(specs_path):
+                if not spec.sql_path.is_file():
+                    problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
+                                            f"file not found: {spec.sql_path}"))
+    for section in CHANNEL_SECTIONS:
+        with _quietly(problems):
+            need(section, "template", getattr(config, section)().template)
+    logging_conf = luigi.configuration.get_config().get("core", "logging_conf_file", "")
+    need("core", "logging_conf_file", logging_conf)
+    return problems
+
+
+def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
+    problems = []
+    real = []
+    for section in CHANNEL_SECTIONS:
+        with _quietly(problems):
+            provider = getattr(config, section)().provider
+            if provider == "outbox":
+                continue
+            real.append(f"[{section}] provider = {provider}")
+            for names in PROVIDER_ENV.get(provider, []):
+                if not any(os.environ.get(n) for n in names):
+                    problems.append(Problem(
+                        "environment", f"{' or '.join(names)} is not set; [{section}] provider = {provider} needs it"
+                    ))
+    with _quietly(problems):
+        sample = config.resolve_path(DEFAULT_SAMPLE).resolve()
+        if real and config.resolve_path(config.segments().input_path).resolve() == sample:
+            problems.append(Problem(
+                _place(where, "segments", "input_path"),
+                f"the bundled demo sample ({DEFAULT_SAMPLE}, fictional customers) with a real provider "
+                f"({'; '.join(real)}): set [segments] input_path to your segment file",
+            ))
+    return problems
+
+
+class _quietly:
+    """Turn an error while reading a section into a problem (the type check reports the key)."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:  # noqa: ANN001
+        if exc is None:
+            return False
+        if isinstance(exc, ValueError | TypeError | luigi.parameter.ParameterException):
+            return True  # a malformed value: _types names it with its key
+        if isinstance(exc, TasksError):
+            self.problems.append(Problem("config", str(exc)))
+            return True
+        return False

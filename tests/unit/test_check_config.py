@@ -1,0 +1,81 @@
+"""`python -m tasks check-config`: every problem at once, each naming the file and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tasks import check_config
+from tests.conftest import REPO
+
+TWILIO_ENV = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")
+
+
+def problems() -> list[str]:
+    return [str(p) for p in check_config.check()]
+
+
+def test_the_shipped_configuration_has_no_problem(luigi_cfg) -> None:
+    assert problems() == []
+
+
+def test_a_misspelt_section_is_named_with_its_file_and_a_suggestion(luigi_cfg) -> None:
+    luigi_cfg.set("segment", "input_path", "/data/segments.csv")
+    assert problems() == [f"{luigi_cfg.path} [segment]: unknown section; did you mean 'segments'?"]
+
+
+def test_unknown_keys_and_wrong_values_are_all_reported_at_once(luigi_cfg) -> None:
+    luigi_cfg.set("slack", "webhok_url", "x").set("schedule", "workers", "three")
+    luigi_cfg.set("segments", "max_reject_ratio", "lots")
+    found = problems()
+    assert f"{luigi_cfg.path} [slack] webhok_url: unknown key; did you mean 'webhook_url'?" in found
+    assert any(p.startswith(f"{luigi_cfg.path} [schedule] workers: wrong value") and "'three'" in p for p in found)
+    assert any(p.startswith(f"{luigi_cfg.path} [segments] max_reject_ratio: wrong value") for p in found)
+    assert len(found) == 3
+
+
+def test_task_sections_and_luigi_sections_are_known(luigi_cfg) -> None:
+    luigi_cfg.set("SendSmsCampaign", "campaign", "spring").set("worker", "keep_alive", "true")
+    luigi_cfg.set("resources", "provider_slots", "3")
+    assert problems() == []
+
+
+def test_missing_files_are_named(luigi_cfg, tmp_path) -> None:
+    specs = tmp_path / "tables.toml"
+    specs.write_text('[[table]]\nname = "analytics.t"\nprimary_key = ["k"]\nsql = "sql/missing.sql"\n')
+    luigi_cfg.set("segments", "input_path", tmp_path / "nope.csv").set("elt", "table_specs", specs)
+    luigi_cfg.set("push_campaign", "template", "config/templates/nope.toml")
+    found = problems()
+    assert f"{luigi_cfg.path} [segments] input_path: file not found: {tmp_path / 'nope.csv'}" in found
+    assert f"{specs} [[table]] analytics.t sql: file not found: {tmp_path / 'sql' / 'missing.sql'}" in found
+    assert any(p.startswith(f"{luigi_cfg.path} [push_campaign] template: file not found") for p in found)
+    assert len(found) == 3
+
+
+def test_a_real_provider_needs_its_variables_and_never_the_demo_sample(luigi_cfg, tmp_path, monkeypatch) -> None:
+    for name in TWILIO_ENV:
+        monkeypatch.delenv(name, raising=False)
+    luigi_cfg.set("sms_campaign", "provider", "twilio")
+    found = problems()
+    assert "environment: TWILIO_ACCOUNT_SID is not set; [sms_campaign] provider = twilio needs it" in found
+    assert any("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID" in p for p in found)
+    assert any(p.startswith(f"{luigi_cfg.path} [segments] input_path: the bundled demo sample") for p in found)
+    assert len(found) == 4
+
+    for name in TWILIO_ENV[:3]:
+        monkeypatch.setenv(name, "set-in-the-environment")
+    real = tmp_path / "segments.csv"
+    real.write_text("customer_id,segment,email,phone,device_token\n")
+    luigi_cfg.set("segments", "input_path", real)
+    assert problems() == []
+
+
+@pytest.mark.parametrize(("section", "code"), [("segments", 0), ("segment", 2)])
+def test_the_command_exits_2_on_any_problem(luigi_cfg, subprocess_env, section, code) -> None:
+    luigi_cfg.set(section, "chunk_rows", "1000")
+    done = subprocess.run([sys.executable, "-m", "tasks", "check-config"], cwd=REPO, env=subprocess_env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert ("configuration OK" if code == 0 else "1 configuration problem(s)") in done.stdout
