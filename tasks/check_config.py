@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import configparser
 import difflib
+import importlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ def check() -> list[Problem]:
     """Every problem of the effective configuration (empty: fine)."""
     problems: list[Problem] = []
     where = _key_locations(problems)
+    _import_scheduled_module(where, problems)
     problems += _unknown(where)
     problems += _types(where)
     problems += _files(where)
@@ -106,6 +108,15 @@ def main() -> int:
     for problem in problems:
         print(f"  - {problem}")
     return 2
+
+
+def _import_scheduled_module(where: dict[tuple[str, str | None], Path], problems: list[Problem]) -> None:
+    """Import `[schedule] module` (what the cron wrapper runs) so its tasks' sections are known."""
+    module = luigi.configuration.get_config().get("schedule", "module", "tasks")
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        problems.append(Problem(_place(where, "schedule", "module"), f"cannot import {module!r}: {exc}"))
 
 
 def _norm(key: str) -> str:

@@ -42,6 +42,14 @@ def test_task_sections_and_luigi_sections_are_known(luigi_cfg) -> None:
     assert problems() == []
 
 
+def test_the_scheduled_module_s_tasks_are_known_and_a_bad_module_is_named(luigi_cfg) -> None:
+    luigi_cfg.set("schedule", "module", "tests.e2e.slow_tasks").set("SlowDay", "seconds", "1")
+    assert problems() == []
+    luigi_cfg.set("schedule", "module", "tests.no_such_module")
+    (found,) = [p for p in problems() if "[schedule] module" in p]
+    assert found.startswith(f"{luigi_cfg.path} [schedule] module: cannot import 'tests.no_such_module'")
+
+
 def test_missing_files_are_named(luigi_cfg, tmp_path) -> None:
     specs = tmp_path / "tables.toml"
     specs.write_text('[[table]]\nname = "analytics.t"\nprimary_key = ["k"]\nsql = "sql/missing.sql"\n')
