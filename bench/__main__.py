@@ -1,7 +1,8 @@
-"""`python -m bench` (`make bench`): every benchmark in turn; each also runs alone (`python -m bench.<name>`).
+"""`python -m bench [--smoke]` (`make bench`): every benchmark in turn; each also runs alone (`python -m bench.<name>`).
 
-Results are merged into bench/results.json; the README's Benchmarks table is made from it.
-A benchmark that fails is reported and the others still run; the exit code is then 1.
+Results are merged into bench/results.json (see bench/common.py for BENCH_RESULTS, BENCH_OUT
+and the smoke mode); the README's Benchmarks table is made from it. A benchmark that fails is
+reported and the others still run; the exit code is then 1.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ import sys
 import time
 import traceback
 
+from bench import common
+
+# every benchmark; the README's Benchmarks table lists the same, tests/bench/test_bench_smoke.py runs each
 MODULES = ("load_segments", "email_batching", "campaign_pace", "campaign_resume", "elt")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    common.parent_args(argv, "python -m bench")
+    common.isolate()
     started = time.perf_counter()
     failed = []
     for name in MODULES:
@@ -31,4 +37,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -16,7 +16,10 @@ child process:
 - `fixed_window`: the `ratelimit` package (`@sleep_and_retry @limits(calls=rate, period=1)`)
   around the same client, with the same concurrency; a 429 is counted, not retried.
 
-    python -m bench.campaign_pace
+Peak RSS is each child's own (bench.common.PeakRss). Smoke mode: 150 SMS (1 s at the
+ceiling, the steady rate counted after 0.5 s), the sequential sender for about 1 s, one run each.
+
+    python -m bench.campaign_pace [--smoke]
 """
 
 from __future__ import annotations
@@ -27,18 +30,27 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
 
 NAME = "campaign_pace"
 RATE, BURST = 100.0, 50
-MESSAGES = 1250  # (1250 - 50) / 100 = 12 s at the ceiling
 LATENCIES = (0.1, 0.3)
-SENDER_RUNS = 3
 GOAL = 0.97
-STARTUP = 2.0  # seconds left out of the steady rate: the burst drains within about 1 s
-SEQUENTIAL_SECONDS = 8.0  # the sequential sender is slow: send what it manages in about this long
+
+
+@dataclass(frozen=True)
+class Sizes:
+    messages: int
+    sender_runs: int
+    startup: float  # seconds left out of the steady rate: the burst drains within about 1 s
+    sequential_seconds: float  # the sequential sender is slow: send what it manages in about this long
+
+
+FULL = Sizes(messages=1250, sender_runs=3, startup=2.0, sequential_seconds=8.0)  # (1250 - 50) / 100 = 12 s
+SMOKE = Sizes(messages=150, sender_runs=1, startup=0.5, sequential_seconds=1.0)
 
 
 def concurrency_for(latency: float) -> int:
@@ -107,33 +119,36 @@ def child(argv: list[str]) -> None:
     common.child_report({"sent": sent, "seconds": seconds})
 
 
-def _measure(mode: str, latency: float, count: int, concurrency: int) -> dict:
+def _measure(mode: str, latency: float, count: int, concurrency: int, startup: float, env: dict[str, str]) -> dict:
     from tests.fakes.providers import FakeProvider
 
     with FakeProvider(rate=RATE, burst=BURST + 2, latency=latency, validate=False) as fake:
-        report = common.run_child("bench.campaign_pace", [mode, fake.base_url, str(count), str(concurrency)])
+        report = common.run_child("bench.campaign_pace", [mode, fake.base_url, str(count), str(concurrency)], env)
         time.sleep(0.2)
         report["max_1s_window"] = fake.max_requests_in_window(1.0, "twilio")
-        report["steady_rate"] = _steady_rate([t for t, _ in fake.request_times])
+        report["steady_rate"] = _steady_rate([t for t, _ in fake.request_times], startup)
         report["http_429"] = fake.counters["throttled"]
         report["accepted"] = fake.counters["accepted_messages"]
     return report
 
 
-def _steady_rate(times: list[float]) -> float:
-    """Requests per second the provider saw after the first STARTUP seconds (the burst and ramp-up excluded)."""
+def _steady_rate(times: list[float], startup: float) -> float:
+    """Requests per second the provider saw after the first `startup` seconds (the burst and ramp-up excluded)."""
     times = sorted(times)
-    later = [t for t in times if t >= times[0] + STARTUP]
+    later = [t for t in times if t >= times[0] + startup]
     return (len(later) - 1) / (later[-1] - later[0]) if len(later) > 1 else 0.0
 
 
 def main() -> list[dict]:
+    sizes = common.pick(FULL, SMOKE)
+    env = common.private_env(NAME)
+    messages = sizes.messages
     entries = []
     bound = RATE + BURST
     for latency in LATENCIES:
         label = f"{int(latency * 1000)}ms"
         conc = concurrency_for(latency)
-        runs = [_measure("sender", latency, MESSAGES, conc) for _ in range(SENDER_RUNS)]
+        runs = [_measure("sender", latency, messages, conc, sizes.startup, env) for _ in range(sizes.sender_runs)]
         steady = [r["steady_rate"] for r in runs]
         worst_window = max(r["max_1s_window"] for r in runs)
         throttled = sum(r["http_429"] for r in runs)
@@ -141,14 +156,15 @@ def main() -> list[dict]:
         entries.append(common.entry(
             f"{NAME}.sender_{label}", values=steady, unit="msg/s", baseline=RATE,
             goal=f"achieved/configured >= {GOAL}, max 1 s window <= {bound:g}, 0 x 429", goal_met=met,
-            peak_rss_mb=max(r["peak_rss_mb"] for r in runs), concurrency=conc, messages=MESSAGES,
+            peak_rss_mb=max(r["peak_rss_mb"] for r in runs), concurrency=conc, messages=messages,
             max_1s_window=worst_window, window_bound=bound, http_429=throttled,
             seconds=[round(r["seconds"], 2) for r in runs],
-            ideal_over_actual=[round((MESSAGES - BURST) / RATE / r["seconds"], 3) for r in runs],
+            ideal_over_actual=[round((messages - BURST) / RATE / r["seconds"], 3) for r in runs],
         ))
-        seq_count = max(10, int(SEQUENTIAL_SECONDS / (latency + 1 / RATE)))
-        for mode, count, c in (("sequential", seq_count, 1), ("fixed_window", MESSAGES, conc)):
-            r = _measure(mode, latency, count, c)
+        interval = latency + 1 / RATE  # and at least two requests after the startup seconds
+        seq_count = max(int(sizes.sequential_seconds / interval), int(sizes.startup / interval) + 3)
+        for mode, count, c in (("sequential", seq_count, 1), ("fixed_window", messages, conc)):
+            r = _measure(mode, latency, count, c, sizes.startup, env)
             entries.append(common.entry(
                 f"{NAME}.{mode}_{label}", values=[r["steady_rate"]], unit="msg/s", baseline=RATE,
                 peak_rss_mb=r["peak_rss_mb"], concurrency=c, messages=count, max_1s_window=r["max_1s_window"],
@@ -163,4 +179,4 @@ def main() -> list[dict]:
 
 
 if __name__ == "__main__":
-    common.main_or_child(sys.argv[1:], main, child)
+    common.main_or_child(sys.argv[1:], main, child, "bench.campaign_pace")

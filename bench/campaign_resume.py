@@ -12,9 +12,12 @@ Per run, from an empty ledger and outbox:
   restart timed from spawn to exit (interpreter start, Luigi, ledger recovery included).
 Figures: restart time / uninterrupted remaining time (goal <= 1.1); duplicates in the
 outbox (send ids seen twice; must be 0); recipients left `unknown` by the kill (in flight,
-never re-sent by default).
+never re-sent by default); the restarted `luigi` process's own peak RSS (bench.common.PeakRss
+wraps that very command; the run to be killed is started bare, so SIGKILL hits luigi itself).
+Smoke mode: 1,000 recipients at 500/s burst 50 (the limit, not our CPU, sets the pace, so
+the kill still lands mid-send), one run.
 
-    python -m bench.campaign_resume
+    python -m bench.campaign_resume [--smoke]
 """
 
 from __future__ import annotations
@@ -28,46 +31,69 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
 
 NAME = "campaign_resume"
-RECIPIENTS = 100_000
-RATE, BURST, CONCURRENCY = 5000, 500, 8
+CONCURRENCY = 8
 DAY = "2026-01-15"
-RUNS = 2
 GOAL = 1.1
 
 
-def _env() -> dict[str, str]:
-    csv_path = common.OUT / NAME / "customers.csv"
+@dataclass(frozen=True)
+class Sizes:
+    recipients: int
+    rate: int
+    burst: int
+    runs: int
+
+
+FULL = Sizes(recipients=100_000, rate=5000, burst=500, runs=2)
+SMOKE = Sizes(recipients=1_000, rate=500, burst=50, runs=1)
+
+
+def _csv_path(sizes: Sizes) -> Path:
+    return common.out_dir() / NAME / f"customers_{sizes.recipients}.csv"
+
+
+def _env(sizes: Sizes) -> dict[str, str]:
     return common.private_env(NAME, {
-        "segments": {"input_path": csv_path},
-        "email_campaign": {"provider": "outbox", "rate": RATE, "burst": BURST, "concurrency": CONCURRENCY},
+        "segments": {"input_path": _csv_path(sizes)},
+        "email_campaign": {"provider": "outbox", "rate": sizes.rate, "burst": sizes.burst,
+                           "concurrency": CONCURRENCY},
     })
 
 
-def _prepare(env: dict[str, str]) -> Path:
-    """Customer CSV + LoadSegments (once); returns the var dir."""
+def _prepare(env: dict[str, str], sizes: Sizes) -> Path:
+    """Customer CSV + LoadSegments (once per size); returns the var dir."""
     var = Path(env["TASKS_VAR_DIR"])
-    csv_path = common.OUT / NAME / "customers.csv"
+    csv_path = _csv_path(sizes)
     if not csv_path.exists():
-        with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        tmp = csv_path.with_suffix(".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             out = csv.writer(fh)
             out.writerow(["customer_id", "segment", "email", "phone", "device_token"])
             segments = ("premium", "regular", "new")
-            out.writerows([f"C{i:07d}", segments[i % 3], f"user{i}@example.com", "", ""] for i in range(RECIPIENTS))
-    if not (var / "segments" / DAY / "summary.json").exists():
-        subprocess.run([common.PYTHON, "-m", "luigi", "--module", "tasks.campaign.tasks", "LoadSegments", "--date", DAY,
-                        "--local-scheduler"], cwd=common.REPO, env=env, check=True, capture_output=True)
+            out.writerows([f"C{i:07d}", segments[i % 3], f"user{i}@example.com", "", ""]
+                          for i in range(sizes.recipients))
+        tmp.replace(csv_path)
+    summary = var / "segments" / DAY / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("rows_read") != sizes.recipients:
+        shutil.rmtree(summary.parent)  # loaded from a CSV of another size
+    if not summary.exists():
+        common.run_measured([common.PYTHON, "-m", "luigi", "--module", "tasks.campaign.tasks", "LoadSegments",
+                             "--date", DAY, "--local-scheduler"], env).check()
     return var
 
 
-def _send(env: dict[str, str], campaign: str, log) -> subprocess.Popen:
+def _send(env: dict[str, str], campaign: str, log, peak: common.PeakRss | None = None) -> subprocess.Popen:
+    """The send as a `luigi` process; with `peak`, wrapped to record that process's own peak RSS."""
     cmd = [common.PYTHON, "-m", "luigi", "--module", "tasks.campaign.tasks", "SendEmailCampaign", "--date", DAY,
            "--campaign", campaign, "--local-scheduler"]
-    return subprocess.Popen(cmd, cwd=common.REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(peak.wrap(cmd) if peak else cmd, cwd=common.REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 def _outbox(var: Path, campaign: str) -> Path:
@@ -94,15 +120,15 @@ def _clean(var: Path) -> None:
         shutil.rmtree(var / sub, ignore_errors=True)
 
 
-def _one_run(env: dict[str, str], var: Path, n: int, log) -> dict:
+def _one_run(env: dict[str, str], var: Path, n: int, log, recipients: int) -> dict:
     # crash run: kill at >= 50% of the messages, then restart
     _clean(var)
     campaign = f"crash{n}"
     path = _outbox(var, campaign)
-    proc = _send(env, campaign, log)
+    proc = _send(env, campaign, log)  # bare: the SIGKILL below must hit the luigi process itself
     seen, offset = 0, 0
     deadline = time.monotonic() + 300
-    while seen < RECIPIENTS // 2:
+    while seen < recipients // 2:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the send ended or stalled before reaching 50%")
         time.sleep(0.02)
@@ -116,10 +142,13 @@ def _one_run(env: dict[str, str], var: Path, n: int, log) -> dict:
     proc.wait()
     killed_at = len(_lines(path))
     started = time.perf_counter()
-    restart = _send(env, campaign, log)
+    peak = common.PeakRss()
+    restart = _send(env, campaign, log, peak)
     if restart.wait(timeout=600) != 0:
-        raise RuntimeError("the restarted send failed; see bench/out/campaign_resume/runs.log")
+        peak.discard()
+        raise RuntimeError(f"the restarted send failed; see {common.out_dir() / NAME / 'runs.log'}")
     restart_s = time.perf_counter() - started
+    restart_rss = peak.mb()
     lines = _lines(path)
     dupes = sum(c - 1 for c in collections.Counter(m["send_id"] for m in lines).values() if c > 1)
     crash_result = _result(var, campaign)
@@ -128,24 +157,28 @@ def _one_run(env: dict[str, str], var: Path, n: int, log) -> dict:
     _clean(var)
     campaign = f"full{n}"
     started_wall = time.time()
-    proc = _send(env, campaign, log)
+    peak = common.PeakRss()
+    proc = _send(env, campaign, log, peak)
     if proc.wait(timeout=600) != 0:
+        peak.discard()
         raise RuntimeError("the uninterrupted send failed")
     ended = time.time()
+    full_rss = peak.mb()
     full = sorted(m["queued_at"] for m in _lines(_outbox(var, campaign)))
     remaining_s = ended - full[killed_at - 1]
     return {
         "restart_s": restart_s, "remaining_s": remaining_s, "full_s": ended - started_wall, "killed_at": killed_at,
         "duplicates": dupes, "unknown": crash_result["counts"]["unknown"], "sent": crash_result["counts"]["sent"],
-        "full_rate": _result(var, campaign)["achieved_rate"],
+        "full_rate": _result(var, campaign)["achieved_rate"], "restart_rss": restart_rss, "full_rss": full_rss,
     }
 
 
 def main() -> list[dict]:
-    env = _env()
-    var = _prepare(env)
-    with open(common.OUT / NAME / "runs.log", "wb") as log:
-        runs = [_one_run(env, var, n, log) for n in range(RUNS)]
+    sizes = common.pick(FULL, SMOKE)
+    env = _env(sizes)
+    var = _prepare(env, sizes)
+    with open(common.out_dir() / NAME / "runs.log", "wb") as log:
+        runs = [_one_run(env, var, n, log, sizes.recipients) for n in range(sizes.runs)]
     _clean(var)
     ratios = [r["restart_s"] / r["remaining_s"] for r in runs]
     dupes = sum(r["duplicates"] for r in runs)
@@ -154,9 +187,11 @@ def main() -> list[dict]:
     entries = [
         common.entry(f"{NAME}.restart_over_remaining_half", values=restart, unit="s", baseline=baseline,
                      goal=f"ratio <= {GOAL}", goal_met=statistics.median(restart) / baseline <= GOAL,
+                     peak_rss_mb=max(r["restart_rss"] for r in runs),
+                     uninterrupted_peak_rss_mb=max(r["full_rss"] for r in runs),
                      ratio_per_run=[round(x, 3) for x in ratios], killed_at=[r["killed_at"] for r in runs],
-                     unknown_after_kill=[r["unknown"] for r in runs], recipients=RECIPIENTS, rate=RATE, burst=BURST,
-                     concurrency=CONCURRENCY, uninterrupted_s=[round(r["full_s"], 2) for r in runs],
+                     unknown_after_kill=[r["unknown"] for r in runs], recipients=sizes.recipients, rate=sizes.rate,
+                     burst=sizes.burst, concurrency=CONCURRENCY, uninterrupted_s=[round(r["full_s"], 2) for r in runs],
                      uninterrupted_msg_per_s=[r["full_rate"] for r in runs]),
         common.entry(f"{NAME}.duplicates", values=[r["duplicates"] for r in runs], unit="messages", baseline=None,
                      goal="0", goal_met=dupes == 0),
@@ -165,6 +200,4 @@ def main() -> list[dict]:
 
 
 if __name__ == "__main__":
-    if common.is_child(sys.argv[1:]):
-        raise SystemExit("campaign_resume runs its children through luigi")
-    main()
+    common.main_or_child(sys.argv[1:], main, None, "bench.campaign_resume")  # its children are luigi runs

@@ -1,6 +1,6 @@
 """ELT at 10,000,000 sessions: MauSummary end to end against the same SQL in bare DuckDB.
 
-Everything lives under bench/out/elt/ (its own var dir, luigi.cfg and embedded warehouse
+Everything lives under <out>/elt/ (its own var dir, luigi.cfg and embedded warehouse
 folder), never var/. Setup (not timed): `python -m tasks seed-demo --sessions 10000000`
 into the private embedded warehouse, and the same deterministic tables
 (tasks.demo.seed.demo_tables) into a bare DuckDB file.
@@ -16,7 +16,11 @@ Goal: ratio <= 1.3. Each run uses another date (so each run stages and swaps).
 Also: a no-op `luigi --module tasks RunAll --date D --local-scheduler` once everything is
 complete (whole process), as a ratio to `python -c "import luigi, tasks"`.
 
-    python -m bench.elt
+Peak RSS (bench.common.PeakRss) is the measured process's own: the MauSummary child's (the
+client side: the embedded server holding the data is a separate, detached process, not in
+it) and the no-op `luigi` process's. Smoke mode: 1,000 sessions, one date, one no-op run.
+
+    python -m bench.elt [--smoke]
 """
 
 from __future__ import annotations
@@ -26,16 +30,25 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
 
 NAME = "elt"
-SESSIONS = 10_000_000
-DATES = ("2026-06-28", "2026-06-29", "2026-06-30")
 NOOP_DATE = "2026-06-30"
-NOOP_RUNS = 3
 GOAL = 1.3
+
+
+@dataclass(frozen=True)
+class Sizes:
+    sessions: int
+    dates: tuple[str, ...]  # one measured run per date
+    noop_runs: int
+
+
+FULL = Sizes(sessions=10_000_000, dates=("2026-06-28", "2026-06-29", "2026-06-30"), noop_runs=3)
+SMOKE = Sizes(sessions=1_000, dates=("2026-06-30",), noop_runs=1)
 
 BARE_CTAS = """
 CREATE OR REPLACE TABLE analytics.temp_mau_summary AS
@@ -52,13 +65,14 @@ BARE_CHECKS = (
 )
 
 
-def _paths() -> tuple[Path, Path]:
-    base = common.OUT / NAME
-    return base / "warehouse", base / "bare.duckdb"
+def _paths(sessions: int) -> tuple[Path, Path]:
+    """The embedded warehouse folder and the bare DuckDB file holding `sessions` sessions."""
+    base = common.out_dir() / NAME
+    return base / f"warehouse_{sessions}", base / f"bare_{sessions}.duckdb"
 
 
-def _env() -> dict[str, str]:
-    warehouse, _ = _paths()
+def _env(sessions: int) -> dict[str, str]:
+    warehouse, _ = _paths(sessions)
     return common.private_env(NAME, {
         "warehouse": {"embedded_dir": warehouse, "database": "BENCH"},
         "schedule": {"depends_on_past": "false"},
@@ -72,13 +86,17 @@ def child(argv: list[str]) -> None:
     if mode == "luigi":
         import luigi
 
-        import tasks
+        from tasks import MauSummary
 
+        ran: list[str] = []
+        luigi.Task.event_handler(luigi.Event.SUCCESS)(lambda task: ran.append(task.task_family))
         started = time.perf_counter()
-        ok = luigi.build([tasks.MauSummary(date=date)], local_scheduler=True, workers=1, log_level="WARNING")
+        ok = luigi.build([MauSummary(date=date)], local_scheduler=True, workers=1, log_level="WARNING")
         seconds = time.perf_counter() - started
         if not ok:
             raise SystemExit("MauSummary failed")
+        if not {"StageTable", "PublishTable"} <= set(ran):  # complete already: the reset did not take
+            raise SystemExit(f"MauSummary({date}) staged and published nothing (tasks run: {ran}); nothing measured")
         common.child_report({"seconds": seconds})
         return
     import duckdb
@@ -108,16 +126,15 @@ def child(argv: list[str]) -> None:
     common.child_report({"seconds": seconds, "rows": rows})
 
 
-def _prepare(env: dict[str, str]) -> None:
-    _, bare = _paths()
-    subprocess.run([common.PYTHON, "-m", "tasks", "seed-demo", "--sessions", str(SESSIONS)], cwd=common.REPO,
-                   env=env, check=True, capture_output=True)
+def _prepare(env: dict[str, str], sessions: int) -> None:
+    _, bare = _paths(sessions)
+    common.run_measured([common.PYTHON, "-m", "tasks", "seed-demo", "--sessions", str(sessions)], env).check()
     if not bare.exists():
         import duckdb
 
         from tasks.demo.seed import demo_tables
 
-        sessions_tbl, channels_tbl = demo_tables(SESSIONS)
+        sessions_tbl, channels_tbl = demo_tables(sessions)
         tmp = bare.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
         conn = duckdb.connect(str(tmp))
@@ -131,56 +148,63 @@ def _prepare(env: dict[str, str]) -> None:
         tmp.rename(bare)
 
 
-def _reset(env: dict[str, str]) -> None:
-    """Forget earlier builds of the measured dates, so every run stages and swaps."""
+def _reset(env: dict[str, str], sizes: Sizes) -> None:
+    """Forget earlier builds of the measured dates, so every run stages and swaps (the child checks it did)."""
     import duckdb
 
-    _, bare = _paths()
+    _, bare = _paths(sizes.sessions)
     conn = duckdb.connect(str(bare))
     conn.execute("DROP TABLE IF EXISTS analytics.mau_summary")
     conn.execute("DROP TABLE IF EXISTS analytics.temp_mau_summary")
     conn.close()
-    dates = ", ".join(f"'{d}'" for d in DATES)
+    dates = ", ".join(f"'{d}'" for d in sizes.dates)
     subprocess.run([common.PYTHON, "-m", "tasks", "sql",
                     f"DELETE FROM analytics.table_updates WHERE RIGHT(update_id, 10) IN ({dates})"],
                    cwd=common.REPO, env=env, check=False, capture_output=True)
 
 
 def main() -> list[dict]:
-    env = _env()
+    sizes = common.pick(FULL, SMOKE)
+    env = _env(sizes.sessions)
     try:
-        return _run(env)
+        return _run(env, sizes)
     finally:
         from tasks.warehouse import embedded
 
-        embedded.stop(_paths()[0])  # the private server holds ~1 GB; never leave it behind
+        embedded.stop(_paths(sizes.sessions)[0])  # the private server holds ~1 GB; never leave it behind
 
 
-def _run(env: dict[str, str]) -> list[dict]:
-    _prepare(env)
-    _reset(env)
-    _, bare = _paths()
-    luigi_s, bare_s, rss = [], [], []
-    for date in DATES:
+def _run(env: dict[str, str], sizes: Sizes) -> list[dict]:
+    _prepare(env, sizes.sessions)
+    _reset(env, sizes)
+    _, bare = _paths(sizes.sessions)
+    luigi_s, bare_s, rss, bare_rss = [], [], [], []
+    for date in sizes.dates:
         report = common.run_child("bench.elt", ["luigi", date], env)
         luigi_s.append(report["seconds"])
         rss.append(report["peak_rss_mb"])
-        bare_s.append(common.run_child("bench.elt", ["duckdb", date, str(bare)], env)["seconds"])
+        report = common.run_child("bench.elt", ["duckdb", date, str(bare)], env)
+        bare_s.append(report["seconds"])
+        bare_rss.append(report["peak_rss_mb"])
     baseline = statistics.median(bare_s)
     # the no-op: make the whole day complete once (tables and the three sends), then rerun it
     runall = [common.PYTHON, "-m", "luigi", "--module", "tasks", "RunAll", "--date", NOOP_DATE, "--local-scheduler"]
     common.timed_wall(runall, env)
-    noop = [common.timed_wall(runall, env) for _ in range(NOOP_RUNS)]
-    imports = [common.timed_wall([common.PYTHON, "-c", "import luigi, tasks"], env) for _ in range(NOOP_RUNS)]
+    noop = [common.timed_wall(runall, env) for _ in range(sizes.noop_runs)]
+    imports = [common.timed_wall([common.PYTHON, "-c", "import luigi, tasks"], env) for _ in range(sizes.noop_runs)]
     entries = [
         common.entry(f"{NAME}.mau_summary_over_bare_duckdb", values=luigi_s, unit="s", baseline=baseline,
                      goal=f"ratio <= {GOAL}", goal_met=statistics.median(luigi_s) / baseline <= GOAL,
-                     peak_rss_mb=max(rss), sessions=SESSIONS, baseline_runs=[round(x, 3) for x in bare_s]),
-        common.entry(f"{NAME}.runall_noop_over_import", values=noop, unit="s", baseline=statistics.median(imports),
-                     import_runs=[round(x, 3) for x in imports]),
+                     peak_rss_mb=max(rss), baseline_peak_rss_mb=max(bare_rss), sessions=sizes.sessions,
+                     baseline_runs=[round(x, 3) for x in bare_s]),
+        common.entry(f"{NAME}.runall_noop_over_import", values=[r.seconds for r in noop], unit="s",
+                     baseline=statistics.median(r.seconds for r in imports),
+                     peak_rss_mb=max(r.peak_rss_mb for r in noop),
+                     baseline_peak_rss_mb=max(r.peak_rss_mb for r in imports),
+                     import_runs=[round(r.seconds, 3) for r in imports]),
     ]
     return common.publish(entries)
 
 
 if __name__ == "__main__":
-    common.main_or_child(sys.argv[1:], main, child)
+    common.main_or_child(sys.argv[1:], main, child, "bench.elt")

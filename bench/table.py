@@ -1,4 +1,4 @@
-"""Print bench/results.json as the Markdown table of the README's Benchmarks section.
+"""Print bench/results.json (or BENCH_RESULTS) as the Markdown table of the README's Benchmarks section.
 
     python -m bench.table
 """
@@ -17,7 +17,7 @@ def _num(value: float | None) -> str:
 
 
 def markdown() -> str:
-    rows = json.loads(common.RESULTS.read_text())
+    rows = json.loads(common.results_path().read_text())
     lines = [
         "| benchmark | value (median) | min / max | runs | baseline | ratio | peak RSS MB | goal | met |",
         "|---|---|---|---|---|---|---|---|---|",

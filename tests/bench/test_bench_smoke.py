@@ -1,0 +1,99 @@
+"""Every benchmark runs once at a tiny size (BENCH_SMOKE=1), so none can silently break again.
+
+Each module runs as `make bench` would run it, `python -m bench.<name>`, with its results
+in this test's tmp dir (BENCH_RESULTS) and its working files there too (BENCH_OUT); the
+figures are checked for presence and sanity, never for speed (machines are noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import common
+from bench.__main__ import MODULES
+from tests.conftest import PYTHON, REPO
+
+pytestmark = pytest.mark.slow  # real subprocesses: benchmark children, luigi runs, the embedded warehouse
+
+# every figure each benchmark publishes; all but campaign_resume.duplicates carry a peak RSS
+FIGURES = {
+    "load_segments": {"load_segments.time_over_read_csv", "load_segments.peak_rss_over_file_size"},
+    "email_batching": {"email_batching.batched_recipients_per_s", "email_batching.single_recipients_per_s"},
+    "campaign_pace": {f"campaign_pace.{mode}_{latency}" for mode in ("sender", "sequential", "fixed_window")
+                      for latency in ("100ms", "300ms")},
+    "campaign_resume": {"campaign_resume.restart_over_remaining_half", "campaign_resume.duplicates"},
+    "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import"},
+}
+NO_PEAK_RSS = {"campaign_resume.duplicates"}
+NOT_BENCHMARKS = {"__init__", "__main__", "common", "peak", "table"}
+
+
+def readme_benchmarks() -> set[str]:
+    """The modules listed in the README's Benchmarks table (`| `name` | ... |` rows)."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE))
+
+
+def test_every_benchmark_is_run_by_make_bench_listed_in_the_readme_and_smoke_tested() -> None:
+    files = {p.stem for p in (REPO / "bench").glob("*.py")} - NOT_BENCHMARKS
+    assert set(MODULES) == files
+    assert readme_benchmarks() == files
+    assert set(FIGURES) == files
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_benchmark_runs_at_smoke_size(name: str, tmp_path: Path, var_path: Path,
+                                      subprocess_env: dict[str, str]) -> None:
+    results = tmp_path / "results.json"
+    env = {**subprocess_env, "BENCH_SMOKE": "1", "BENCH_RESULTS": str(results), "BENCH_OUT": str(tmp_path / "out")}
+    proc = subprocess.run([PYTHON, "-m", f"bench.{name}"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+    rows = {row["name"]: row for row in json.loads(results.read_text())}
+    assert set(rows) == FIGURES[name]
+    for row in rows.values():
+        where = f"{row['name']}: {row}"
+        assert row["smoke"] is True, where
+        assert row["runs"] >= 1 and row["min"] <= row["value"] <= row["max"], where
+        if row["name"] == "campaign_resume.duplicates":
+            assert row["value"] == 0 and row["goal_met"] is True, where
+        else:
+            assert row["value"] > 0 and row["baseline"] > 0 and row["ratio"] > 0, where
+        if row["name"] not in NO_PEAK_RSS:
+            assert 10 < row["peak_rss_mb"] < 2000, where
+            assert row["peak_rss_method"] in common.PEAK_METHODS, where
+        for key in ("read_csv_peak_rss_mb", "baseline_peak_rss_mb", "uninterrupted_peak_rss_mb"):
+            if key in row:
+                assert 10 < row[key] < 2000, where
+    _check_specifics(name, rows)
+
+    # its own var dir and config under BENCH_OUT: nothing in the one it inherited (in `make bench`: var/)
+    assert not any(var_path.iterdir())
+    assert (tmp_path / "out" / name / "luigi.cfg").exists()
+
+    table = subprocess.run([PYTHON, "-m", "bench.table"], cwd=REPO, env=env, capture_output=True, text=True,
+                           check=True)
+    assert all(f"| {figure} |" in table.stdout for figure in FIGURES[name])
+
+
+def _check_specifics(name: str, rows: dict[str, dict]) -> None:
+    if name == "load_segments":
+        load = rows["load_segments.time_over_read_csv"]
+        assert load["rows"] == 2_000 and 0 < load["rejected"] < 2_000
+        assert rows["load_segments.peak_rss_over_file_size"]["value"] == load["peak_rss_mb"]
+    elif name == "email_batching":
+        assert rows["email_batching.batched_recipients_per_s"]["recipients"] == 300
+    elif name == "campaign_pace":
+        assert all(row["max_1s_window"] > 0 for row in rows.values())
+    elif name == "campaign_resume":
+        restart = rows["campaign_resume.restart_over_remaining_half"]
+        assert all(0 < k < restart["recipients"] for k in restart["killed_at"])
+    elif name == "elt":
+        assert rows["elt.mau_summary_over_bare_duckdb"]["sessions"] == 1_000
