@@ -340,3 +340,12 @@ def test_pii_masks_hide_the_address() -> None:
     assert "5550123" not in pii.mask_phone("+12025550123")
     assert TOKEN not in pii.mask_token(TOKEN) and pii.mask_token(TOKEN).startswith(TOKEN[:4])
     assert pii.mask_email(None) == pii.mask_phone("") == "<none>"
+
+
+@pytest.mark.parametrize(("data", "lines"), [
+    (b"a\r\nb\r\n", 2), (b"a\rb\r", 2), (b"a\nb", 2), (b"", 0), (b"\n\n", 2), (b"a\r\n\r\nb", 3), (b"a\n\rb", 3),
+])
+def test_count_lines_counts_lf_crlf_and_lone_cr_across_block_edges(tmp_path: Path, data: bytes, lines: int) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    assert [read.count_lines(path, block=b) for b in (1, 2, 3, 1 << 20)] == [lines] * 4
