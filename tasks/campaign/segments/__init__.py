@@ -10,14 +10,17 @@ customer ids is the only thing that grows). Each chunk is validated with vectori
 pyarrow compute; only values off the fast path (unusual e-mails and phone numbers) go
 through email-validator / phonenumbers, one call per distinct value (lru_cache).
 
-A row is rejected as a whole when it is malformed (wrong field count, undecodable bytes,
-a field over `max_field_length`, blank), its customer_id is missing or already seen (the
-first row wins), its segment is not allowed, or it has no valid address for any channel.
-Otherwise it is valid; an invalid address for one channel is nulled and recorded as an
-issue for that channel only. Always: rows_read == valid + rejected.
+A blank or whitespace-only line, or a row of empty fields, is no customer: it is counted
+in `blank_lines`, never rejected. A row is rejected as a whole when it is malformed (wrong
+field count, a quote left open at the end of its line, undecodable bytes, a field over
+`max_field_length`), its customer_id is missing or already seen (the first row wins), its
+segment is not allowed, or it has no valid address for any channel. Otherwise it is valid;
+an invalid address for one channel is nulled and recorded as an issue for that channel
+only. Always: rows_read == valid + rejected + blank_lines, one per physical line.
 
-Parsing uses pyarrow's streaming CSV reader; if it gives up (a row longer than its block),
-the whole load restarts on Python's csv module, which has no row-size limit.
+Parsing uses pyarrow's streaming CSV reader; if it gives up (a row longer than its block)
+or its records do not match the file's physical lines (a quoted field ran across lines),
+the whole load restarts on Python's csv module, line by line, with no row-size limit.
 
 The loader is split by job: read.py turns the file into chunks of raw bytes (pyarrow's
 reader, or Python's csv module), validate.py checks each chunk, write.py streams the
