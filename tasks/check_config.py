@@ -35,18 +35,12 @@ from luigi.configuration.cfg_parser import LuigiConfigParser
 from luigi.task_register import Register
 
 from tasks import config
+from tasks.campaign import sends
 from tasks.elt.specs import load_specs
 from tasks.errors import TasksError
 
 # Sections Luigi reads with arbitrary keys or without a Config class.
 FREE_FORM = {"resources", "prometheus", "task_history", "hdfs", "spark", "batch_notifier"}
-DEFAULT_SAMPLE = "config/sample_segments.csv"
-PROVIDER_ENV = {
-    "sendgrid": [("SENDGRID_API_KEY",)],
-    "twilio": [("TWILIO_ACCOUNT_SID",), ("TWILIO_AUTH_TOKEN",), ("TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")],
-    "fcm": [("FCM_PROJECT_ID",), ("FCM_ACCESS_TOKEN",)],
-}
-CHANNEL_SECTIONS = ("email_campaign", "sms_campaign", "push_campaign")
 
 
 @dataclass(frozen=True)
@@ -199,9 +193,9 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
                 if not spec.sql_path.is_file():
                     problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
                                             f"file not found: {spec.sql_path}"))
-    for section in CHANNEL_SECTIONS:
+    for channel in sends.CHANNELS:
         with _quietly(problems):
-            need(section, "template", getattr(config, section)().template)
+            need(f"{channel}_campaign", "template", sends.channel_config(channel).template)
     logging_conf = luigi.configuration.get_config().get("core", "logging_conf_file", "")
     need("core", "logging_conf_file", logging_conf)
     return problems
@@ -210,23 +204,20 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
 def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     problems = []
     real = []
-    for section in CHANNEL_SECTIONS:
+    for channel in sends.CHANNELS:
         with _quietly(problems):
-            provider = getattr(config, section)().provider
+            provider = sends.channel_config(channel).provider
             if provider == "outbox":
                 continue
-            real.append(f"[{section}] provider = {provider}")
-            for names in PROVIDER_ENV.get(provider, []):
-                if not any(os.environ.get(n) for n in names):
-                    problems.append(Problem(
-                        "environment", f"{' or '.join(names)} is not set; [{section}] provider = {provider} needs it"
-                    ))
+            real.append(f"[{channel}_campaign] provider = {provider}")
+            problems += [Problem("environment", f"{names} is not set; [{channel}_campaign] provider = {provider} "
+                                 "needs it") for names in sends.missing_env(provider)]
     with _quietly(problems):
-        sample = config.resolve_path(DEFAULT_SAMPLE).resolve()
+        sample = config.resolve_path(config.SAMPLE_SEGMENTS).resolve()
         if real and config.resolve_path(config.segments().input_path).resolve() == sample:
             problems.append(Problem(
                 _place(where, "segments", "input_path"),
-                f"the bundled demo sample ({DEFAULT_SAMPLE}, fictional customers) with a real provider "
+                f"the bundled demo sample ({config.SAMPLE_SEGMENTS}, fictional customers) with a real provider "
                 f"({'; '.join(real)}): set [segments] input_path to your segment file",
             ))
     return problems

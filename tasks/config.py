@@ -26,6 +26,7 @@ from tasks.files import private_dir
 T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_SEGMENTS = "config/sample_segments.csv"  # the bundled demo customers (fictional): never for a real provider
 
 
 def read_project_config() -> None:
@@ -154,7 +155,7 @@ class segments(luigi.Config):
     """LoadSegments: the customer-segment CSV and how strictly it is validated."""
 
     input_path = luigi.Parameter(
-        default="config/sample_segments.csv",
+        default=SAMPLE_SEGMENTS,
         description="CSV with columns customer_id, segment, email, phone, device_token (header required).",
     )
     segments = luigi.Parameter(

@@ -37,6 +37,12 @@ DEFAULT_BASE_URLS = {
     "twilio": "https://api.twilio.com",
     "fcm": "https://fcm.googleapis.com",
 }
+# What each provider needs from the environment; a tuple of several names: any one of them.
+PROVIDER_ENV: dict[str, tuple[tuple[str, ...], ...]] = {
+    "sendgrid": (("SENDGRID_API_KEY",),),
+    "twilio": (("TWILIO_ACCOUNT_SID",), ("TWILIO_AUTH_TOKEN",), ("TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")),
+    "fcm": (("FCM_PROJECT_ID",), ("FCM_ACCESS_TOKEN",)),
+}
 MASKS: dict[str, Callable[[str], str]] = {"email": pii.mask_email, "sms": pii.mask_phone, "push": pii.mask_token}
 
 
@@ -85,21 +91,29 @@ def make_client(channel: str, cfg: config._channel_campaign, var_dir: Path, key:
         raise ConfigError(f"[{channel}_campaign] provider = {provider!r}; expected one of {PROVIDERS[channel]}")
     if provider == "outbox":
         return OutboxClient(outbox_path(var_dir, channel, key.campaign, key.date), channel)
+    missing = missing_env(provider)
+    if missing:
+        raise ConfigError(f"environment variable {missing[0]} is not set; the {provider} provider needs it")
+    env = os.environ
     base_url = cfg.base_url or DEFAULT_BASE_URLS[provider]
     timeouts = {"connect_timeout": cfg.connect_timeout, "read_timeout": cfg.timeout}
     if provider == "sendgrid":
-        headers = {"Authorization": f"Bearer {_env('SENDGRID_API_KEY')}"}
+        headers = {"Authorization": f"Bearer {env['SENDGRID_API_KEY']}"}
         transport = HttpTransport("sendgrid", base_url, headers=headers, **timeouts)
         return SendGridClient(transport, cfg.from_email, cfg.from_name, cfg.batch_size)
     if provider == "twilio":
-        sid = _env("TWILIO_ACCOUNT_SID")
-        auth = (sid, _env("TWILIO_AUTH_TOKEN"))
-        service = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
-        number = "" if service else _env("TWILIO_FROM_NUMBER", "or TWILIO_MESSAGING_SERVICE_SID")
+        sid = env["TWILIO_ACCOUNT_SID"]
+        auth = (sid, env["TWILIO_AUTH_TOKEN"])
+        service = env.get("TWILIO_MESSAGING_SERVICE_SID", "")
+        number = "" if service else env["TWILIO_FROM_NUMBER"]
         return TwilioClient(HttpTransport("twilio", base_url, auth=auth, **timeouts), sid, number, service)
-    project = _env("FCM_PROJECT_ID")
-    headers = {"Authorization": f"Bearer {_env('FCM_ACCESS_TOKEN')}"}
-    return FcmClient(HttpTransport("fcm", base_url, headers=headers, **timeouts), project)
+    headers = {"Authorization": f"Bearer {env['FCM_ACCESS_TOKEN']}"}
+    return FcmClient(HttpTransport("fcm", base_url, headers=headers, **timeouts), env["FCM_PROJECT_ID"])
+
+
+def missing_env(provider: str) -> list[str]:
+    """The variables `provider` needs that are not set ("A or B" where either would do), in order."""
+    return [" or ".join(names) for names in PROVIDER_ENV.get(provider, ()) if not any(os.environ.get(n) for n in names)]
 
 
 def run_channel_send(
@@ -141,11 +155,3 @@ def check_failure_ratio(result: SendResult, max_failure_ratio: float) -> None:
             f"{result.target} recipients failed ({result.failed_share:.1%} > max_failure_ratio "
             f"{max_failure_ratio:.1%}); see the ledger for reasons"
         )
-
-
-def _env(name: str, alternative: str = "") -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        hint = f" ({alternative})" if alternative else ""
-        raise ConfigError(f"environment variable {name}{hint} is not set; the provider needs it")
-    return value
