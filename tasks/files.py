@@ -37,6 +37,20 @@ def private_file(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def append_json_line(path: str | os.PathLike[str], record: Any) -> Path:
+    """Append `record` as one JSON line with a single O_APPEND write (whole lines even when several
+    processes append at once), to an owner-only file in an owner-only folder."""
+    path = Path(path)
+    private_dir(path.parent)
+    line = json.dumps(record, default=str, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` atomically."""

@@ -39,7 +39,6 @@ import contextlib
 import datetime as dt
 import fcntl
 import importlib
-import json
 import logging
 import os
 import shlex
@@ -61,7 +60,7 @@ from croniter import croniter
 
 from tasks import config
 from tasks.errors import ConfigError
-from tasks.files import FILE_MODE, private_dir
+from tasks.files import FILE_MODE, append_json_line, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -326,14 +325,7 @@ def record_run(summary: dict[str, object]) -> None:
                 summary["status"], summary["exit_code"], ",".join(map(str, days)) or "-", summary.get("task"),
                 summary.get("scheduler", "-"), summary.get("duration_s", 0.0),
                 f" ({summary['reason']})" if summary.get("reason") else "")
-    path = runs_file()
-    private_dir(path.parent)
-    line = json.dumps(summary, default=str, sort_keys=True) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    append_json_line(runs_file(), summary)
 
 
 # ---------------------------------------------------------------- the wrapper

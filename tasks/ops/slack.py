@@ -22,7 +22,6 @@ name the webhook by a short hash, never its URL.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -38,7 +37,7 @@ from tasks.channels.http import HttpTransport, retry_after_seconds
 from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.status import ProviderCodes, classify
 from tasks.errors import FatalApiError, RetriableApiError
-from tasks.files import FILE_MODE, private_dir
+from tasks.files import append_json_line, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +109,7 @@ def alerts_file() -> Path:
 def append_to_file(payload: dict[str, Any], **extra: Any) -> Path:
     """Append one JSON line (payload plus `extra`) to the alerts file with a single O_APPEND write."""
     path = alerts_file()
-    line = json.dumps({"at": time.time(), **extra, "message": payload}, sort_keys=True, default=str) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    append_json_line(path, {"at": time.time(), **extra, "message": payload})
     return path
 
 
