@@ -5,7 +5,8 @@
 
 1. computes the run date: the date of the latest tick of `cron_expression` at or before now,
    in `timezone` (or `--date`); outside `start_date`..`end_date`, or with `enabled = false`,
-   it logs why and exits 0;
+   it logs why and exits 0; then it runs `python -m tasks check-config` (as a subprocess: the
+   check spans every wing) and on any problem exits EXIT_CONFIG without starting luigi;
 2. takes one of `max_active_runs` lock slots (fcntl locks on <var_dir>/cron/slot-N.lock,
    released by the kernel when the process dies); none free: exits `[retcode] already_running`;
 3. with `catchup`, looks back from the run date (at most `max_catchup_days`, never before
@@ -20,15 +21,13 @@
 5. kills the process group once the invocation has run `timeout_seconds` (all its days
    together; SIGTERM, then SIGKILL after `kill_grace_seconds`) and exits EXIT_TIMEOUT; a
    SIGTERM/SIGINT to the wrapper is passed on to the group;
-   Before taking a slot it runs `python -m tasks check-config`; any problem exits EXIT_CONFIG
-   with the problems logged, recorded and alerted, and luigi is not started.
 6. logs a one-line run summary and appends it as JSON to <var_dir>/runs/runs.jsonl; on a
    non-zero exit (other than already_running) sends one run-summary alert
    (tasks.ops.alerts.send_run_summary).
 
 Exit codes: Luigi's [retcode] of the run (0, 10, 20, 25, 30, 35, 40), EXIT_TIMEOUT (124, as
 coreutils `timeout`), 128 + N when luigi was killed by signal N (as a shell reports it), and
-EXIT_CONFIG (2) when [schedule] itself is invalid. Reads [schedule], [retcode], [core]
+EXIT_CONFIG (2) when [schedule] or any other part of the configuration is invalid. Reads [schedule], [retcode], [core]
 (scheduler host/url), [paths] and [luigid].
 """
 
