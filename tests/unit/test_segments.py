@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -340,7 +341,91 @@ def test_pii_masks_hide_the_address() -> None:
 @pytest.mark.parametrize(("data", "lines"), [
     (b"a\r\nb\r\n", 2), (b"a\rb\r", 2), (b"a\nb", 2), (b"", 0), (b"\n\n", 2), (b"a\r\n\r\nb", 3), (b"a\n\rb", 3),
 ])
-def test_count_lines_counts_lf_crlf_and_lone_cr_across_block_edges(tmp_path: Path, data: bytes, lines: int) -> None:
+def test_count_lines_counts_lf_crlf_and_lone_cr(data: bytes, lines: int) -> None:
+    assert read.count_lines(data) == lines
+
+
+@pytest.mark.parametrize("data", [b"h\na\nbb\r\nccc\rd\n\neee", b"h\r\n" + b"x,y\r\n" * 50, b"h\rx\ry\rz", b"h\n"])
+def test_ranges_are_whole_lines_that_cover_the_data(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "f.csv"
     path.write_bytes(data)
-    assert [read.count_lines(path, block=b) for b in (1, 2, 3, 1 << 20)] == [lines] * 4
+    start = read.data_start(path)
+    assert data[:start].rstrip(b"\r\n") == b"h" and data[start - 1:start] in (b"\n", b"\r")
+    for target in (1, 2, 5, 1 << 20):
+        ranges = read.split_ranges(path, start, target)
+        assert [a for a, _ in ranges[1:]] == [b for _, b in ranges[:-1]]  # no gap, no overlap
+        assert (ranges[0][0], ranges[-1][1]) == (start, len(data)) if ranges else start == len(data)
+        assert all(data[b - 1:b] == b"\n" for _, b in ranges[:-1])  # a range ends after a LF (never in a CRLF)
+        assert sum(read.count_lines(data[a:b]) for a, b in ranges) == read.count_lines(data[start:])
+
+
+def test_parallel_ranges_give_the_same_result_as_one_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    rows = [f"c{rng.randrange(400)},{rng.choice(['new', 'premium', 'bogus'])},u{i}@example.com,,"
+            for i in range(3000)]  # ids repeat within and across ranges
+    rows[1500:1500] = ["", "   ", 'c9,new,"open@example.com,,', ",,,,"]
+    text = HEADER + "\r\n".join(rows) + "\r\n"
+    out = {}
+    for workers in (1, 2, 4):
+        monkeypatch.setattr(segments, "_workers", lambda ranges, w=workers: w)
+        (tmp_path / str(workers)).mkdir()
+        result = load(tmp_path / str(workers), text, chunk_rows=97)
+        out[workers] = (result["summary"] | {"duration_s": 0, "input_path": ""}, result["customers"], result["rejects"])
+    assert out[1] == out[2] == out[4]
+    ids = [c["customer_id"] for c in out[1][1]]
+    assert len(ids) == len(set(ids))
+    first = {}
+    for line, row in enumerate(rows, start=2):  # the first row of an id with an allowed segment wins
+        cid, seg = row.split(",")[0], (row.split(",") + [""])[1]
+        if cid and cid not in first and not row.startswith(("c9,new,\"", ",")):
+            first[cid] = (line, seg)
+    assert sorted(ids) == sorted(c for c, (_, seg) in first.items() if seg in ("new", "premium"))
+
+
+def test_a_failing_chunk_fails_the_load_and_never_hangs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = HEADER + "".join(f"c{i},new,u{i}@example.com,,\n" for i in range(500))
+    calls = []
+    real = read.read_range
+
+    def flaky(path, start, end, **kw):
+        calls.append(start)
+        if len(calls) == 3:
+            raise OSError("disk went away")
+        return real(path, start, end, **kw)
+
+    monkeypatch.setattr(segments, "read_range", flaky)
+    with pytest.raises(OSError, match="disk went away"):
+        load(tmp_path, text, chunk_rows=20)
+    assert not (tmp_path / "out" / "customers.parquet").exists()
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_id_hashes_equal_exactly_for_equal_ids() -> None:
+    rng = random.Random(3)
+    alphabet = "abcXYZ019-_é"
+    ids = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(20_000)]
+    ids += ["x" * 1024, "x" * 1023, "a", "a\x00", "12345678", "123456789", "1234567", "é" * 300]
+    column = pa.array(ids * 2, pa.string()).slice(3)  # a slice: offsets do not start at 0
+    h1, h2 = validate.id_hashes(column)
+    values = column.to_pylist()
+    by_hash: dict[tuple[int, int], str] = {}
+    for value, a, b in zip(values, h1.tolist(), h2.tolist(), strict=True):
+        assert by_hash.setdefault((a, b), value) == value  # same hash -> same id
+    assert len(by_hash) == len(set(values))  # different ids -> different hashes
+
+
+def test_seen_ids_remembers_every_id_across_merges() -> None:
+    seen = validate.SeenIds()
+    rng = np.random.default_rng(1)
+    added: set[tuple[int, int]] = set()
+    for size in (1, 5, 1000, 3, 4000, 17, 10_000):
+        h1 = rng.integers(0, 2**64, size=size, dtype=np.uint64)
+        h1[: size // 3] = 42  # equal first halves must still be told apart by the second
+        h2 = rng.integers(0, 2**64, size=size, dtype=np.uint64)
+        order = np.argsort(h1, kind="stable")
+        h1, h2 = h1[order], h2[order]
+        known = seen.claimed(h1, h2)
+        assert known.tolist() == [(int(a), int(b)) in added for a, b in zip(h1, h2, strict=True)]
+        seen.add(h1[~known], h2[~known])
+        added |= {(int(a), int(b)) for a, b in zip(h1, h2, strict=True)}
+    assert len(seen) == len(added)

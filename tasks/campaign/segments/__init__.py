@@ -4,11 +4,15 @@ The task reads `[segments]` in luigi.cfg and passes it here as `LoadOptions`; th
 reads no configuration itself.
 
 A CSV with columns customer_id, segment, email, phone, device_token (header matched
-case- and whitespace-insensitively, extra columns ignored) is streamed in chunks of
-`chunk_rows` rows, so memory stays bounded whatever the file size (the set of seen
-customer ids is the only thing that grows). Each chunk is validated with vectorised
-pyarrow compute; only values off the fast path (unusual e-mails and phone numbers) go
-through email-validator / phonenumbers, one call per distinct value (lru_cache).
+case- and whitespace-insensitively, extra columns ignored) is cut into ranges of whole lines
+(about `chunk_rows` lines each) that are read and validated on one thread per core; pyarrow
+and numpy release the GIL, and at most two ranges per thread are in flight, so memory stays
+bounded whatever the file size. The only thing that grows is the set of customer ids seen,
+kept as 16-byte hashes. The duplicate check and the line numbering pass each range in file
+order, so the result is the same as one thread reading the file top to bottom. Each range is
+validated with vectorised pyarrow compute and numpy; only values off the fast paths (unusual
+e-mails and phone numbers) go through email-validator / phonenumbers, one call per distinct
+value (lru_cache).
 
 A blank or whitespace-only line, or a row of empty fields, is no customer: it is counted
 in `blank_lines`, never rejected. A row is rejected as a whole when it is malformed (wrong
@@ -18,12 +22,12 @@ segment is not allowed, or it has no valid address for any channel. Otherwise it
 an invalid address for one channel is nulled and recorded as an issue for that channel
 only. Always: rows_read == valid + rejected + blank_lines, one per physical line.
 
-Parsing uses pyarrow's streaming CSV reader; if it gives up (a row longer than its block)
-or its records do not match the file's physical lines (a quoted field ran across lines),
-the whole load restarts on Python's csv module, line by line, with no row-size limit.
+Parsing uses pyarrow's CSV reader, range by range; if it gives up on a range (a row longer
+than its block) or its records do not match the range's physical lines (a quoted field ran
+across lines), that range is read again with Python's csv module, line by line.
 
-The loader is split by job: read.py turns the file into chunks of raw bytes (pyarrow's
-reader, or Python's csv module), validate.py checks each chunk, write.py streams the
+The loader is split by job: read.py cuts the file into ranges and turns each into a chunk of
+raw bytes (pyarrow's reader, or Python's csv module), validate.py checks each chunk, write.py streams the
 results into customers.parquet and rejects.csv and writes summary.json last; model.py holds
 what they share.
 """
@@ -31,6 +35,7 @@ what they share.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import time
 from pathlib import Path
@@ -49,7 +54,14 @@ from tasks.campaign.segments.model import (
     LoadOptions,
     LoadResult,
 )
-from tasks.campaign.segments.read import ArrowReaderGaveUp, arrow_chunks, python_chunks, read_header, required_positions
+from tasks.campaign.segments.read import (
+    count_lines,
+    data_start,
+    read_header,
+    read_range,
+    required_positions,
+    split_ranges,
+)
 from tasks.campaign.segments.write import finish, stream
 from tasks.errors import CheckFailure, DataValidationError
 
@@ -97,9 +109,25 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
         raise DataValidationError("segments CSV", [CheckFailure("input_exists", f"no such file: {path}")])
     header = read_header(path, options.encoding)
     positions = required_positions(header)
-    try:
-        counts = stream(path, out, options, arrow_chunks(path, len(header), positions, options.chunk_rows))
-    except ArrowReaderGaveUp:
-        counts = stream(path, out, options, python_chunks(path, len(header), positions, options.chunk_rows))
+    start = data_start(path)
+    ranges = split_ranges(path, start, _range_bytes(path, start, options.chunk_rows))
+    counts = stream(path, out, options, ranges,
+                    functools.partial(read_range, path, width=len(header), positions=positions),
+                    first_line=2, workers=_workers(len(ranges)))
     return finish(path, out, options, counts, time.monotonic() - started)
 
+
+
+def _range_bytes(path: Path, start: int, chunk_rows: int) -> int:
+    """Bytes of about `chunk_rows` lines, from the mean line length of the first megabyte of data."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        sample = fh.read(1 << 20)
+    mean = len(sample) / max(1, count_lines(sample))
+    return max(1, int(chunk_rows * mean))
+
+
+def _workers(ranges: int) -> int:
+    """One thread per core this process may use, no more than there are ranges."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, ranges))

@@ -69,9 +69,14 @@ class Malformed:
 
 @dataclass
 class RawChunk:
-    """A run of records as raw bytes, one binary column per REQUIRED_COLUMNS entry."""
+    """The records of a run of whole lines as raw bytes, one binary column per REQUIRED_COLUMNS entry.
+
+    Line numbers (of the records and of the malformed lines) count from 1 at the chunk's first
+    line; the validator adds where the chunk starts in the file. `lines` counts its physical lines.
+    """
 
     columns: list[pa.Array]
     line_numbers: np.ndarray
     malformed: list[Malformed] = field(default_factory=list)
     blank_lines: int = 0
+    lines: int = 0

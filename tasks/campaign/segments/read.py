@@ -1,12 +1,13 @@
-"""Reading a segment CSV into RawChunks of raw bytes: pyarrow's streaming reader, or Python's csv
-module when pyarrow gives up (a row longer than its block). Both yield the same chunks, so
-decoding and validation are shared. Reads no luigi.cfg section."""
+"""Reading a segment CSV: the header, the data cut into ranges of whole lines, and each range
+parsed into a RawChunk of raw bytes by pyarrow's reader, or by Python's csv module when pyarrow
+gives up (a row longer than its block, a quoted field across lines). Both give the same
+chunks, so decoding and validation are shared. Reads no luigi.cfg section."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import csv
+import io
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -75,16 +76,79 @@ def required_positions(header: Sequence[str]) -> list[int]:
     return [normalised.index(name) for name in REQUIRED_COLUMNS]
 
 
-def arrow_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) -> Iterator[RawChunk]:
-    """Stream the file with pyarrow's CSV reader, all columns as raw bytes.
+def data_start(path: Path) -> int:
+    """Byte offset where the data begins: after the header's line break (LF, CRLF or a lone CR)."""
+    offset = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 16):
+            ends = [i for i in (block.find(b"\n"), block.find(b"\r")) if i >= 0]
+            if ends:
+                end = offset + min(ends) + 1
+                if block[min(ends):min(ends) + 1] == b"\r":
+                    fh.seek(end)
+                    end += fh.read(1) == b"\n"
+                return end
+            offset += len(block)
+    return offset
 
-    pyarrow lets a quoted field run across lines (an unclosed quote swallows the rest of the
-    file into one field). So the records it read are counted against the file's physical
-    lines at the end; when they differ, ArrowReaderGaveUp hands the file to python_chunks,
-    which reads it line by line.
+
+def split_ranges(path: Path, start: int, target_bytes: int) -> list[tuple[int, int]]:
+    """[start, end) byte ranges of about `target_bytes` covering the data, each ending just after a LF.
+
+    A record never spans physical lines (see python_chunk), so a range of whole lines parses on its
+    own: ranges are read and validated in parallel and numbered in file order afterwards.
     """
+    size = path.stat().st_size
+    bounds = [start]
+    with open(path, "rb") as fh:
+        position = start
+        while position + target_bytes < size:
+            fh.seek(position + target_bytes)
+            skipped = position + target_bytes
+            while block := fh.read(1 << 16):
+                newline = block.find(b"\n")
+                if newline >= 0:
+                    position = skipped + newline + 1
+                    break
+                skipped += len(block)
+            else:
+                break  # no LF after this point: the rest is one range
+            if position >= size:
+                break
+            bounds.append(position)
+    return [(a, b) for a, b in zip(bounds, [*bounds[1:], size], strict=True) if b > a]
+
+
+def count_lines(data: bytes) -> int:
+    """Physical lines in `data` (ended by LF, CRLF or a lone CR, as the CSV readers split them)."""
+    lines = data.count(b"\n")
+    if b"\r" in data:  # rare: only CR-using files pay for the two extra passes
+        lines += data.count(b"\r") - data.count(b"\r\n")
+    if data and data[-1:] not in (b"\n", b"\r"):
+        lines += 1  # the last line has no line break
+    return lines
+
+
+def read_range(path: Path, start: int, end: int, width: int, positions: list[int]) -> RawChunk:
+    """Parse the whole lines in [start, end) into a RawChunk, line numbers counted from 1 in the range.
+
+    pyarrow's reader first; it lets a quoted field run across lines (an unclosed quote would
+    swallow the rest of the range), so its records are counted against the range's physical
+    lines, and when they differ (or pyarrow gives up, e.g. on a row longer than its block) the
+    range is read again by python_chunk, line by line.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    try:
+        return _arrow_chunk(data, width, positions)
+    except ArrowReaderGaveUp:
+        return python_chunk(data, width, positions)
+
+
+def _arrow_chunk(data: bytes, width: int, positions: list[int]) -> RawChunk:
     names = [f"c{i}" for i in range(width)]
-    skipped: collections.deque[Malformed] = collections.deque()
+    skipped: list[Malformed] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         try:
@@ -99,11 +163,9 @@ def arrow_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) 
         return "skip"
 
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                block_size=_ARROW_BLOCK_SIZE, use_threads=False, column_names=names, skip_rows=1
-            ),
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(block_size=_ARROW_BLOCK_SIZE, use_threads=False, column_names=names),
             parse_options=pacsv.ParseOptions(
                 invalid_row_handler=on_invalid, ignore_empty_lines=False, newlines_in_values=True
             ),
@@ -115,87 +177,33 @@ def arrow_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) 
             ),
         )
     except pa.ArrowInvalid as exc:
-        if "Empty CSV file" in str(exc):  # header only and no newline after it
-            return
         raise ArrowReaderGaveUp(str(exc)) from exc
-    next_line = 2
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    batches = iter(reader)
-    while True:
-        try:
-            batch = next(batches, None)
-        except pa.ArrowInvalid as exc:
-            raise ArrowReaderGaveUp(str(exc)) from exc
-        if batch is not None and batch.num_rows:
-            pending.append(batch)
-            pending_rows += batch.num_rows
-        if pending and (pending_rows >= chunk_rows or batch is None):
-            columns = [pa.concat_arrays([b.column(i) for b in pending]) for i in range(len(positions))]
-            lines, taken, next_line = _number_rows(pending_rows, next_line, skipped)
-            yield _chunk(columns, lines, taken)
-            pending, pending_rows = [], 0
-        if batch is None:
-            break
-    if skipped:
-        next_line += len(skipped)
-        yield _chunk([pa.array([], pa.binary())] * len(positions), np.empty(0, np.int64), list(skipped))
-    if next_line - 1 != count_lines(path):
+    lines = table.num_rows + len(skipped)
+    # without a quote no record can span lines (one record per line); with one, count the lines
+    if b'"' in data and count_lines(data) != lines:
         raise ArrowReaderGaveUp("a quoted field runs across lines")
+    line_numbers = np.arange(1, lines + 1, dtype=np.int64)
+    if skipped:
+        line_numbers = line_numbers[~np.isin(line_numbers, [m.line_number for m in skipped])]
+    columns = [table.column(i).combine_chunks() for i in range(len(positions))]
+    malformed = [m for m in skipped if m.reason != BLANK_LINE]
+    return RawChunk(columns, line_numbers, malformed, blank_lines=len(skipped) - len(malformed), lines=lines)
 
 
-def _chunk(columns: list[pa.Array], lines: np.ndarray, taken: list[Malformed]) -> RawChunk:
-    malformed = [m for m in taken if m.reason != BLANK_LINE]
-    return RawChunk(columns, lines, malformed, blank_lines=len(taken) - len(malformed))
-
-
-def count_lines(path: Path, block: int = 16 << 20) -> int:
-    """Physical lines of the file (ended by LF, CRLF or a lone CR, as the CSV readers split them)."""
-    lines = 0
-    previous_cr = False  # the block before ended with CR: a LF starting this one completes a CRLF
-    last = b""
-    with open(path, "rb", buffering=0) as fh:
-        while data := fh.read(block):
-            lines += data.count(b"\n")
-            if b"\r" in data:  # rare: only CR-using files pay for the two extra passes
-                lines += data.count(b"\r") - data.count(b"\r\n")
-            if previous_cr and data[:1] == b"\n":
-                lines -= 1
-            previous_cr = data[-1:] == b"\r"
-            last = data[-1:]
-    if last and last not in (b"\n", b"\r"):
-        lines += 1  # the last line has no line break
-    return lines
-
-
-def _number_rows(count: int, first: int, skipped: collections.deque[Malformed]
-                 ) -> tuple[np.ndarray, list[Malformed], int]:
-    """Line numbers of `count` parsed rows starting at `first`, stepping over the skipped ones."""
-    taken: list[Malformed] = []
-    end = first + count
-    while skipped and skipped[0].line_number < end + len(taken):
-        taken.append(skipped.popleft())
-    end += len(taken)
-    lines = np.arange(first, end, dtype=np.int64)
-    if taken:
-        lines = lines[~np.isin(lines, [m.line_number for m in taken])]
-    return lines, taken, end
-
-
-def python_chunks(path: Path, width: int, positions: list[int], chunk_rows: int) -> Iterator[RawChunk]:
-    """Stream the file line by line with the csv module (no row-size limit); latin-1 keeps every byte.
+def python_chunk(data: bytes, width: int, positions: list[int]) -> RawChunk:
+    """Parse `data` line by line with the csv module (no row-size limit); latin-1 keeps every byte.
 
     Each physical line is one record: a quote still open at the end of its line rejects that
     line (MALFORMED_QUOTES, naming it) and reading goes on with the next line, so an unclosed
-    quote costs one row and every line of the file is accounted for.
+    quote costs one row and every line is accounted for.
     """
-    with _no_csv_field_limit(), open(path, encoding="latin-1", newline="") as fh:
-        next(fh, None)  # the header (read_header parsed it)
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        malformed: list[Malformed] = []
-        blank = 0
-        for line, raw in enumerate(fh, start=2):
+    rows: list[list[str]] = []
+    numbers: list[int] = []
+    line = 0
+    malformed: list[Malformed] = []
+    blank = 0
+    with _no_csv_field_limit():
+        for line, raw in enumerate(io.StringIO(data.decode("latin-1"), newline=""), start=1):
             text = raw.rstrip("\r\n")
             if not text.strip():
                 blank += 1
@@ -211,22 +219,13 @@ def python_chunks(path: Path, width: int, positions: list[int], chunk_rows: int)
                                            f"{width} fields expected, {len(fields)} found", _as_text(text)))
             else:
                 rows.append([fields[p] for p in positions])
-                lines.append(line)
-            if len(rows) >= chunk_rows:
-                yield _python_chunk(rows, lines, malformed, len(positions), blank)
-                rows, lines, malformed, blank = [], [], [], 0
-        if rows or malformed or blank:
-            yield _python_chunk(rows, lines, malformed, len(positions), blank)
+                numbers.append(line)
+    columns = [pa.array([r[i].encode("latin-1") for r in rows], pa.binary()) for i in range(len(positions))]
+    return RawChunk(columns, np.asarray(numbers, dtype=np.int64), malformed, blank_lines=blank, lines=line)
 
 
 def _as_text(latin1: str) -> str:
     return latin1.encode("latin-1").decode("utf-8", "backslashreplace")
-
-
-def _python_chunk(rows: list[list[str]], lines: list[int], malformed: list[Malformed], width: int,
-                  blank: int) -> RawChunk:
-    columns = [pa.array([r[i].encode("latin-1") for r in rows], pa.binary()) for i in range(width)]
-    return RawChunk(columns, np.asarray(lines, dtype=np.int64), malformed, blank_lines=blank)
 
 
 def decode(raw: bytes, encoding: str) -> str | None:

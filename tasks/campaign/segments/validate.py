@@ -2,14 +2,17 @@
 
 Vectorised with pyarrow compute; only values off the strict fast paths (checked against the
 libraries in the tests) go through email-validator and phonenumbers, one call per distinct
-value. Remembers the customer ids seen so far (the first row wins). Reads no luigi.cfg section.
+value. Remembers the customer ids seen so far as hashes (the first row wins), and numbers the
+lines, one chunk at a time in file order. Reads no luigi.cfg section.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
+import contextlib
 import functools
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import email_validator
@@ -42,12 +45,11 @@ _CACHE_SIZE = 65_536
 _EMAIL_FAST_RE = (
     r"(?i)^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 )
-_EMAIL_SLOW_DOMAIN_RE = r"(?i)(?:--|[@.](?:" + "|".join(
-    d.replace(".", r"\.") for d in email_validator.SPECIAL_USE_DOMAIN_NAMES
-) + r")$)"
 _PHONE_SHAPE_RE = r"^(?:\+?[0-9]+|\([0-9]+\))(?:[ .-]?(?:[0-9]+|\([0-9]+\)))*$"
 _PHONE_PUNCT = b" .()-"  # removed before the fast path's patterns are applied
 
+# pyarrow imports pandas the first time it converts from numpy (0.4 s): pay that on import, not in a load
+pa.array(np.zeros(1, dtype=bool))
 
 
 def _decode_column(column: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray, int]:
@@ -71,19 +73,24 @@ def _decode_column(column: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarra
 
 
 def _trim(column: pa.Array) -> pa.Array:
-    """utf8_trim_whitespace, applied only to the values that start or end with whitespace.
+    """utf8_trim_whitespace, applied only to the values that may start or end with whitespace.
 
-    Trimming copies every value (and is slow on long ones such as device tokens); finding
-    the few values that need it is cheap. Same result: a value is changed by the trim exactly
-    when its first or last character is whitespace (the same Unicode definition).
+    Trimming copies every value (and is slow on long ones such as device tokens); finding the
+    few values that need it is one look at each value's first and last byte: ASCII whitespace,
+    or any non-ASCII byte (Unicode spaces are multi-byte), sends the value to the real trim.
     """
-    edges = pc.or_(pc.utf8_is_space(pc.utf8_slice_codeunits(column, 0, 1)),
-                   pc.utf8_is_space(pc.utf8_slice_codeunits(column, -1)))
-    needs = _mask(edges)
+    offsets, data = _buffers(column)
+    nonempty = np.flatnonzero(np.diff(offsets) > 0)
+    needs = np.zeros(len(column), dtype=bool)
+    needs[nonempty] = _EDGE_BYTES[data[offsets[nonempty]]] | _EDGE_BYTES[data[offsets[nonempty + 1] - 1]]
     if not needs.any():
         return column
     mask = pa.array(needs)
     return pc.replace_with_mask(column, mask, pc.utf8_trim_whitespace(pc.filter(column, mask)))
+
+
+_EDGE_BYTES = np.zeros(256, dtype=bool)
+_EDGE_BYTES[[*range(0x09, 0x0E), *range(0x1C, 0x21), *range(0x80, 0x100)]] = True
 
 
 def _remove_ascii(column: pa.Array, chars: bytes) -> pa.Array:
@@ -108,8 +115,11 @@ def _remove_ascii(column: pa.Array, chars: bytes) -> pa.Array:
 
 
 def _mask(array: pa.Array) -> np.ndarray:
-    """A boolean pyarrow array as a numpy mask, null counting as False."""
-    return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
+    """A boolean pyarrow array as a numpy mask, null counting as False (unpacked from its bitmap)."""
+    if array.null_count:
+        array = pc.fill_null(array, False)
+    bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+    return np.unpackbits(bits, count=array.offset + len(array), bitorder="little")[array.offset:].view(bool)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -205,36 +215,168 @@ def _anchored(pattern: str) -> str:
 
 
 @dataclass
-class _Checked:
+class Checked:
     """One validated chunk."""
 
     customers: pa.Table
     reject_rows: list[tuple]
-    rows: int
-    blank_rows: int
+    rows: int  # records and malformed lines (blank lines are counted apart)
+    blank_rows: int  # blank lines and rows of empty fields
     rejected_by_reason: collections.Counter
     issues_by_reason: dict[str, collections.Counter]
     valid_per_channel: collections.Counter
     decoded_with_fallback: int
 
 
-class Validator:
-    """Validates chunks in file order; remembers the customer ids already seen (first row wins)."""
+class InOrder:
+    """Lets chunks validated in parallel pass one short step in file order (chunk 0, 1, 2, ...).
 
-    def __init__(self, options: LoadOptions):
+    If a chunk fails, the ones behind it fail too instead of waiting forever; the ones before
+    it go on, so the first error in file order is the one reported.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0
+        self._failed: int | None = None  # the first chunk that failed
+
+    @contextlib.contextmanager
+    def turn(self, index: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._next == index or self._behind_failure(index))
+            if self._behind_failure(index):
+                raise RuntimeError(f"chunk {index} not validated: chunk {self._failed} failed")
+        try:
+            yield
+        except BaseException:
+            self.abandon(index)
+            raise
+        with self._cond:
+            self._next += 1
+            self._cond.notify_all()
+
+    def abandon(self, index: int = -1) -> None:
+        """Chunk `index` failed (-1: stop them all)."""
+        with self._cond:
+            self._failed = index if self._failed is None else min(self._failed, index)
+            self._cond.notify_all()
+
+    def _behind_failure(self, index: int) -> bool:
+        return self._failed is not None and index > self._failed
+
+
+class SeenIds:
+    """The customer ids claimed so far, as 128-bit hashes in a few runs sorted by the first half
+    (16 bytes an id, never the ids themselves).
+
+    Two ids are taken as equal when both 64-bit halves of their hashes are; for 10 million
+    distinct ids the chance that any two collide is about 1e-24. Runs are merged as they grow
+    (each id is merged O(log n) times), so a lookup is a few binary searches.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return sum(len(a) for a, _ in self._runs)
+
+    def claimed(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        """Which of the hashes (sorted by h1) are already in the set."""
+        found = np.zeros(len(h1), dtype=bool)
+        for a1, a2 in self._runs:
+            at = np.minimum(np.searchsorted(a1, h1), len(a1) - 1)  # sorted needles: numpy narrows each search
+            first_half = a1[at] == h1
+            found |= first_half & (a2[at] == h2)
+            for i in np.flatnonzero(first_half & ~found):  # equal first halves: look along the run (rare)
+                j = int(at[i])
+                while j < len(a1) and a1[j] == h1[i] and not found[i]:
+                    found[i] = a2[j] == h2[i]
+                    j += 1
+        return found
+
+    def add(self, h1: np.ndarray, h2: np.ndarray) -> None:
+        """Add hashes (sorted by h1) that are not in the set yet."""
+        if len(h1) == 0:
+            return
+        self._runs.append((h1, h2))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            (a1, a2), (b1, b2) = self._runs[-2], self._runs.pop()
+            at = np.searchsorted(a1, b1) + np.arange(len(b1))  # where b's entries land in the merged run
+            from_a = np.ones(len(a1) + len(b1), dtype=bool)
+            from_a[at] = False
+            c1, c2 = np.empty_like(from_a, dtype=np.uint64), np.empty_like(from_a, dtype=np.uint64)
+            c1[at], c2[at] = b1, b2
+            c1[from_a], c2[from_a] = a1, a2
+            self._runs[-1] = (c1, c2)
+
+
+_H1_SEED, _H2_SEED = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F
+_H1_MUL, _H2_MUL = 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer: every input bit affects every output bit."""
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(_H1_MUL)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(_H2_MUL)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+def id_hashes(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each string, eight bytes at a time, vectorised over the column."""
+    offsets, data = _buffers(ids)
+    starts = offsets[:-1].astype(np.int64)
+    lengths = np.diff(offsets).astype(np.int64)
+    padded = np.zeros(len(data) + 8, dtype=np.uint8)
+    padded[: len(data)] = data
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))  # a word at each byte
+    h1 = np.uint64(_H1_SEED) ^ lengths.astype(np.uint64)
+    h2 = np.uint64(_H2_SEED) + lengths.astype(np.uint64) * np.uint64(_H1_MUL)
+    active = np.flatnonzero(lengths > 0)
+    step = 0
+    while len(active):
+        remaining = lengths[active] - step
+        word = words[starts[active] + step]
+        short = remaining < 8
+        if short.any():  # keep only the string's own bytes of its last word
+            word[short] &= (np.uint64(1) << (np.uint64(8) * remaining[short].astype(np.uint64))) - np.uint64(1)
+        a = (h1[active] ^ word) * np.uint64(_H1_MUL)
+        h1[active] = a ^ (a >> np.uint64(31))
+        b = (h2[active] + word) * np.uint64(_H2_MUL)
+        h2[active] = b ^ (b >> np.uint64(29))
+        active = active[remaining > 8]
+        step += 8
+    return _fmix64(h1), _fmix64(h2 ^ np.uint64(_H1_SEED))
+
+
+def _buffers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, data) of a string or binary array as numpy views, the array's own slice of offsets."""
+    _, offsets_buf, data_buf = column.buffers()[:3]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+class Validator:
+    """Validates chunks, in parallel threads if wanted, as if in file order.
+
+    Everything but the duplicate-id check and the line numbering is per chunk; those two pass
+    one chunk at a time in file order (`InOrder`), so the first row of an id wins whatever the
+    threads do. Remembers the ids already seen (SeenIds).
+    """
+
+    def __init__(self, options: LoadOptions, first_line: int = 2):
         self.options = options
         self.allowed = pa.array(sorted({s.strip().lower() for s in options.segments if s.strip()}), pa.string())
-        self.seen: set[str] = set()
+        self.seen = SeenIds()
         self.phone_fast = _PhoneFastPath.for_region(options.default_region)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="segments")
+        self.order = InOrder()
+        self._next_line = first_line  # the file line number of the next chunk's first line
 
-    def __enter__(self) -> Validator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def check(self, chunk: RawChunk) -> _Checked:
+    def check(self, chunk: RawChunk, index: int = 0) -> Checked:
+        """Validate chunk number `index` (chunks are numbered from 0 in file order, each checked once)."""
         o = self.options
         n = len(chunk.line_numbers)
         decoded, undecodable, fallback = [], np.zeros(n, dtype=bool), 0
@@ -246,49 +388,62 @@ class Validator:
         too_long = np.zeros(n, dtype=bool)
         long_field = np.full(n, -1)
         for i, column in enumerate(decoded):
-            over = _mask(pc.greater(pc.binary_length(column), o.max_field_length))
+            over = np.diff(_buffers(column)[0]) > o.max_field_length  # bytes >= characters
             if over.any():
                 over = _mask(pc.greater(pc.utf8_length(column), o.max_field_length))
             long_field[over & (long_field < 0)] = i
             too_long |= over
-        values = [pc.fill_null(_trim(c), "") for c in decoded]
+        values = [_trim(pc.fill_null(c, "")) for c in decoded]
         cid, seg_raw, email_raw, phone_raw, token_raw = values
-        blank = np.ones(n, dtype=bool)
+        blank = ~undecodable
         for v in values:
-            blank &= _mask(pc.equal(v, ""))
-        blank &= ~undecodable
+            blank &= np.diff(_buffers(v)[0]) == 0
         segment = pc.utf8_lower(seg_raw)
         bad_segment = ~_mask(pc.is_in(segment, self.allowed))
-        missing_id = _mask(pc.equal(cid, "")) & ~blank
-
+        missing_id = (np.diff(_buffers(cid)[0]) == 0) & ~blank
         malformed = undecodable | too_long | blank
+        eligible = np.flatnonzero(~malformed & ~missing_id)  # rows that claim their id (the first one wins)
+        ids = cid if len(eligible) == n else pc.take(cid, pa.array(eligible))
+        h1, h2 = id_hashes(ids)
+        order, repeat = _first_by_hash(h1, h2)  # repeat: an earlier row of this chunk has the id
+        firsts = order[~repeat[order]]  # the rows that may be new, sorted by h1
 
-        phones = self.pool.submit(self._phones, phone_raw)
-        tokens = self.pool.submit(self._tokens, token_raw)
         email, email_issue = self._emails(email_raw)
-        duplicate = self._duplicates(cid, ~malformed & ~missing_id)
-        (phone, phone_issue), (token, token_issue) = phones.result(), tokens.result()
-        has_address = _mask(pc.is_valid(email)) | _mask(pc.is_valid(phone)) | _mask(pc.is_valid(token))
+        phone, phone_issue = self._phones(phone_raw)
+        token, token_issue = self._tokens(token_raw)
+        has_address = _valid(email) | _valid(phone) | _valid(token)
+
+        with self.order.turn(index):
+            first_line = self._next_line
+            self._next_line += chunk.lines
+            earlier = self.seen.claimed(h1[firsts], h2[firsts])  # a row of an earlier chunk has the id
+            new = firsts[~earlier]
+            self.seen.add(h1[new], h2[new])
+        duplicate = np.zeros(n, dtype=bool)
+        duplicate[eligible[repeat]] = True
+        duplicate[eligible[firsts[earlier]]] = True
 
         # a row of empty fields (a blank line, or `,,,,` as spreadsheets export an empty row) is no
         # customer: counted in blank_lines, never a reject
         reasons = np.select(
             [blank, undecodable, too_long, missing_id, duplicate, bad_segment, ~has_address],
-            [BLANK_LINE, UNDECODABLE, FIELD_TOO_LONG, MISSING_ID, DUPLICATE_ID, INVALID_SEGMENT, NO_VALID_ADDRESS],
-            default="",
+            list(range(1, len(_REASONS))), default=0,
         )
-        valid = reasons == ""
-        valid_arr = pa.array(valid)
-        customers = pa.Table.from_arrays(
-            [pc.filter(a, valid_arr) for a in (cid, segment, email, phone, token)], schema=CUSTOMERS_SCHEMA
-        )
+        valid = reasons == 0
+        columns = (cid, segment, email, phone, token)
+        if not valid.all():
+            keep = pa.array(valid)
+            columns = tuple(pc.filter(a, keep) for a in columns)
+        customers = pa.Table.from_arrays(list(columns), schema=CUSTOMERS_SCHEMA)
 
         issues = {"email": email_issue & valid, "sms": phone_issue & valid, "push": token_issue & valid}
         rejected = ~valid & ~blank
-        reject_rows = self._reject_rows(chunk, decoded, reasons, rejected, issues, long_field)
-        rejected_by_reason = collections.Counter(reasons[rejected].tolist())
+        line_numbers = chunk.line_numbers + (first_line - 1)
+        reject_rows = self._reject_rows(chunk, line_numbers, first_line - 1, decoded, reasons, rejected, issues,
+                                        long_field)
+        rejected_by_reason = collections.Counter(_REASONS[r] for r in reasons[rejected].tolist())
         rejected_by_reason.update(m.reason for m in chunk.malformed)
-        return _Checked(
+        return Checked(
             customers=customers,
             reject_rows=reject_rows,
             rows=n + len(chunk.malformed),
@@ -303,48 +458,23 @@ class Validator:
             decoded_with_fallback=fallback,
         )
 
-    def _duplicates(self, cid: pa.Array, eligible: np.ndarray) -> np.ndarray:
-        """Rows whose id an earlier eligible row already claimed (this chunk or a previous one).
-
-        One hash pass (dictionary_encode: codes in order of first appearance) finds the repeats
-        inside the chunk; only the chunk's distinct ids meet the Python set of earlier ids.
-        """
-        duplicate = np.zeros(len(cid), dtype=bool)
-        rows = np.flatnonzero(eligible)
-        if len(rows) == 0:
-            return duplicate
-        ids = cid if len(rows) == len(cid) else pc.take(cid, pa.array(rows))
-        encoded = pc.dictionary_encode(ids)
-        codes = encoded.indices.to_numpy()
-        # a code is new exactly when it exceeds every code before it (codes are handed out in order)
-        first = np.empty(len(codes), dtype=bool)
-        first[0] = True
-        first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
-        duplicate[rows[~first]] = True  # an earlier row of this chunk has the id
-        distinct_ids = encoded.dictionary.to_pylist()
-        claimed = self.seen.intersection(distinct_ids)
-        if claimed:  # a row of an earlier chunk has the id
-            earlier = _mask(pc.is_in(encoded.dictionary, value_set=pa.array(list(claimed), pa.string())))
-            duplicate[rows[earlier[codes]]] = True
-        self.seen.update(distinct_ids)
-        return duplicate
-
     def _emails(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        present = ~_mask(pc.equal(raw, ""))
-        at = pc.find_substring(raw, "@").to_numpy(zero_copy_only=False)
+        present = np.diff(_buffers(raw)[0]) > 0
+        at = pc.find_substring(raw, "@").to_numpy()
+        lower = pc.ascii_lower(raw)
         fast = (
-            _mask(pc.match_substring_regex(raw, _EMAIL_FAST_RE))
-            & ~_mask(pc.match_substring_regex(raw, _EMAIL_SLOW_DOMAIN_RE))
-            & _mask(pc.less_equal(pc.utf8_length(raw), 254))
+            _mask(pc.match_substring_regex(raw, _EMAIL_FAST_RE))  # ASCII only: bytes == characters
+            & (np.diff(_buffers(raw)[0]) <= 254)
             & (at <= 64)
+            & ~_special_domain(lower)
         )
-        result = pc.if_else(pa.array(fast), pc.ascii_lower(raw), pa.nulls(len(raw), pa.string()))  # fast path is ASCII
+        result = pc.if_else(pa.array(fast), lower, pa.nulls(len(raw), pa.string()))
         # without an @ no library call is needed: email-validator rejects it too
         result = _fill_slow(result, raw, present & ~fast & (at >= 0), _slow_email)
-        return result, present & ~_mask(pc.is_valid(result))
+        return result, present & ~_valid(result)
 
     def _phones(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        present = ~_mask(pc.equal(raw, ""))
+        present = np.diff(_buffers(raw)[0]) > 0
         result = pa.nulls(len(raw), pa.string())
         fast = np.zeros(len(raw), dtype=bool)
         if self.phone_fast is not None:
@@ -359,24 +489,22 @@ class Validator:
             result = pc.if_else(pa.array(fast), e164, result)
         region = self.options.default_region.upper()
         result = _fill_slow(result, raw, present & ~fast, lambda v: _slow_phone(v, region))
-        return result, present & ~_mask(pc.is_valid(result))
+        return result, present & ~_valid(result)
 
     def _tokens(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
         o = self.options
-        present = ~_mask(pc.equal(raw, ""))
-        length = pc.utf8_length(raw)
-        ok = (
-            _mask(pc.match_substring_regex(raw, r"^[A-Za-z0-9_:-]+$"))
-            & _mask(pc.greater_equal(length, o.device_token_min_length))
-            & _mask(pc.less_equal(length, o.device_token_max_length))
-        )
-        result = pc.if_else(pa.array(ok), raw, pa.nulls(len(raw), pa.string()))
-        return result, present & ~ok
+        length = np.diff(_buffers(raw)[0])  # the pattern is ASCII: bytes == characters
+        ok = (_mask(pc.match_substring_regex(raw, r"^[A-Za-z0-9_:-]+$"))
+              & (length >= o.device_token_min_length) & (length <= o.device_token_max_length))
+        result = raw if ok.all() else pc.if_else(pa.array(ok), raw, pa.nulls(len(raw), pa.string()))
+        return result, (length > 0) & ~ok
 
-    def _reject_rows(self, chunk: RawChunk, decoded: list[pa.Array], reasons: np.ndarray,
-                     rejected: np.ndarray, issues: dict[str, np.ndarray], long_field: np.ndarray) -> list[tuple]:
+    def _reject_rows(self, chunk: RawChunk, line_numbers: np.ndarray, offset: int, decoded: list[pa.Array],
+                     reasons: np.ndarray, rejected: np.ndarray, issues: dict[str, np.ndarray],
+                     long_field: np.ndarray) -> list[tuple]:
         """rejects.csv rows of this chunk, in line order: rejected rows and per-channel issues."""
-        out: list[tuple] = [(m.line_number, "row", m.reason, m.detail, *[""] * 5, m.raw_line) for m in chunk.malformed]
+        out: list[tuple] = [(m.line_number + offset, "row", m.reason, m.detail, *[""] * 5, m.raw_line)
+                            for m in chunk.malformed]
         wanted = rejected.copy()
         for mask in issues.values():
             wanted |= mask
@@ -388,9 +516,9 @@ class Validator:
                        for col, raw in zip(decoded, chunk.columns, strict=True)]
         for j, i in enumerate(index.tolist()):
             fields = [col[j] for col in raw_columns]
-            line = int(chunk.line_numbers[i])
+            line = int(line_numbers[i])
             if rejected[i]:
-                reason = str(reasons[i])
+                reason = _REASONS[reasons[i]]
                 detail = _ROW_DETAIL.get(reason, "")
                 if reason == FIELD_TOO_LONG:
                     detail = f"{REQUIRED_COLUMNS[long_field[i]]} longer than {self.options.max_field_length} chars"
@@ -400,6 +528,43 @@ class Validator:
                     if mask[i]:
                         out.append((line, scope, _ISSUE_REASON[scope], _ISSUE_DETAIL[scope], *fields, ""))
         return sorted(out, key=lambda r: r[0])
+
+
+# reasons[i] indexes this: 0 is a valid row, then the np.select conditions of Validator.check in order
+_REASONS = ("", BLANK_LINE, UNDECODABLE, FIELD_TOO_LONG, MISSING_ID, DUPLICATE_ID, INVALID_SEGMENT, NO_VALID_ADDRESS)
+
+
+def _first_by_hash(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, repeat): the entries sorted by h1 (ties in input order), and which entries an earlier
+    entry has the same hashes as."""
+    order = np.argsort(h1, kind="stable")
+    repeat = np.zeros(len(h1), dtype=bool)
+    s1 = h1[order]
+    ties = np.flatnonzero(s1[1:] == s1[:-1])  # rare: a repeated id (or equal first halves)
+    if len(ties):
+        seen: set[tuple[int, int]] = set()
+        for k in np.unique(np.concatenate([ties, ties + 1])).tolist():
+            i = int(order[k])
+            key = (int(h1[i]), int(h2[i]))
+            repeat[i] = key in seen
+            seen.add(key)
+    return order, repeat
+
+
+def _special_domain(lower: pa.Array) -> np.ndarray:
+    """E-mails the fast pattern would pass but email-validator treats specially: `--` anywhere (IDNA)
+    or a special-use domain name as the last label (the pattern needs a dot after the @)."""
+    special = pc.find_substring(lower, "--").to_numpy() >= 0
+    for name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        special |= _mask(pc.ends_with(lower, "." + name))
+    return special
+
+
+def _valid(array: pa.Array) -> np.ndarray:
+    """Not null, as a numpy mask."""
+    if array.null_count == 0:
+        return np.ones(len(array), dtype=bool)
+    return _mask(pc.is_valid(array))
 
 
 _ISSUE_REASON = {"email": "invalid_email", "sms": "invalid_phone", "push": "invalid_device_token"}
