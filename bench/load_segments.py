@@ -1,13 +1,15 @@
-"""LoadSegments at 1,000,000 rows against a bare `pyarrow.csv.read_csv` of the same file.
+"""LoadSegments at 1,000,000 and 5,000,000 rows against a bare `pyarrow.csv.read_csv` of the same file.
 
 The input is generated once (tasks.demo.sample_segments.write_sample_csv, 1% faulty rows, fixed
 seed) under <out>/load_segments/ and reused. Each run is a fresh child process with the
 file in the page cache (a warm-up read first): the baseline child times one
 `pyarrow.csv.read_csv(path)` (all defaults, threads on); the measured child times
 `tasks.campaign.segments.load_segments` (what LoadSegments.run calls, with the [segments] defaults:
-validation, customers.parquet, rejects.csv, summary.json). Figures: time ratio (goal <= 2.0)
-and the load's own peak RSS (bench.common.PeakRss) over the file size; read_csv's own peak
-is kept beside it. Smoke mode: 2,000 rows, one run.
+validation, customers.parquet, rejects.csv, summary.json). Figures, per size: time ratio
+(goal <= 2.0) and the load's own peak RSS (bench.common.PeakRss) over the file size, with
+read_csv's own peak beside it; and the peak's growth from the small size to the large one
+against the growth in rows (goal: less than linear, and at most 1 GB at 5M rows). Smoke mode:
+2,000 and 5,000 rows, one run each.
 
     python -m bench.load_segments [--smoke]
 """
@@ -35,8 +37,9 @@ class Sizes:
     runs: int
 
 
-FULL = Sizes(rows=1_000_000, runs=3)
-SMOKE = Sizes(rows=2_000, runs=1)
+FULL = (Sizes(rows=1_000_000, runs=3), Sizes(rows=5_000_000, runs=3))
+SMOKE = (Sizes(rows=2_000, runs=1), Sizes(rows=5_000, runs=1))
+PEAK_LIMIT_MB = 1024  # at the large size
 
 
 def input_file(rows: int) -> Path:
@@ -76,9 +79,9 @@ def child(argv: list[str]) -> None:
                          "valid": result.summary["valid"], "rejected": result.summary["rejected"]})
 
 
-def main() -> list[dict]:
-    sizes = common.pick(FULL, SMOKE)
-    env = common.private_env(NAME)
+def measure(sizes: Sizes, label: str, env: dict[str, str]) -> tuple[list[dict], float]:
+    """The two entries for one file size (named by the full run's size, `label`), and the load's
+    highest peak RSS (MB)."""
     path = input_file(sizes.rows)
     size_mb = path.stat().st_size / 2**20
     _warm(path)
@@ -91,17 +94,36 @@ def main() -> list[dict]:
         report = common.run_child("bench.load_segments", ["load", str(path), str(out)], env)
         load.append(report["seconds"])
         rss.append(report["peak_rss_mb"])
+    shutil.rmtree(out, ignore_errors=True)
     ratios = [lo / b for lo, b in zip(load, base, strict=True)]
     baseline = statistics.median(base)
     entries = [
-        common.entry(f"{NAME}.time_over_read_csv", values=load, unit="s", baseline=baseline,
+        common.entry(f"{NAME}.time_over_read_csv.{label}", values=load, unit="s", baseline=baseline,
                      goal=f"ratio <= {GOAL}", goal_met=statistics.median(load) / baseline <= GOAL,
                      peak_rss_mb=max(rss), read_csv_peak_rss_mb=max(base_rss), rows=report["rows"],
                      rejected=report["rejected"], file_mb=round(size_mb, 1),
                      ratio_per_run=[round(r, 3) for r in ratios]),
-        common.entry(f"{NAME}.peak_rss_over_file_size", values=rss, unit="MB", baseline=size_mb,
+        common.entry(f"{NAME}.peak_rss_over_file_size.{label}", values=rss, unit="MB", baseline=size_mb,
                      digits=1, peak_rss_mb=max(rss), read_csv_peak_rss_mb=max(base_rss), rows=report["rows"]),
     ]
+    return entries, max(rss)
+
+
+def main() -> list[dict]:
+    small, large = common.pick(FULL, SMOKE)
+    env = common.private_env(NAME)
+    entries, small_peak = measure(small, "1M", env)
+    large_entries, large_peak = measure(large, "5M", env)
+    growth = large_peak / small_peak
+    rows_growth = large.rows / small.rows
+    entries += large_entries
+    entries.append(common.entry(
+        f"{NAME}.peak_rss_growth", values=[growth], unit="x", baseline=rows_growth, digits=3,
+        goal=f"< {rows_growth:g}x (sublinear) and <= {PEAK_LIMIT_MB} MB at {large.rows:,} rows",
+        goal_met=growth < rows_growth and (common.smoke() or large_peak <= PEAK_LIMIT_MB),
+        small_rows=small.rows, large_rows=large.rows, small_peak_mb=small_peak, large_peak_mb=large_peak,
+        peak_rss_mb=large_peak,
+    ))
     return common.publish(entries)
 
 

@@ -307,28 +307,46 @@ def test_phone_fast_path_is_off_where_metadata_alone_is_not_exact() -> None:
     assert validate._PhoneFastPath.for_region("GB") is None  # national prefix '0|180020' is a pattern
 
 
-@pytest.mark.parametrize("region", ["US", "DE", "FR", "IT"])
+@pytest.mark.parametrize("region", ["US", "DE", "FR", "IT", "SE", "CH"])
 def test_phone_fast_path_agrees_with_phonenumbers(region: str) -> None:
+    """Valid numbers the fast path passes and impossible ones it settles match the library exactly,
+    including numbers that start with the calling code, the national prefix or the IDD prefix."""
     rng = random.Random(region)
+    code = str(phonenumbers.country_code_for_region(region))
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    prefix, idd = metadata.national_prefix_for_parsing or "", metadata.international_prefix or ""
+    starts = ["", "", "", code, prefix, idd, code + prefix]
     values = []
-    for _ in range(3000):
-        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 12)))
-        style = rng.randrange(5)
+    for _ in range(6000):
+        digits = rng.choice(starts) + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 15)))
+        style = rng.randrange(6)
         if style == 0:
-            value = "+" + str(phonenumbers.country_code_for_region(region)) + digits
+            value = "+" + code + digits
         elif style == 1:
             value = f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
         elif style == 2:
             value = ".".join(digits[i:i + 3] for i in range(0, len(digits), 3))
+        elif style == 3:
+            value = f"+{code} {digits}"
         else:
             value = digits
         values.append(value)
-    values += ["+1 202 555 0123", "(202)5550123", "2025550123", "+12025550123", "020 7946 0958", "030 901820"]
+    values += ["+1 202 555 0123", "(202)5550123", "2025550123", "+12025550123", "020 7946 0958", "030 901820",
+               "555-8752", "1 555 8752", "011 44 20 7946 0958"]
     validator = validate.Validator(LoadOptions(default_region=region))
     assert validator.phone_fast is not None
     result, _ = validator._phones(pa.array(values))
     assert result.to_pylist() == [validate._slow_phone(v, region) for v in values]
     assert sum(v is not None for v in result.to_pylist()) > 50  # the sample is not all invalid
+
+
+def test_phone_numbers_that_cannot_be_valid_skip_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(validate, "_slow_phone", lambda value, region: calls.append(value))
+    validator = validate.Validator(LoadOptions(default_region="US"))
+    result, issue = validator._phones(pa.array(["555-8752", "2025550123", "555-87", "1 555 8752"]))
+    assert result.to_pylist()[:3] == [None, "+12025550123", None] and issue.tolist()[:3] == [True, False, True]
+    assert calls == ["1 555 8752"]  # a leading 1 may be stripped: only the library can tell
 
 
 def test_pii_masks_hide_the_address() -> None:

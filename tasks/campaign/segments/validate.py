@@ -148,12 +148,18 @@ class _PhoneFastPath:
     Built from the region's phonenumbers metadata (the same patterns phonenumbers applies),
     only for regions where that is exact: the main region of its calling code, no leading
     digits, and a plain-digit national prefix (numbers starting with it take the slow path).
+
+    It also settles numbers that cannot be valid: phonenumbers would keep all their digits (they
+    cannot start with a calling code, national prefix or IDD prefix) and no type of any region
+    sharing the calling code matches them, so such numbers skip the slow path too.
     """
 
     calling_code: str
     national_prefix: str
     general: tuple[str, tuple[int, ...]]
     types: tuple[tuple[str, tuple[int, ...]], ...]  # one alternation per group of types sharing lengths
+    all_types: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every region of the calling code; () no rule
+    strippable: str = ""  # first digits phonenumbers might strip something from
 
     @staticmethod
     @functools.lru_cache(maxsize=16)
@@ -183,12 +189,21 @@ class _PhoneFastPath:
             return None
         names = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
                  "voicemail", "fixed_line", "mobile")
-        groups: dict[tuple[int, ...], list[str]] = {}
-        for d in (desc(getattr(metadata, n, None)) for n in names):
-            if d is not None and d[0] not in groups.setdefault(d[1], []):
-                groups[d[1]].append(d[0])
-        types = tuple((_anchored("|".join(p)), lengths) for lengths, p in groups.items())
-        fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types)
+        def type_groups(m: PhoneMetadata) -> tuple[tuple[str, tuple[int, ...]], ...]:
+            groups: dict[tuple[int, ...], list[str]] = {}
+            for d in (desc(getattr(m, n, None)) for n in names):
+                if d is not None and d[0] not in groups.setdefault(d[1], []):
+                    groups[d[1]].append(d[0])
+            return tuple((_anchored("|".join(p)), lengths) for lengths, p in groups.items())
+
+        types = type_groups(metadata)
+        idd = metadata.international_prefix or ""
+        all_types: tuple[tuple[str, tuple[int, ...]], ...] = ()
+        if idd.isdigit():  # else the IDD prefix is a pattern: no rule
+            for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ()):
+                all_types += type_groups(PhoneMetadata.metadata_for_region(other))
+        fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types, all_types,
+                              "".join(sorted({str(code)[0], prefix[:1], idd[:1]} - {""})))
         try:  # RE2 must accept every pattern, else no fast path at all
             fast.valid(pa.array(["0"]))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -208,6 +223,28 @@ class _PhoneFastPath:
         if self.national_prefix:
             result = pc.and_(result, pc.invert(pc.starts_with(nsn, self.national_prefix)))
         return result
+
+
+    def impossible(self, plain: pa.Array) -> np.ndarray:
+        """National numbers (digits only) that are valid in no region of the calling code, where
+        phonenumbers would keep every digit (no leading digit it could strip a prefix from)."""
+        impossible = np.zeros(len(plain), dtype=bool)
+        if not self.all_types or not len(plain):
+            return impossible
+        keeps_all = ~_mask(pc.match_substring_regex(plain, f"^[{self.strippable}]")) if self.strippable else None
+        rows = np.flatnonzero(keeps_all) if keeps_all is not None else np.arange(len(plain))
+        if not len(rows):
+            return impossible
+        digits = pc.take(plain, pa.array(rows))
+        length = pc.utf8_length(digits)
+        possible = np.zeros(len(rows), dtype=bool)
+        for pattern, lengths in self.all_types:
+            hit = _mask(pc.match_substring_regex(digits, pattern))
+            if lengths:
+                hit &= _mask(pc.is_in(length, pa.array(lengths, pa.int32())))
+            possible |= hit
+        impossible[rows] = ~possible
+        return impossible
 
 
 def _anchored(pattern: str) -> str:
@@ -487,8 +524,13 @@ class Validator:
             fast = shaped & (intl | national) & _mask(self.phone_fast.valid(nsn))
             e164 = pc.binary_join_element_wise(intl_prefix, nsn, "")
             result = pc.if_else(pa.array(fast), e164, result)
+            left = np.flatnonzero(present & shaped & national & ~fast)  # few: settle the impossible ones here
+            settled = fast.copy()
+            settled[left] = self.phone_fast.impossible(pc.take(plain, pa.array(left)))
+        else:
+            settled = np.zeros(len(raw), dtype=bool)
         region = self.options.default_region.upper()
-        result = _fill_slow(result, raw, present & ~fast, lambda v: _slow_phone(v, region))
+        result = _fill_slow(result, raw, present & ~settled, lambda v: _slow_phone(v, region))
         return result, present & ~_valid(result)
 
     def _tokens(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
