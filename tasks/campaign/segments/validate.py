@@ -189,9 +189,9 @@ class _PhoneFastPath:
             return None
         names = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
                  "voicemail", "fixed_line", "mobile")
-        def type_groups(m: PhoneMetadata) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        def type_groups(*regions: PhoneMetadata) -> tuple[tuple[str, tuple[int, ...]], ...]:
             groups: dict[tuple[int, ...], list[str]] = {}
-            for d in (desc(getattr(m, n, None)) for n in names):
+            for d in (desc(getattr(m, n, None)) for m in regions for n in names):
                 if d is not None and d[0] not in groups.setdefault(d[1], []):
                     groups[d[1]].append(d[0])
             return tuple((_anchored("|".join(p)), lengths) for lengths, p in groups.items())
@@ -200,12 +200,15 @@ class _PhoneFastPath:
         idd = metadata.international_prefix or ""
         all_types: tuple[tuple[str, tuple[int, ...]], ...] = ()
         if idd.isdigit():  # else the IDD prefix is a pattern: no rule
-            for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ()):
-                all_types += type_groups(PhoneMetadata.metadata_for_region(other))
+            all_types = type_groups(*(PhoneMetadata.metadata_for_region(other)
+                                      for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())))
         fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types, all_types,
                               "".join(sorted({str(code)[0], prefix[:1], idd[:1]} - {""})))
+        probe = pa.array(["0"])
         try:  # RE2 must accept every pattern, else no fast path at all
-            fast.valid(pa.array(["0"]))
+            fast.valid(probe)
+            for pattern, _ in all_types:
+                pc.match_substring_regex(probe, pattern)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
         return fast
