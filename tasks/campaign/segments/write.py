@@ -6,9 +6,11 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import pyarrow.parquet as pq
 
@@ -68,10 +70,13 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
     counts = Counts()
     customers_path, rejects_path = out / CUSTOMERS_FILE, out / REJECTS_FILE
 
-    def work(index: int, start: int, end: int) -> tuple[RawChunk, Checked]:
+    def work(index: int, start: int, end: int) -> tuple[RawChunk, Checked, str]:
         try:
             chunk = read(start, end)
-            return chunk, validator.check(chunk, index)
+            checked = validator.check(chunk, index)
+            text = io.StringIO()  # rejects.csv lines, formatted here in parallel
+            csv.writer(text).writerows(neutralize(row) for row in checked.reject_rows)
+            return chunk, checked, text.getvalue()
         except BaseException:
             validator.order.abandon(index)  # the chunks after this one must not wait for it
             raise
@@ -83,16 +88,15 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
                              write_statistics=["customer_id", "segment"]) as writer,
             concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="segments") as pool,
         ):
-            rejects = csv.writer(rejects_fh)
-            rejects.writerow(REJECTS_HEADER)
+            csv.writer(rejects_fh).writerow(REJECTS_HEADER)
             pending: collections.deque[concurrent.futures.Future] = collections.deque()
             try:
                 for index, (start, end) in enumerate(ranges):
                     pending.append(pool.submit(work, index, start, end))
                     while len(pending) > 2 * workers or (pending and pending[0].done()):
-                        _add(counts, *pending.popleft().result(), writer, rejects)
+                        _add(counts, *pending.popleft().result(), writer, rejects_fh)
                 while pending:
-                    _add(counts, *pending.popleft().result(), writer, rejects)
+                    _add(counts, *pending.popleft().result(), writer, rejects_fh)
             except BaseException:
                 validator.order.abandon()
                 for future in pending:
@@ -114,10 +118,11 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
     return counts
 
 
-def _add(counts: Counts, chunk: RawChunk, checked: Checked, writer: pq.ParquetWriter, rejects) -> None:
+def _add(counts: Counts, chunk: RawChunk, checked: Checked, rejects_text: str, writer: pq.ParquetWriter,
+         rejects: TextIO) -> None:
     """Write one validated chunk (in file order) and add up its counts."""
     writer.write_table(checked.customers)
-    rejects.writerows(neutralize(row) for row in checked.reject_rows)
+    rejects.write(rejects_text)
     counts.rows_read += checked.rows + chunk.blank_lines
     counts.blank_lines += chunk.blank_lines + checked.blank_rows
     counts.valid += checked.customers.num_rows
