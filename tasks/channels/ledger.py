@@ -176,15 +176,25 @@ class SendLedger:
             ).fetchall()
         return [PendingRow(*row) for row in rows]
 
-    def mark_sending(self, key: SendKey, customer_ids: Sequence[str]) -> None:
-        """`pending` -> `sending` with one more attempt; committed before the request goes out."""
-        self._update(
-            key,
-            customer_ids,
-            "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
-            (),
-            expect=PENDING,
-        )
+    def mark_sending(self, key: SendKey, customer_ids: Sequence[str]) -> list[str]:
+        """Claim rows: `pending` -> `sending` with one more attempt, committed before the request goes out.
+
+        Returns the ids this call claimed: a row another process claimed (or finished) first is
+        not pending any more, its conditional update matches nothing, and it must not be sent.
+        """
+        now = time.time()
+        claimed = []
+        with self._tx() as conn:
+            for cid in customer_ids:
+                cur = conn.execute(
+                    "UPDATE sends SET state = 'sending', attempts = attempts + 1, next_attempt_at = NULL, "
+                    "updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? AND customer_id = ? "
+                    "AND state = 'pending'",
+                    (now, key.campaign, key.date, key.channel, cid),
+                )
+                if cur.rowcount == 1:
+                    claimed.append(cid)
+        return claimed
 
     def mark_sent(self, key: SendKey, sent: Sequence[tuple[str, str | None]]) -> None:
         """`sending` -> `sent`, with the provider's message id per recipient."""

@@ -307,8 +307,14 @@ class _Run:
         self.limiter.acquire()
         if self.aborting.is_set():
             return outcome  # the rows stay pending for the next run
-        ids = [m.customer_id for m in messages]
-        self.ledger.mark_sending(self.key, ids)
+        ids = self.ledger.mark_sending(self.key, [m.customer_id for m in messages])
+        if len(ids) < len(messages):  # another process claimed (or finished) these first: never send them
+            logger.warning("%s: %d recipient(s) were claimed by another process; not sent by this one",
+                           self._label(), len(messages) - len(ids))
+            mine = set(ids)
+            messages = [m for m in messages if m.customer_id in mine]
+            if not messages:
+                return outcome
         outcome.requests = 1
         attempts = batch.attempts + 1
         try:
