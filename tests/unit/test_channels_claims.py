@@ -28,10 +28,17 @@ WORKER = textwrap.dedent("""
     ledger_path, outbox, start, count = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
     key = SendKey("spring", "2026-03-02", "email")
     recipients = [Recipient(f"c{i:04d}", f"user{i}@example.com", {}) for i in range(count)]
+
+    class SlowOutbox(OutboxClient):  # a provider's latency, so the two passes overlap
+        def send(self, messages):
+            time.sleep(0.005)
+            return super().send(messages)
+
+    Path(str(outbox) + ".ready").touch()
     while not start.exists():
         time.sleep(0.005)
     with SendLedger(ledger_path) as ledger:
-        client = OutboxClient(outbox, "email")
+        client = SlowOutbox(outbox, "email")
         try:
             _Run(key, recipients, lambda r: {"subject": "s", "body": "b"}, client,
                  ChannelLimiter(100_000, 1_000, "email"), ledger, SendPolicy(concurrency=4), None,
@@ -48,7 +55,10 @@ def test_two_processes_without_the_lock_send_each_recipient_once(tmp_path: Path)
     outboxes = [tmp_path / f"outbox-{n}.jsonl" for n in (1, 2)]
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(ledger_path), str(box), str(start),
                                str(RECIPIENTS)], cwd=Path(__file__).parents[2]) for box in outboxes]
-    time.sleep(1.0)  # both imported and waiting
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{box}.ready").exists() for box in outboxes):  # both imported and waiting
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
     start.touch()
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
 
