@@ -1,0 +1,2 @@
+COPY INTO ${schema}.${table} FROM @${schema}.%${table}
+FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE PURGE = TRUE
