@@ -293,12 +293,15 @@ def _expressions(name: str, raw: object) -> tuple[Expression, ...]:
         if not isinstance(sql, str) or not sql.strip() or ";" in sql or not isinstance(params, dict):
             raise ConfigError(f"{name}: an expression is a SQL string (no ';') or {{ sql = ..., params = {{...}} }}")
         for key, value in params.items():
-            if key in RESERVED_PARAMS or (key in bound and bound[key] != value):
+            if key in RESERVED_PARAMS or key.startswith("accepted_") or (key in bound and bound[key] != value):
                 raise ConfigError(f"{name}: expression parameter {key!r} is reserved or bound twice differently")
             if not (isinstance(value, str) or _is_number(value)):
                 raise ConfigError(f"{name}: expression parameter {key!r} must be a string or a number")
             bound[key] = value
         out.append(Expression(sql.strip(), tuple(params.items())))
+    unbound = {p for e in out for p in re.findall(r"%\((\w+)\)s", e.sql)} - set(bound) - RESERVED_PARAMS
+    if unbound:
+        raise ConfigError(f"{name}: expressions use parameters without a value: {sorted(unbound)}")
     return tuple(out)
 
 

@@ -105,17 +105,8 @@ def measure(
     check, the duplicated keys, one anti-join per relationship, the published row count and the
     row counts of earlier validated builds."""
     checks = spec.checks
-    params: dict[str, object] = {"run_date": run_date.isoformat(), **checks.expression_params()}
-    nulls = " OR ".join(f"{c} IS NULL" for c in _null_columns(spec))
-    measures = ["COUNT(*)", _count_where(nulls)]
-    for i, (column, values) in enumerate(checks.accepted_values):
-        names = []
-        for j, value in enumerate(values):
-            params[f"accepted_{i}_{j}"] = value
-            names.append(f"%(accepted_{i}_{j})s")
-        measures.append(_count_where(f"{column} IS NOT NULL AND {column} NOT IN ({', '.join(names)})"))
-    measures += [_count_where(f"NOT COALESCE(({e.sql}), FALSE)") for e in checks.expressions]
-    counts = [int(v or 0) for v in client.run("check_counts", params, table=staging, measures=", ".join(measures))[0]]
+    measures, params = count_measures(spec, run_date)
+    counts = [int(v or 0) for v in client.run("check_counts", params, table=staging, measures=measures)[0]]
     (duplicates,), = client.run("check_duplicate_keys", table=staging, key_columns=ident_list(spec.primary_key))
     orphans = tuple(
         int(client.run("check_relationship", table=staging, column=r.column, to_table=r.to,
@@ -134,6 +125,23 @@ def measure(
         violations=tuple(counts[2 + n_accepted:]),
         history=history,
     )
+
+
+def count_measures(spec: TableSpec, run_date: dt.date) -> tuple[str, dict[str, object]]:
+    """The SELECT list of check_counts and its bind parameters: the row count, the rows with a NULL
+    key or not_null column, per accepted_values entry the rows outside the list, per expression
+    the rows where it is not TRUE (a NULL result counts as not holding)."""
+    checks = spec.checks
+    params: dict[str, object] = {"run_date": run_date.isoformat(), **checks.expression_params()}
+    measures = ["COUNT(*)", _count_where(" OR ".join(f"{c} IS NULL" for c in _null_columns(spec)))]
+    for i, (column, values) in enumerate(checks.accepted_values):
+        names = []
+        for j, value in enumerate(values):
+            params[f"accepted_{i}_{j}"] = value
+            names.append(f"%(accepted_{i}_{j})s")
+        measures.append(_count_where(f"{column} IS NOT NULL AND {column} NOT IN ({', '.join(names)})"))
+    measures += [_count_where(f"NOT COALESCE(({e.sql}), FALSE)") for e in checks.expressions]
+    return ", ".join(measures), params
 
 
 def _count_where(predicate: str) -> str:

@@ -78,8 +78,8 @@ class SnowflakeDialect(Dialect):
         # (var/), quoted as a string literal all the same.
         schema, name = qualified(table).split(".")
         url = string_literal(f"file://{path.resolve().as_posix()}")
-        client.run("put_table_stage", file_url=url, schema=schema, table=name)
-        client.run("copy_into_table", schema=schema, table=name)
+        client.run("put_table_stage", file_url=url, schema=schema, table_name=name)
+        client.run("copy_into_table", schema=schema, table_name=name)
 
 
 class EmbeddedDialect(Dialect):
