@@ -73,7 +73,7 @@ def test_empty_raw_data_fails_and_keeps_the_published_table(warehouse: Warehouse
     assert not result.scheduling_succeeded
     with pytest.raises(DataValidationError) as err:
         StageTable(date=next_day, table="analytics.mau_summary").run()
-    assert [f.name for f in err.value.failures] == ["not_empty", "row_count_drop"]
+    assert [f.name for f in err.value.failures] == ["not_empty", "row_count_drop", "row_count_anomaly"]
     assert "0 rows" in str(err.value)
     assert published(warehouse) == good == expected_mau(*raw, DAY)
     assert f"publish:analytics.mau_summary:{next_day}" not in marker_rows(warehouse)
@@ -86,9 +86,11 @@ def test_sudden_drop_of_rows_fails(warehouse: WarehouseClient, tmp_path: Path) -
     early = dt.date(2025, 2, 10)  # 2 months instead of 18: a 89% drop
     with pytest.raises(DataValidationError) as err:
         StageTable(date=early, table="analytics.mau_summary").run()
-    (failure,) = err.value.failures
-    assert failure.name == "row_count_drop"
-    assert "2 rows staged vs 18 published" in failure.detail
+    drop, anomaly = err.value.failures
+    assert drop.name == "row_count_drop"
+    assert "2 rows staged vs 18 published" in drop.detail
+    assert anomaly.name == "row_count_anomaly"
+    assert anomaly.detail == "2 rows vs median 18 of the last 1 validated build(s) (x0.11, allowed x0.33 to x3)"
     assert published(warehouse) == good
 
 
