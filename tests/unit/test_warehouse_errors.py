@@ -61,7 +61,8 @@ def test_not_authorized_names_the_privilege_the_statement_needs() -> None:
     )
     assert isinstance(error, NotAuthorizedError)
     assert "needs CREATE TABLE on the schema and OWNERSHIP of the published table" in str(error)
-    builds = translate(snowflake_error(ProgrammingError, 3001, "42501", "Insufficient privileges"), sql_name="builds_open")
+    builds = translate(snowflake_error(ProgrammingError, 3001, "42501", "Insufficient privileges"),
+                       sql_name="builds_open")
     assert "needs SELECT, INSERT and UPDATE on the builds table" in str(builds)
 
 
