@@ -30,7 +30,7 @@ GROUP BY 1, 2
 """
 
 
-def spec(checks: str, suffix: str = "") -> str:
+def spec(checks: str, suffix: str = "") -> tuple[str, str]:
     return f"""
 [[table]]
 name = "{TABLE}"
