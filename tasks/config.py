@@ -127,7 +127,7 @@ class warehouse(luigi.Config):
     embedded_reap_after = luigi.FloatParameter(
         default=30.0,
         description="Seconds after which the embedded server rolls back a session left idle inside a "
-        "transaction (its client died mid-swap).",
+        "transaction (its client died inside it).",
     )
     embedded_start_timeout = luigi.FloatParameter(
         default=30.0, description="Seconds to wait for the embedded server to accept logins."
@@ -148,6 +148,16 @@ class elt(luigi.Config):
         default=0.5,
         description="Default guard: fail when the staged table has fewer than (1 - ratio) x the rows of the "
         "published one. A table spec may override it.",
+    )
+    builds_table = luigi.Parameter(
+        default="analytics.elt_builds",
+        description="schema.table with one row per build (status, row count, check results); re-runs read it, "
+        "row_count_anomaly compares with it.",
+    )
+    stale_build_hours = luigi.FloatParameter(
+        default=24.0,
+        description="A staged build that was never published is dropped by a later publish of the same table "
+        "once it is this many hours old (a run that died, or lost to another run).",
     )
 
 

@@ -61,8 +61,13 @@ class ConnectionLostError(WarehouseError):
 
 
 class StaleBuildError(WarehouseError):
-    """Raised when a validated build left the staging table before its swap (another day's run staged
-    the same table): stage it again."""
+    """Raised when a validated build can no longer be published (its staging table was dropped, or the
+    builds table does not hold it as validated): stage it again."""
+
+
+# The Luigi event a task fires (task, message) when checks of severity "warn" failed: the publish goes
+# on, tasks/ops/alerts.py alerts it.
+CHECK_WARNING = "tasks.check_warning"
 
 
 class ApiError(TasksError):

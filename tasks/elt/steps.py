@@ -1,45 +1,160 @@
-"""Stage, measure, swap: the warehouse steps of one table build (plain functions, no luigi).
+"""Stage, check, publish, clear: the warehouse steps of one table build (plain functions, no luigi).
 
-Each staged table carries its build id (see dialect.py for where), and the id moves with
-the table through the swap, so after a crash a re-run can tell which table holds the
-validated build: if the published table holds it, the swap already happened (never swap back).
+Every build has its own staging table (`TableSpec.staging_for(build_id)`) and a row in the
+builds table (builds.py), written before the CTAS and updated with the check results. The
+publish takes the build by its id: it replaces the published table with a copy of exactly
+that validated staging table in one statement (dialect.publish), so no other run's CTAS can
+slip in between the check and the publish, and a re-run after a crash publishes the same
+build again at worst (never an older one: there is no swap to undo).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from dataclasses import dataclass
 
-from tasks.elt.checks import TableStats
+from tasks.elt.builds import PUBLISHED, VALIDATED, BuildsTable, stale_to_drop, utc_now
+from tasks.elt.checks import CheckResult, TableStats, blocking, freshness_result, table_results
 from tasks.elt.specs import TableSpec
-from tasks.errors import StaleBuildError
+from tasks.errors import DataValidationError, ObjectMissingError, StaleBuildError
+from tasks.faults import fault_point
 from tasks.warehouse.client import WarehouseClient
 from tasks.warehouse.sql import ident_list
 
 log = logging.getLogger(__name__)
 
 
-def stage(client: WarehouseClient, spec: TableSpec, run_date: dt.date, build_id: str) -> None:
-    """CREATE OR REPLACE the staging table from the spec's SELECT, commented with `build_id`."""
-    client.ensure("create_schema", schema=spec.schema)
-    client.dialect.create_staging(
-        client, spec.staging_name, spec.select_sql(), build_id, {"run_date": run_date.isoformat()}
+@dataclass(frozen=True)
+class Staged:
+    """A staged build that passed every blocking check."""
+
+    build_id: str
+    staging: str
+    row_count: int
+    results: tuple[CheckResult, ...]
+
+
+def new_build_id(run_date: dt.date) -> str:
+    """A fresh build id: the run date and 12 random hex digits."""
+    return f"{run_date.isoformat()}/{uuid.uuid4().hex[:12]}"
+
+
+def stage_validated(
+    client: WarehouseClient, spec: TableSpec, run_date: dt.date, build_id: str, builds: BuildsTable,
+    *, max_row_drop_ratio: float,
+) -> Staged:
+    """Check the source's freshness, CTAS build `build_id` into its own staging table, check it and
+    record every result in the builds table.
+
+    Raises DataValidationError naming every blocking failure (a stale source before any CTAS);
+    the published table is untouched. Failed checks of severity warn are logged and returned.
+    """
+    staging = spec.staging_for(build_id)
+    builds.start(spec.name, build_id, staging, run_date, utc_now())
+    results: list[CheckResult] = []
+    if spec.checks.freshness is not None:
+        results.append(check_freshness(client, spec, run_date))
+        _reject_if_failed(spec, build_id, staging, results, None, builds)
+    client.ensure("create_schema", schema=staging.split(".")[0])
+    client.run("ctas_staging", {"run_date": run_date.isoformat()}, staging=staging, select=spec.select_sql())
+    fault_point("after_ctas")
+    stats = measure(client, spec, staging, run_date, build_id, builds)
+    results += table_results(
+        stats, spec.checks, max_row_drop_ratio=max_row_drop_ratio, key=ident_list(spec.primary_key),
+        not_null=ident_list(_null_columns(spec)),
+    )
+    _reject_if_failed(spec, build_id, staging, results, stats.row_count, builds)
+    fault_point("after_validation")
+    return Staged(build_id, staging, stats.row_count, tuple(results))
+
+
+def _reject_if_failed(
+    spec: TableSpec, build_id: str, staging: str, results: list[CheckResult], row_count: int | None,
+    builds: BuildsTable,
+) -> None:
+    """Record and log the results when they block or are final (row_count known); raise if any blocks."""
+    failures = blocking(results)
+    if not failures and row_count is None:
+        return
+    for result in results:
+        if result.warns:
+            log.warning("%s build %s: check %s (severity warn)", spec.name, build_id, result)
+    builds.checked(build_id, results, row_count, utc_now())
+    if failures:
+        raise DataValidationError(f"{staging} (build {build_id})", failures)
+
+
+def _null_columns(spec: TableSpec) -> list[str]:
+    return list(spec.primary_key) + [c for c in spec.checks.not_null if c not in spec.primary_key]
+
+
+def check_freshness(client: WarehouseClient, spec: TableSpec, run_date: dt.date) -> CheckResult:
+    """The freshness check of `spec`'s source (run before the CTAS)."""
+    fresh = spec.checks.freshness
+    assert fresh is not None
+    (newest, count), = client.run("check_freshness", source=fresh.source, column=fresh.column)
+    return freshness_result(fresh, newest if count else None, run_date, spec.checks.severity_of("freshness"))
+
+
+def measure(
+    client: WarehouseClient, spec: TableSpec, staging: str, run_date: dt.date, build_id: str, builds: BuildsTable
+) -> TableStats:
+    """Everything the checks need: one scan of the staged table for the row count and every per-row
+    check, the duplicated keys, one anti-join per relationship, the published row count and the
+    row counts of earlier validated builds."""
+    checks = spec.checks
+    measures, params = count_measures(spec, run_date)
+    counts = [int(v or 0) for v in client.run("check_counts", params, table=staging, measures=measures)[0]]
+    (duplicates,), = client.run("check_duplicate_keys", table=staging, key_columns=ident_list(spec.primary_key))
+    orphans = tuple(
+        int(client.run("check_relationship", table=staging, column=r.column, to_table=r.to,
+                       to_column=r.to_column)[0][0])
+        for r in checks.relationships
+    )
+    history = builds.history(spec.name, build_id, checks.row_count_anomaly.history) if checks.row_count_anomaly else ()
+    n_accepted = len(checks.accepted_values)
+    return TableStats(
+        row_count=counts[0],
+        null_rows=counts[1],
+        duplicate_keys=int(duplicates),
+        published_rows=published_rows(client, spec.name),
+        rejected=tuple(counts[2:2 + n_accepted]),
+        orphans=orphans,
+        violations=tuple(counts[2 + n_accepted:]),
+        history=history,
     )
 
 
-def measure(client: WarehouseClient, spec: TableSpec) -> TableStats:
-    """Row count, NULL-key rows and duplicated keys of the staged table, and the published row count."""
-    null_cols = list(spec.primary_key) + [c for c in spec.checks.not_null if c not in spec.primary_key]
-    null_predicate = " OR ".join(f"{c} IS NULL" for c in null_cols)
-    (row_count, null_rows), = client.run("check_stats", table=spec.staging_name, null_predicate=null_predicate)
-    (duplicates,), = client.run(
-        "check_duplicate_keys", table=spec.staging_name, key_columns=ident_list(spec.primary_key)
-    )
-    published = None
-    if table_exists(client, spec.name):
-        (published,), = client.run("row_count", table=spec.name)
-    published_rows = None if published is None else int(published)
-    return TableStats(int(row_count), int(null_rows or 0), int(duplicates), published_rows)
+def count_measures(spec: TableSpec, run_date: dt.date) -> tuple[str, dict[str, object]]:
+    """The SELECT list of check_counts and its bind parameters: the row count, the rows with a NULL
+    key or not_null column, per accepted_values entry the rows outside the list, per expression
+    the rows where it is not TRUE (a NULL result counts as not holding)."""
+    checks = spec.checks
+    params: dict[str, object] = {"run_date": run_date.isoformat(), **checks.expression_params()}
+    measures = ["COUNT(*)", _count_where(" OR ".join(f"{c} IS NULL" for c in _null_columns(spec)))]
+    for i, (column, values) in enumerate(checks.accepted_values):
+        names = []
+        for j, value in enumerate(values):
+            params[f"accepted_{i}_{j}"] = value
+            names.append(f"%(accepted_{i}_{j})s")
+        measures.append(_count_where(f"{column} IS NOT NULL AND {column} NOT IN ({', '.join(names)})"))
+    measures += [_count_where(f"NOT COALESCE(({e.sql}), FALSE)") for e in checks.expressions]
+    return ", ".join(measures), params
+
+
+def _count_where(predicate: str) -> str:
+    return f"COALESCE(SUM(CASE WHEN {predicate} THEN 1 ELSE 0 END), 0)"
+
+
+def published_rows(client: WarehouseClient, name: str) -> int | None:
+    """The published table's row count; None when nothing is published yet."""
+    try:
+        (count,), = client.run("row_count", table=name)
+    except ObjectMissingError:
+        return None
+    return int(count)
 
 
 def table_exists(client: WarehouseClient, name: str) -> bool:
@@ -48,23 +163,36 @@ def table_exists(client: WarehouseClient, name: str) -> bool:
     return bool(count)
 
 
-def builds(client: WarehouseClient, spec: TableSpec) -> tuple[str | None, str | None]:
-    """The build ids held by the published and the staging table; None if absent."""
-    return client.dialect.table_builds(client, spec.name, spec.staging_name)
-
-
-def publish(client: WarehouseClient, spec: TableSpec, build_id: str) -> str:
-    """Make the validated build `build_id` the published table; idempotent. Returns what it did."""
-    published, staged = builds(client, spec)
-    if published == build_id:
+def publish(client: WarehouseClient, spec: TableSpec, build_id: str, builds: BuildsTable) -> str:
+    """Make the validated build `build_id` the published table, with the spec's comment and grants;
+    idempotent. Returns what it did. StaleBuildError: the build cannot be published (stage again)."""
+    build = builds.get(build_id)
+    if build is not None and build.status == PUBLISHED:
         return "already published"
-    if staged != build_id:
-        raise StaleBuildError(
-            f"{spec.name}: validated build {build_id} is in neither {spec.name} nor {spec.staging_name} "
-            "(rebuilt or dropped since validation); re-run to stage it again"
-        )
-    if table_exists(client, spec.name):
-        client.dialect.swap(client, spec.name, spec.staging_name, (published, staged))
-        return "swapped"
-    client.dialect.publish_first(client, spec.name, spec.staging_name, staged)
-    return "renamed (first publish)"
+    if build is None or build.status != VALIDATED or build.dropped:
+        state = "not recorded" if build is None else ("dropped" if build.dropped else build.status)
+        raise StaleBuildError(f"{spec.name}: build {build_id} is {state}, not a validated staged build; "
+                              "re-run to stage it again")
+    fault_point("before_publish")
+    try:
+        client.dialect.publish(client, spec.name, build.staging_table)
+    except ObjectMissingError as exc:
+        raise StaleBuildError(f"{spec.name}: the staging table {build.staging_table} of validated build "
+                              f"{build_id} is gone (dropped since validation); re-run to stage it again") from exc
+    fault_point("mid_publish")
+    if spec.description:
+        client.run("table_comment", {"comment": spec.description}, table=spec.name)
+    client.dialect.grant(client, spec.name, dict(spec.grants))
+    builds.published(build_id, utc_now())
+    return "published"
+
+
+def clear_stale(client: WarehouseClient, spec: TableSpec, builds: BuildsTable, stale_after: dt.timedelta) -> list[str]:
+    """Drop the staging tables of `spec`'s builds that are no longer needed (builds.stale_to_drop)."""
+    now = utc_now()
+    dropped = []
+    for build in stale_to_drop(builds.open_builds(spec.name), now, stale_after):
+        client.run("drop_table", table=build.staging_table)
+        builds.dropped(build.build_id, now)
+        dropped.append(build.staging_table)
+    return dropped

@@ -1,31 +1,33 @@
-"""Luigi classes of the ELT pipeline: stage -> validate -> swap, one pair of tasks per table spec.
+"""Luigi classes of the ELT pipeline: stage -> check -> publish, one pair of tasks per table spec.
 
-Reads [elt] (table_specs, max_row_drop_ratio) and [warehouse]. For each table in the spec
-file, in order: `StageTable` builds `<schema>.temp_<table>` with CTAS and validates it;
-`PublishTable` swaps it in atomically and writes the marker row. Table N's staging waits
+Reads [elt] (table_specs, max_row_drop_ratio, builds_table, stale_build_hours) and [warehouse].
+For each table in the spec file, in order: `StageTable` builds the day's build into its own
+staging table `<schema>.temp_<table>__<build>` and checks it; `PublishTable` publishes exactly
+that build (comment and grants included) and writes the marker row. Table N's staging waits
 for table N-1's publish, as in the original DAG.
 
 Idempotence keys (marker table rows): `stage:<table>:<date>` and `publish:<table>:<date>`,
-each carrying the build id that is also the staged table's comment.
+each carrying the build id; the builds table ([elt] builds_table) says where that build is.
+Statements run with QUERY_TAG {"project", "task", "table", "date", "build_id"}.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import luigi
 
 from tasks import config
-from tasks.elt import steps as tables
-from tasks.elt.checks import table_failures
+from tasks.elt import steps
+from tasks.elt.builds import PUBLISHED, VALIDATED, BuildsTable
 from tasks.elt.specs import TableSpec, load_specs
-from tasks.errors import ConfigError, DataValidationError, StaleBuildError, WarehouseError
-from tasks.faults import crash_point
+from tasks.errors import CHECK_WARNING, ConfigError, StaleBuildError, WarehouseError
+from tasks.faults import fault_point
 from tasks.params import RunDateParameter
 from tasks.warehouse import MarkerTableTarget, WarehouseClient, session
-from tasks.warehouse.sql import ident_list
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ def spec_for(name: str) -> tuple[TableSpec, TableSpec | None]:
     raise ConfigError(f"table {name} is not in {config.elt().table_specs}")
 
 
+def builds_table(client: WarehouseClient) -> BuildsTable:
+    return BuildsTable(client, config.elt().builds_table)
+
+
 class _TableTask(luigi.Task):
     """A step of one table's build for one day."""
 
@@ -58,13 +64,38 @@ class _TableTask(luigi.Task):
         owner = spec_for(self.table)[0].owner
         return owner if "@" in owner else None
 
+    @contextmanager
+    def tagged(self, client: WarehouseClient, spec: TableSpec, build_id: str) -> Iterator[None]:
+        """Label the block's statements with this task, table, date and build in QUERY_HISTORY."""
+        with client.query_tag(task=self.task_family, table=spec.name, date=self.date.isoformat(), build_id=build_id):
+            yield
+
+    def stage(self, client: WarehouseClient, spec: TableSpec, marker: MarkerTableTarget) -> str:
+        """Stage and check a new build, record it in the stage marker; return its build id."""
+        build_id = steps.new_build_id(self.date)
+        ratio = spec.checks.max_row_drop_ratio
+        with self.tagged(client, spec, build_id):
+            staged = steps.stage_validated(
+                client, spec, self.date, build_id, builds_table(client),
+                max_row_drop_ratio=config.elt().max_row_drop_ratio if ratio is None else ratio,
+            )
+            log.info("%s: staged build %s in %s validated: %s rows", spec.name, build_id, staged.staging,
+                     staged.row_count)
+            warned = [r for r in staged.results if r.warns]
+            if warned:
+                # tasks/ops/alerts.py listens (importing `tasks` registers it); the publish goes on
+                self.trigger_event(CHECK_WARNING, self, "; ".join(str(r) for r in warned))
+            marker.touch(client, build_id)
+        fault_point("after_stage_marker")
+        return build_id
+
 
 class StageTable(_TableTask):
-    """CTAS the table's SELECT into its staging table and validate it.
+    """Stage the table's SELECT as a new build in its own staging table and check it.
 
-    Output: marker row `stage:<table>:<date>` whose build id is found on the staging table
-    (not yet swapped) or on the published one (already swapped). Re-running rebuilds the
-    staging table from scratch; the published table is never touched here.
+    Output: marker row `stage:<table>:<date>` whose build is validated (staging table still
+    there) or already published, as the builds table says. Re-running stages a new build;
+    the published table is never touched here.
     """
 
     def requires(self):  # noqa: ANN201 (luigi's protocol)
@@ -77,37 +108,11 @@ class StageTable(_TableTask):
     def run(self) -> None:
         spec, _ = spec_for(self.table)
         with session() as client:
-            stage_validated(client, spec, self.date, self.output().marker)
-
-
-def stage_validated(client: WarehouseClient, spec: TableSpec, date: dt.date, marker: MarkerTableTarget) -> str:
-    """CTAS a new build of `spec` into its staging table, check it, record it; return its build id.
-
-    Raises DataValidationError naming every failed check; the published table is untouched.
-    """
-    build_id = f"{date.isoformat()}/{uuid.uuid4().hex[:12]}"
-    tables.stage(client, spec, date, build_id)
-    crash_point("after_ctas")
-    stats = tables.measure(client, spec)
-    ratio = spec.checks.max_row_drop_ratio
-    failures = table_failures(
-        stats,
-        min_rows=spec.checks.min_rows,
-        max_row_drop_ratio=config.elt().max_row_drop_ratio if ratio is None else ratio,
-        key=ident_list(spec.primary_key),
-        not_null=ident_list(list(spec.primary_key) + list(spec.checks.not_null)),
-    )
-    if failures:
-        raise DataValidationError(f"{spec.staging_name} (build {build_id})", failures)
-    crash_point("after_validation")
-    log.info("%s: staged build %s validated: %s rows", spec.name, build_id, stats.row_count)
-    marker.touch(client, build_id)
-    crash_point("after_stage_marker")
-    return build_id
+            self.stage(client, spec, self.output().marker)
 
 
 class StagedBuildTarget(luigi.Target):
-    """A validated build recorded in the marker table and still present in one of the two tables."""
+    """A validated build recorded in the stage marker and still publishable (or already published)."""
 
     def __init__(self, spec: TableSpec, date: dt.date):
         self.spec = spec
@@ -118,15 +123,19 @@ class StagedBuildTarget(luigi.Target):
             build_id = self.marker.build_id(client)
             if build_id is None:
                 return False
-            return build_id in tables.builds(client, self.spec)
+            build = builds_table(client).get(build_id)
+            return build is not None and (
+                build.status == PUBLISHED or (build.status == VALIDATED and not build.dropped)
+            )
 
 
 class PublishTable(_TableTask):
-    """Swap the validated staging table in atomically, then write the publish marker.
+    """Publish the validated build in one atomic statement, then write the publish marker.
 
-    Output: marker row `publish:<table>:<date>`. A crash after the swap and before the
-    marker is safe: the published table then carries the build id, and the re-run only
-    writes the marker instead of swapping the old version back.
+    Output: marker row `publish:<table>:<date>`. A crash after the publish and before the
+    marker is safe: the builds table then says the build is published, and the re-run only
+    writes the marker; a crash inside the publish leaves the old table, and the re-run
+    publishes the same validated build again.
     """
 
     def requires(self) -> StageTable:
@@ -145,19 +154,32 @@ class PublishTable(_TableTask):
                 raise WarehouseError(f"{spec.name}: no validated build recorded for {self.date}")
             for attempt in range(1, STALE_BUILD_ATTEMPTS + 1):
                 try:
-                    action = tables.publish(client, spec, build_id)
+                    with self.tagged(client, spec, build_id):
+                        action = steps.publish(client, spec, build_id, builds_table(client))
                     break
                 except StaleBuildError:
-                    # Another day's run staged the same table after ours was validated (two days
-                    # built at once). Build and validate ours again, then swap it right away.
+                    # the validated build's staging table is gone (dropped as stale after a very long
+                    # pause, or by hand): stage and check a new build, then publish that one
                     if attempt == STALE_BUILD_ATTEMPTS:
                         raise
-                    log.warning("%s: build %s was replaced in staging by another run; staging again",
-                                spec.name, build_id)
-                    build_id = stage_validated(client, spec, self.date, stage_marker)
-            crash_point("after_swap")
+                    log.warning("%s: build %s can no longer be published; staging again", spec.name, build_id)
+                    build_id = self.stage(client, spec, stage_marker)
+            fault_point("after_publish")
             log.info("%s: build %s %s", spec.name, build_id, action)
-            self.output().touch(client, build_id)
+            with self.tagged(client, spec, build_id):
+                self.output().touch(client, build_id)
+                self.clear_stale(client, spec)
+
+    def clear_stale(self, client: WarehouseClient, spec: TableSpec) -> None:
+        """Drop staging tables no longer needed; a failure here is logged, never fails the publish."""
+        stale_after = dt.timedelta(hours=config.elt().stale_build_hours)
+        try:
+            dropped = steps.clear_stale(client, spec, builds_table(client), stale_after)
+        except WarehouseError as exc:
+            log.warning("%s: stale staging tables not dropped (the next publish tries again): %s", spec.name, exc)
+            return
+        if dropped:
+            log.info("%s: dropped %d staging table(s) no longer needed: %s", spec.name, len(dropped), dropped)
 
 
 class MauSummary(luigi.WrapperTask):

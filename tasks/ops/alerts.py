@@ -11,6 +11,8 @@ duplicates). Which Luigi event fires where (luigi 3.8 worker.py):
 - `Event.BROKEN_TASK` (task, exception): in the parent worker while scheduling, when
   `requires()` (`deps()`) raises. When `complete()` raises, Luigi fires only
   `Event.DEPENDENCY_MISSING` (task) for a non-external task; that is alerted too.
+- `tasks.errors.CHECK_WARNING` (task, message), our own event: in the process that ran the
+  task, when data checks of severity "warn" failed; the task goes on and publishes.
 - With `--workers 1` and no timeout the task runs inside the worker process: a SIGKILL there
   kills the whole `luigi` process and no handler can run. The cron wrapper covers that case
   with `send_run_summary()` for any non-zero or killed `luigi` exit.
@@ -48,6 +50,7 @@ import luigi.interface
 import luigi.retcodes
 
 from tasks import config
+from tasks.errors import CHECK_WARNING
 from tasks.ops.alert_ledger import ALERT, AlertLedger, PendingFailure
 from tasks.ops.redaction import redact
 from tasks.ops.slack import WEBHOOK_ENV, Delivery, SlackSettings, alerts_dir, deliver
@@ -83,6 +86,11 @@ def on_broken_task(task: luigi.Task, exception: BaseException) -> None:
     _alert(task, "broken task", type(exception).__name__, str(exception))
 
 
+def on_check_warning(task: luigi.Task, message: str) -> None:
+    """tasks.errors.CHECK_WARNING: data checks of severity warn failed; the task goes on."""
+    _alert(task, "data check warning", "DataCheckWarning", message, key_suffix="#check-warning")
+
+
 def on_dependency_missing(task: luigi.Task) -> None:
     """Event.DEPENDENCY_MISSING on a task with a run(): its complete() raised while scheduling."""
     if task.run is None or task.run == NotImplemented:
@@ -97,6 +105,7 @@ _HANDLERS = {
     luigi.Event.TIMEOUT: on_timeout,
     luigi.Event.BROKEN_TASK: on_broken_task,
     luigi.Event.DEPENDENCY_MISSING: on_dependency_missing,
+    CHECK_WARNING: on_check_warning,
 }
 
 
@@ -114,8 +123,9 @@ def register() -> None:
 # ---------------------------------------------------------------- sending
 
 
-def _alert(task: luigi.Task, kind: str, error_type: str, message: str) -> None:
-    """Record one failure in the ledger and send an individual alert if storm control allows."""
+def _alert(task: luigi.Task, kind: str, error_type: str, message: str, key_suffix: str = "") -> None:
+    """Record one failure in the ledger and send an individual alert if storm control allows
+    (`key_suffix` keeps a warning apart from a later failure of the same task)."""
     try:
         slack_cfg = config.slack()
         family, params = task.task_family, _params(task)
@@ -123,7 +133,7 @@ def _alert(task: luigi.Task, kind: str, error_type: str, message: str) -> None:
         first_line = (message.strip().splitlines() or [""])[0]
         summary = redact(f"{family}({params}) {kind}: {error_type}: {first_line}", phone_region=region)[:300]
         decision = _ledger().record(
-            RUN_ID, task.task_id, summary,
+            RUN_ID, task.task_id + key_suffix, summary,
             cap=slack_cfg.max_alerts_per_run, alert_on_retry=slack_cfg.alert_on_retry,
         )
         if decision.action != ALERT:

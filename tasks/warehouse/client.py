@@ -6,12 +6,18 @@ Snowflake's own conventions: `connection_name` (default $SNOWFLAKE_CONN) from
 `~/.snowflake/connections.toml`, where key-pair auth (`authenticator = "SNOWFLAKE_JWT"`,
 `private_key_file`) and everything else the connector supports is configured. No secret
 passes through this module: the connector reads them from its own file or the environment.
+
+Every session runs with AUTOCOMMIT on (an account or user default of FALSE would otherwise leave
+the marker MERGE uncommitted) and a JSON QUERY_TAG (`{"project": ...}` at login; a task adds
+task, table, date and build id with `client.query_tag(...)`), so a DBA finds our queries in
+QUERY_HISTORY.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import time
@@ -20,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from tasks import config
-from tasks.errors import ConfigError, ConnectionLostError, WarehouseError
+from tasks.errors import ConfigError, ConnectionLostError, NotAuthorizedError, ObjectMissingError, WarehouseError
 from tasks.warehouse import embedded
 from tasks.warehouse.dialect import Dialect, dialect_for
 from tasks.warehouse.errors import translate
-from tasks.warehouse.sql import qualified, render
+from tasks.warehouse.sql import render
 
 log = logging.getLogger(__name__)
+
+PROJECT = "mau-campaign-tasks"  # the `project` of every QUERY_TAG
 
 
 def _errors() -> type[Exception]:
@@ -44,9 +52,25 @@ class WarehouseClient:
         self.conn = conn
         self.dialect = dialect  # what differs between backends, chosen once here
         self._ensured: set[tuple[str, tuple]] = set()
+        # the session's QUERY_TAG: set at login; a different wanted tag is sent before the next statement
+        self._tag_sent = self._tag_wanted = query_tag_json({})
+
+    @contextlib.contextmanager
+    def query_tag(self, **fields: str) -> Iterator[None]:
+        """Statements run inside the block carry QUERY_TAG {"project", **fields} (sent once, when the
+        first statement needs it); the previous tag is wanted again afterwards."""
+        previous = self._tag_wanted
+        self._tag_wanted = query_tag_json(fields)
+        try:
+            yield
+        finally:
+            self._tag_wanted = previous
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, name: str = "sql") -> list[tuple]:
         """Run one statement with bind parameters and return its rows (empty for DDL)."""
+        if self._tag_wanted != self._tag_sent:
+            self._tag_sent = self._tag_wanted  # first: the tag statement itself runs through execute()
+            self.dialect.set_query_tag(self, self._tag_wanted)
         cur = self.conn.cursor()
         started = time.monotonic()
         try:
@@ -70,6 +94,51 @@ class WarehouseClient:
             self.run(name, **identifiers)
             self._ensured.add(key)
 
+    def create_if_absent(self, name: str, **identifiers: str) -> bool:
+        """Run `CREATE ... IF NOT EXISTS` statement `name`; True if it created the object, False if
+        the warehouse answered that it already existed (Snowflake: "X already exists, statement
+        succeeded.", also for an object this role cannot see)."""
+        rows = self.run(name, **identifiers)
+        self._ensured.add((name, tuple(sorted(identifiers.items()))))
+        return not any("already exists" in str(row[0]).lower() for row in rows if row)
+
+    def lookup_own(
+        self, name: str, params: Mapping[str, Any], *, table: str, create: str, **identifiers: str
+    ) -> list[tuple]:
+        """Run the lookup `name` on `table`, a table this package creates itself (`create` is its
+        CREATE TABLE IF NOT EXISTS statement, taking `identifiers` too).
+
+        Snowflake answers 2003 "does not exist or not authorized" both when the table is missing
+        and when this role lost its privileges on it. A missing table reads as no rows (it is
+        created, empty); a table that exists but this role cannot read raises NotAuthorizedError
+        naming the privilege, so a lost grant is never mistaken for "not done yet".
+        """
+        try:
+            return self.run(name, params, **identifiers)
+        except ObjectMissingError as missing:
+            schema = table.split(".")[0]
+            self.ensure("create_schema", schema=schema)
+            if self.create_if_absent(create, **identifiers):
+                return []
+            try:  # another process may have created it between our lookup and our CREATE
+                return self.run(name, params, **identifiers)
+            except ObjectMissingError:
+                role = self.current_role()
+                raise NotAuthorizedError(
+                    f"{table} exists but role {role} cannot read it (Snowflake said: {missing}); "
+                    f"needs SELECT, INSERT and UPDATE on {table} and USAGE on schema {schema}",
+                    query_id=missing.query_id,
+                    sql_name=name,
+                ) from missing
+
+    def current_role(self) -> str:
+        """The session's role (for error messages that name a missing privilege)."""
+        try:
+            (role,), = self.run("current_role")
+        except WarehouseError:
+            return "(unknown role)"
+        return str(role)
+
     def columns(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Column names and rows of a query (the `sql` command's output)."""
         cur = self.conn.cursor()
@@ -82,18 +151,6 @@ class WarehouseClient:
         finally:
             cur.close()
         return names, rows
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT, rolled back if the block raises."""
-        self.execute("BEGIN", name="begin")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(WarehouseError):
-                self.execute("ROLLBACK", name="rollback")
-            raise
-        self.execute("COMMIT", name="commit")
 
     def close(self) -> None:
         with contextlib.suppress(_errors()):
@@ -111,7 +168,8 @@ def connect_params() -> dict[str, Any]:
     cfg = config.warehouse()
     common: dict[str, Any] = {
         "login_timeout": cfg.login_timeout,
-        "session_parameters": {"QUERY_TAG": "mau-campaign-tasks"},
+        "autocommit": True,  # sent as the AUTOCOMMIT session parameter at login, whatever the account default
+        "session_parameters": {"QUERY_TAG": query_tag_json({})},
     }
     if cfg.backend == "embedded":
         state = embedded.ensure_running(
@@ -152,7 +210,15 @@ def connect(params: dict[str, Any] | None = None) -> WarehouseClient:
         conn = snowflake.connector.connect(**params)
     except _errors() as exc:
         raise translate(exc, prefix=f"cannot connect to the {cfg.backend} warehouse: ") from exc
-    return WarehouseClient(conn, dialect_for(cfg.backend, qualified(cfg.marker_table)))
+    return WarehouseClient(conn, dialect_for(cfg.backend))
+
+
+def query_tag_json(fields: Mapping[str, str]) -> str:
+    """The QUERY_TAG text: compact JSON, `project` first (Snowflake allows 2000 characters)."""
+    tag = json.dumps({"project": PROJECT, **fields}, separators=(",", ":"))
+    if len(tag) > 2000:
+        raise ConfigError(f"QUERY_TAG longer than Snowflake's 2000 characters: {tag[:80]}...")
+    return tag
 
 
 # One open client per process and connection settings: Luigi asks complete() of every task

@@ -152,10 +152,11 @@ def _port_open(port: int) -> bool:
 def serve(directory: Path, port: int, reap_after: float = 30.0) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT (the `serve` entry point).
 
-    A client killed inside a transaction (a crash mid-swap) never sends COMMIT or ROLLBACK,
-    and its open DuckDB transaction would block every later swap of the same tables. Real
-    Snowflake ends such sessions itself; here a reaper rolls back and drops any session
-    that has been idle inside a transaction for `reap_after` seconds.
+    A client killed inside a transaction never sends COMMIT or ROLLBACK, and its open DuckDB
+    transaction would block every later write to the same tables. The pipeline's own steps are
+    single statements, but any client (an operator's BEGIN through `python -m tasks sql`, a
+    future step) can die in one. Real Snowflake ends such sessions itself; here a reaper rolls
+    back and drops any session that has been idle inside a transaction for `reap_after` seconds.
     """
     import fakesnow.instance
     import fakesnow.server as fs_server

@@ -37,6 +37,14 @@ def qualified(name: str, parts: int = 2) -> str:
     return ".".join(ident(p) for p in pieces)
 
 
+def string_literal(value: str) -> str:
+    """`value` as a single-quoted Snowflake string literal (backslash and quote escaped), for the few
+    places a statement cannot take a bind parameter (PUT's local file URL)."""
+    if "\x00" in value or "\n" in value or "\r" in value:
+        raise ConfigError(f"{value!r} cannot be quoted as one SQL string literal")
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def ident_list(names: Sequence[str]) -> str:
     """A comma-separated list of validated identifiers."""
     if not names:

@@ -1,7 +1,8 @@
 """Marker-table target: a step is done when its row is in the marker table (luigi's PostgresTarget way).
 
 Reads [warehouse] marker_table. The row is written as a task's last step; a missing marker
-table means "not done". Rows also carry the build id of the staged table they refer to.
+table means "not done" (and is created), a marker table this role cannot read is a
+NotAuthorizedError, never "not done". Rows also carry the build id they refer to.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import luigi
 
 from tasks import config
-from tasks.errors import ObjectMissingError
 from tasks.warehouse.client import WarehouseClient, session
 from tasks.warehouse.sql import qualified
 
@@ -30,11 +30,10 @@ class MarkerTableTarget(luigi.Target):
         if client is None:
             with session() as own:
                 return self.build_id(own)
-        try:
-            rows = client.run("marker_lookup", {"update_id": self.update_id}, marker=marker_table())
-        except ObjectMissingError:
-            return None  # no marker table yet (a role that lost its grant on it gets NotAuthorizedError only
-            # where Snowflake says so; its 2003 cannot be told from "missing")
+        marker = marker_table()
+        rows = client.lookup_own(
+            "marker_lookup", {"update_id": self.update_id}, table=marker, create="marker_create", marker=marker
+        )
         return rows[0][0] if rows else None
 
     def exists(self) -> bool:

@@ -1,23 +1,29 @@
-"""Against a real Snowflake account: the dialect's staging, build ids (comments) and SWAP.
+"""Against a real Snowflake account: a role's SELECT survives publishes, spec grants and the comment apply.
 
 Skipped unless SNOWFLAKE_CONN names an entry of ~/.snowflake/connections.toml (the cloud
-cannot run here). Works in a scratch schema that it drops at the end.
+cannot run here). Works in a scratch schema that it drops at the end. The role granted by hand
+is SNOWFLAKE_TEST_ROLE (default PUBLIC, which every account has); SNOWFLAKE_SPEC_ROLE, when set,
+is declared in the spec's `grants` as well.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tasks.elt import steps
+from tasks.elt.builds import BuildsTable
+from tasks.elt.specs import parse_specs
 from tasks.warehouse.client import connect
-from tasks.warehouse.dialect import SnowflakeDialect
 
 pytestmark = pytest.mark.integration
 
 CONNECTIONS = Path(os.environ.get("SNOWFLAKE_HOME", Path.home() / ".snowflake")) / "connections.toml"
+DAY = dt.date(2026, 6, 30)
 
 
 @pytest.fixture
@@ -33,15 +39,40 @@ def snowflake(luigi_cfg):
     client.close()
 
 
-def test_stage_swap_and_build_ids_on_snowflake(snowflake) -> None:
+def select_grantees(client, table: str) -> set[str]:  # noqa: ANN001
+    rows = client.execute(f"SHOW GRANTS ON TABLE {table}")
+    return {str(r[5]).upper() for r in rows if str(r[1]).upper() == "SELECT"}  # privilege, ..., grantee_name
+
+
+def test_a_roles_select_survives_two_publishes(snowflake, tmp_path: Path) -> None:
     client, schema = snowflake
-    dialect = SnowflakeDialect(f"{schema}.table_updates")
-    table, staging = f"{schema}.t", f"{schema}.temp_t"
-    dialect.create_staging(client, staging, "SELECT 1 AS k", "build-1", {})
-    assert dialect.table_builds(client, table, staging) == (None, "build-1")
-    dialect.publish_first(client, table, staging, "build-1")
-    assert dialect.table_builds(client, table, staging) == ("build-1", None)
-    dialect.create_staging(client, staging, "SELECT 2 AS k", "build-2", {})
-    dialect.swap(client, table, staging, ("build-1", "build-2"))
-    assert dialect.table_builds(client, table, staging) == ("build-2", "build-1")
-    assert client.execute(f"SELECT k FROM {table}") == [(2,)]
+    hand_role = os.environ.get("SNOWFLAKE_TEST_ROLE", "PUBLIC").upper()
+    spec_role = os.environ.get("SNOWFLAKE_SPEC_ROLE", "").upper()
+    (tmp_path / "t.sql").write_text("SELECT SEQ4() AS k, %(run_date)s::DATE AS d FROM TABLE(GENERATOR(ROWCOUNT => 3))")
+    grants = f'grants = {{ select = ["{spec_role}"] }}' if spec_role else ""
+    (spec,) = parse_specs(f"""
+[[table]]
+name = "{schema}.t"
+primary_key = ["k"]
+sql = "t.sql"
+description = "integration test table"
+{grants}
+[table.checks]
+expressions = ["d = %(run_date)s::DATE"]
+""", tmp_path)
+    builds = BuildsTable(client, f"{schema}.elt_builds")
+    published = []
+    for i, day in enumerate([DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]):
+        build_id = steps.new_build_id(day)
+        steps.stage_validated(client, spec, day, build_id, builds, max_row_drop_ratio=0.5)
+        assert steps.publish(client, spec, build_id, builds) == "published"
+        published.append(build_id)
+        if i == 0:
+            client.execute(f"GRANT SELECT ON TABLE {spec.name} TO ROLE {hand_role}")
+        assert client.execute(f"SELECT DISTINCT d FROM {spec.name}") == [(day,)]
+        # publishes 2 and 3 replaced the table the role was granted on: the grant must still be there
+        assert {hand_role} | ({spec_role} if spec_role else set()) <= select_grantees(client, spec.name), i
+    (comment,), = client.execute(
+        "SELECT comment FROM information_schema.tables WHERE table_schema = %(s)s AND table_name = 'T'", {"s": schema})
+    assert comment == "integration test table"
+    assert builds.get(published[-1]).status == "published"

@@ -8,8 +8,8 @@ from pathlib import Path
 import luigi
 import pytest
 
-from tasks.elt import steps as tables
-from tasks.elt.tasks import MauSummary, PublishTable, StageTable, spec_for
+from tasks.elt import steps
+from tasks.elt.tasks import MauSummary, PublishTable, StageTable
 from tasks.errors import DataValidationError
 from tasks.warehouse.client import WarehouseClient
 from tests.warehouse_fixtures import expected_mau, published, seed_raw
@@ -23,6 +23,11 @@ def build(*tasks: luigi.Task, workers: int = 1) -> luigi.execution_summary.Luigi
 
 def marker_rows(client: WarehouseClient) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in client.execute("SELECT update_id, build_id, inserted FROM analytics.table_updates")}
+
+
+def build_rows(client: WarehouseClient) -> list[tuple]:
+    return client.execute("SELECT build_id, status, row_count, staging_table, published_at, dropped_at "
+                          "FROM analytics.elt_builds ORDER BY created_at")
 
 
 def test_mau_equals_independent_computation(warehouse: WarehouseClient, tmp_path: Path) -> None:
@@ -47,14 +52,15 @@ def test_rerun_is_a_noop(warehouse: WarehouseClient, tmp_path: Path) -> None:
     seed_raw(warehouse, tmp_path)
     assert build(MauSummary(date=DAY)).scheduling_succeeded
     before = marker_rows(warehouse)
-    comment_before = tables.builds(warehouse, spec_for("analytics.mau_summary")[0])
+    builds_before = build_rows(warehouse)
+    assert [b[1] for b in builds_before] == ["published"]
     second = build(MauSummary(date=DAY))
     assert second.scheduling_succeeded
     assert second.status == luigi.execution_summary.LuigiStatusCode.SUCCESS
     assert "complete ones were encountered" in second.summary_text
     assert "ran successfully" not in second.summary_text
     assert marker_rows(warehouse) == before
-    assert tables.builds(warehouse, spec_for("analytics.mau_summary")[0]) == comment_before
+    assert build_rows(warehouse) == builds_before
 
 
 def test_empty_raw_data_fails_and_keeps_the_published_table(warehouse: WarehouseClient, tmp_path: Path) -> None:
@@ -67,7 +73,7 @@ def test_empty_raw_data_fails_and_keeps_the_published_table(warehouse: Warehouse
     assert not result.scheduling_succeeded
     with pytest.raises(DataValidationError) as err:
         StageTable(date=next_day, table="analytics.mau_summary").run()
-    assert [f.name for f in err.value.failures] == ["not_empty", "row_count_drop"]
+    assert [f.name for f in err.value.failures] == ["not_empty", "row_count_drop", "row_count_anomaly"]
     assert "0 rows" in str(err.value)
     assert published(warehouse) == good == expected_mau(*raw, DAY)
     assert f"publish:analytics.mau_summary:{next_day}" not in marker_rows(warehouse)
@@ -80,9 +86,11 @@ def test_sudden_drop_of_rows_fails(warehouse: WarehouseClient, tmp_path: Path) -
     early = dt.date(2025, 2, 10)  # 2 months instead of 18: a 89% drop
     with pytest.raises(DataValidationError) as err:
         StageTable(date=early, table="analytics.mau_summary").run()
-    (failure,) = err.value.failures
-    assert failure.name == "row_count_drop"
-    assert "2 rows staged vs 18 published" in failure.detail
+    drop, anomaly = err.value.failures
+    assert drop.name == "row_count_drop"
+    assert "2 rows staged vs 18 published" in drop.detail
+    assert anomaly.name == "row_count_anomaly"
+    assert anomaly.detail == "2 rows vs median 18 of the last 1 validated build(s) (x0.11, allowed x0.33 to x3)"
     assert published(warehouse) == good
 
 
@@ -124,7 +132,7 @@ UNION ALL SELECT NULL, 1
     assert set(names) == {"primary_key_unique", "not_null"}
     assert names["primary_key_unique"].startswith("6 value(s) of (channel)")
     assert names["not_null"].startswith("1 row(s)")
-    assert not tables.table_exists(warehouse, "analytics.channel_days")
+    assert not steps.table_exists(warehouse, "analytics.channel_days")
 
 
 TWO_TABLES = """
@@ -165,17 +173,22 @@ SELECT month, mau - LAG(mau) OVER (ORDER BY month) AS growth FROM analytics.mau_
 
 
 def test_two_days_staged_before_either_publishes_both_converge(warehouse: WarehouseClient, tmp_path: Path) -> None:
-    """Day A's validated build is overwritten in staging by day B's; A's publish stages A again."""
+    """Day A and day B are staged (each into its own table) before either publishes: each publishes
+    its own validated build, without staging again."""
     raw = seed_raw(warehouse, tmp_path)
     day_a, day_b = dt.date(2026, 5, 31), DAY
     StageTable(date=day_a, table="analytics.mau_summary").run()
     StageTable(date=day_b, table="analytics.mau_summary").run()
-    stale = marker_rows(warehouse)[f"stage:analytics.mau_summary:{day_a}"][0]
-    PublishTable(date=day_a, table="analytics.mau_summary").run()  # its staged build is gone: stages again
+    staged_a = marker_rows(warehouse)[f"stage:analytics.mau_summary:{day_a}"][0]
+    PublishTable(date=day_a, table="analytics.mau_summary").run()
     assert published(warehouse) == expected_mau(*raw, day_a)
-    assert marker_rows(warehouse)[f"stage:analytics.mau_summary:{day_a}"][0] != stale
+    assert marker_rows(warehouse)[f"stage:analytics.mau_summary:{day_a}"][0] == staged_a
     assert build(PublishTable(date=day_b, table="analytics.mau_summary")).scheduling_succeeded
     assert published(warehouse) == expected_mau(*raw, day_b)
     markers = marker_rows(warehouse)
     for day in (day_a, day_b):
         assert markers[f"publish:analytics.mau_summary:{day}"][0] == markers[f"stage:analytics.mau_summary:{day}"][0]
+    assert [(b[0], b[1]) for b in build_rows(warehouse)] == [
+        (markers[f"stage:analytics.mau_summary:{day_a}"][0], "published"),
+        (markers[f"stage:analytics.mau_summary:{day_b}"][0], "published"),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from tasks.errors import ObjectMissingError
 from tasks.warehouse import embedded
-from tasks.warehouse.client import WarehouseClient
+from tasks.warehouse.client import WarehouseClient, connect, connect_params
 from tasks.warehouse.dialect import EmbeddedDialect
 
 
@@ -86,3 +87,16 @@ def test_a_missing_table_is_object_missing_and_the_dialect_is_chosen_once(wareho
     with pytest.raises(ObjectMissingError, match="42S02"):
         warehouse.execute("SELECT * FROM analytics.no_such_table", name="probe")
     assert isinstance(warehouse.dialect, EmbeddedDialect)
+
+
+def test_sessions_autocommit_and_carry_the_project_query_tag(warehouse: WarehouseClient) -> None:
+    params = connect_params()
+    assert params["autocommit"] is True  # the AUTOCOMMIT session parameter at login, whatever the account says
+    assert json.loads(params["session_parameters"]["QUERY_TAG"]) == {"project": "mau-campaign-tasks"}
+    other = connect()
+    try:
+        warehouse.execute("CREATE TABLE public.ac (a INTEGER)")
+        warehouse.execute("INSERT INTO public.ac VALUES (1)")
+        assert other.execute("SELECT COUNT(*) FROM public.ac") == [(1,)]  # committed without a COMMIT
+    finally:
+        other.close()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.elt.checks import TableStats, table_failures
-from tasks.elt.specs import load_specs, parse_specs
+from tasks.elt.checks import TableStats, blocking, table_results
+from tasks.elt.specs import TableChecks, load_specs, parse_specs
 from tasks.errors import CheckFailure, ConfigError, DataValidationError
 from tasks.warehouse.sql import SQL_DIR, ident, ident_list, qualified, render
 
@@ -35,7 +35,7 @@ def test_parse_specs_in_order_with_defaults(tmp_path: Path) -> None:
     a, b = parse_specs(GOOD, tmp_path)
     assert (a.name, b.name) == ("analytics.a", "analytics.b")
     assert a.primary_key == ("k1", "k2") and b.primary_key == ("k",)
-    assert a.staging_name == "analytics.temp_a"
+    assert a.staging_for("2026-06-30/0a1b2c3d4e5f") == "analytics.temp_a__20260630_0a1b2c3d4e5f"
     assert a.sql_path == (tmp_path / "sql" / "a.sql").resolve()
     assert a.checks.not_null == ("v",) and a.checks.min_rows == 3 and a.checks.max_row_drop_ratio == 0.25
     assert b.checks.min_rows == 1 and b.checks.max_row_drop_ratio is None
@@ -92,22 +92,22 @@ def test_ident_and_qualified_accept_plain_names() -> None:
 
 def test_every_packaged_sql_file_renders_and_binds_values_not_text() -> None:
     names = sorted(p.stem for p in SQL_DIR.glob("*.sql"))
-    assert {"ctas_staging", "swap_snowflake", "rename", "marker_upsert", "check_duplicate_keys"} <= set(names)
+    assert {"ctas_staging", "publish_clone", "publish_copy", "marker_upsert", "check_duplicate_keys"} <= set(names)
     sql = render("check_duplicate_keys", table="analytics.t", key_columns="a, b")
     assert "GROUP BY a, b HAVING COUNT(*) > 1" in sql
     upsert = render("marker_upsert", marker="analytics.table_updates")
     assert "%(update_id)s" in upsert and "%(build_id)s" in upsert  # values are bind parameters
     with pytest.raises(ConfigError, match="placeholder"):
-        render("rename", source="a.b")
+        render("publish_clone", table="a.b")
 
 
 def stats(rows=10, nulls=0, dups=0, published=None) -> TableStats:
     return TableStats(row_count=rows, null_rows=nulls, duplicate_keys=dups, published_rows=published)
 
 
-def failures(s: TableStats, **kw) -> list[CheckFailure]:
-    args = {"min_rows": 1, "max_row_drop_ratio": 0.5, "key": "month", "not_null": "month, mau"} | kw
-    return table_failures(s, **args)
+def failures(s: TableStats, min_rows: int = 1, **kw) -> list[CheckFailure]:
+    args = {"max_row_drop_ratio": 0.5, "key": "month", "not_null": "month, mau"} | kw
+    return blocking(table_results(s, TableChecks(min_rows=min_rows), **args))
 
 
 def test_a_clean_table_passes() -> None:

@@ -1,3 +1,15 @@
--- Embedded backend only: which build each table holds (fakesnow keeps table comments by
--- name, outside the tables' database, so they cannot move inside the swap transaction).
-CREATE TABLE IF NOT EXISTS ${builds} (table_name VARCHAR NOT NULL, build_id VARCHAR)
+-- One row per build of every table: where it was staged, its checks and what became of it.
+-- The build id lives here (a COMMENT ON cannot erase it); analysts can query the history.
+CREATE TABLE IF NOT EXISTS ${builds} (
+    table_name VARCHAR NOT NULL,
+    build_id VARCHAR NOT NULL,
+    run_date DATE,
+    staging_table VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    row_count INTEGER,
+    checks VARCHAR,
+    created_at TIMESTAMP_NTZ,
+    validated_at TIMESTAMP_NTZ,
+    published_at TIMESTAMP_NTZ,
+    dropped_at TIMESTAMP_NTZ
+)

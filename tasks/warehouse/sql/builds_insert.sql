@@ -1,3 +1,2 @@
--- A plain INSERT after builds_clear: fakesnow's MERGE writes to another database, which a
--- DuckDB transaction that already changed the tables refuses.
-INSERT INTO ${builds} (table_name, build_id) VALUES (UPPER(%(table_name)s), %(build_id)s)
+INSERT INTO ${builds} (table_name, build_id, run_date, staging_table, status, created_at)
+VALUES (%(table_name)s, %(build_id)s, %(run_date)s, %(staging_table)s, 'staging', %(now)s)

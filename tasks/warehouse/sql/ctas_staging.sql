@@ -1,4 +1,4 @@
--- Build the staging table from the table's SELECT; the comment carries the build id, which
--- travels with the table through the swap and tells a re-run which version is where.
-CREATE OR REPLACE TABLE ${staging} COMMENT = %(build_id)s AS
+-- Build one staging table per build: its name carries the build id, so no other run's CTAS can
+-- ever land in it, and the publish takes exactly the table that was validated.
+CREATE TABLE ${staging} AS
 ${select}

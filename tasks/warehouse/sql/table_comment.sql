@@ -1,3 +1,2 @@
-SELECT table_name, comment
-FROM information_schema.tables
-WHERE table_schema = UPPER(%(schema)s) AND table_name IN (UPPER(%(table)s), UPPER(%(staging)s))
+-- The spec's description, set after every publish (an admin's COMMENT ON is overwritten by it).
+COMMENT ON TABLE ${table} IS %(comment)s

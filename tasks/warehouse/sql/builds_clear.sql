@@ -1,1 +1,0 @@
-DELETE FROM ${builds} WHERE table_name = UPPER(%(table_name)s)

@@ -1,2 +1,0 @@
-CREATE OR REPLACE TABLE ${staging} AS
-${select}

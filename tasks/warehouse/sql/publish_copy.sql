@@ -1,0 +1,2 @@
+-- Embedded publish (fakesnow has no CLONE): one statement, atomic in DuckDB.
+CREATE OR REPLACE TABLE ${table} AS SELECT * FROM ${staging}

@@ -1,1 +1,0 @@
-ALTER TABLE ${source} RENAME TO ${dest}
