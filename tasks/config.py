@@ -192,7 +192,9 @@ class segments(luigi.Config):
         default=512, description="Longest device token accepted for push."
     )
     chunk_rows = luigi.IntParameter(
-        default=50_000, description="Rows validated and written per Parquet row group (bounds memory)."
+        default=50_000,
+        description="About this many lines per range read and validated by one thread, and per Parquet row "
+        "group (bounds memory).",
     )
 
 

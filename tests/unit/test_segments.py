@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import random
@@ -447,3 +448,23 @@ def test_seen_ids_remembers_every_id_across_merges() -> None:
         seen.add(h1[~known], h2[~known])
         added |= {(int(a), int(b)) for a, b in zip(h1, h2, strict=True)}
     assert len(seen) == len(added)
+
+
+def test_long_fields_on_the_csv_module_path_in_parallel_ranges(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges on the csv-module path at once (an open quote in each), each with fields over the csv
+    module's default limit throughout: no thread may restore the limit while another parses."""
+    monkeypatch.setattr(segments, "_workers", lambda ranges: 4)
+    huge = "x" * 140_000
+    rows = []
+    for i in range(8000):
+        if i % 1000 == 0:
+            rows.append(f'c{i},new,"open,,')
+        elif i % 50 == 0:
+            rows.append(f"c{i},new,{huge}@example.com,,")
+        else:
+            rows.append(f"c{i},new,u{i}@example.com,,")
+    out = load(tmp_path, HEADER + "\n".join(rows) + "\n", chunk_rows=1000)
+    reasons = collections.Counter(r["reason"] for r in out["rejects"])
+    assert reasons == {"malformed_quotes": 8, "field_too_long": 152}
+    assert out["summary"]["valid"] == 8000 - 160

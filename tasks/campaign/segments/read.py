@@ -9,6 +9,7 @@ import contextlib
 import csv
 import io
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -30,18 +31,27 @@ _ARROW_BLOCK_SIZE = 4 << 20  # rows longer than this make the arrow reader give 
 
 
 class ArrowReaderGaveUp(Exception):
-    """pyarrow's reader could not parse the file (e.g. a row longer than its block): use the csv module."""
+    """pyarrow's reader could not parse a range (e.g. a row longer than its block): use the csv module."""
+
+
+_CSV_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def _no_csv_field_limit() -> Iterator[None]:
-    """Lift the csv module's field size limit (131072 by default) for the duration of a read."""
-    previous = csv.field_size_limit()
-    csv.field_size_limit(sys.maxsize)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(previous)
+    """Lift the csv module's field size limit (131072 by default) for the duration of a read.
+
+    The limit is process-wide, so readers on other threads take turns: one thread restoring the
+    limit while another still parses would make that one fail on a long field. (The csv module
+    holds the GIL anyway, so taking turns costs nothing.)
+    """
+    with _CSV_LIMIT_LOCK:
+        previous = csv.field_size_limit()
+        csv.field_size_limit(sys.maxsize)
+        try:
+            yield
+        finally:
+            csv.field_size_limit(previous)
 
 
 def read_header(path: Path, encoding: str) -> list[str]:

@@ -415,7 +415,7 @@ class Validator:
         self.order = InOrder()
         self._next_line = first_line  # the file line number of the next chunk's first line
 
-    def check(self, chunk: RawChunk, index: int = 0) -> Checked:
+    def check(self, chunk: RawChunk, index: int) -> Checked:
         """Validate chunk number `index` (chunks are numbered from 0 in file order, each checked once)."""
         o = self.options
         n = len(chunk.line_numbers)
