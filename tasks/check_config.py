@@ -202,24 +202,14 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
 
 
 def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
+    """What each send would refuse to start on (sends.config_problems: provider, limits, environment,
+    the demo sample with a real provider)."""
     problems = []
-    real = []
     for channel in sends.CHANNELS:
         with _quietly(problems):
-            provider = sends.channel_config(channel).provider
-            if provider == "outbox":
-                continue
-            real.append(f"[{channel}_campaign] provider = {provider}")
-            problems += [Problem("environment", f"{names} is not set; [{channel}_campaign] provider = {provider} "
-                                 "needs it") for names in sends.missing_env(provider)]
-    with _quietly(problems):
-        sample = config.resolve_path(config.SAMPLE_SEGMENTS).resolve()
-        if real and config.resolve_path(config.segments().input_path).resolve() == sample:
-            problems.append(Problem(
-                _place(where, "segments", "input_path"),
-                f"the bundled demo sample ({config.SAMPLE_SEGMENTS}, fictional customers) with a real provider "
-                f"({'; '.join(real)}): set [segments] input_path to your segment file",
-            ))
+            for section, key, what in sends.config_problems(channel, sends.channel_config(channel)):
+                place = "environment" if section == "environment" else _place(where, section, key)
+                problems.append(Problem(place, what))
     return problems
 
 

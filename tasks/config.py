@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import luigi
 
 from tasks.errors import ConfigError
-from tasks.files import private_dir
+from tasks.files import DIR_MODE, private_dir
 
 T = TypeVar("T")
 
@@ -83,7 +83,8 @@ def var_dir(create: bool = True) -> Path:
     """The run-time folder (TASKS_VAR_DIR wins over [paths] var_dir), created unless `create` is false."""
     path = resolve_path(os.environ.get("TASKS_VAR_DIR") or paths().var_dir)
     if create:
-        private_dir(path)  # holds personal data (segments, ledgers, outbox): owner-only
+        private_dir(path)
+        os.chmod(path, DIR_MODE)  # holds personal data (segments, ledgers, outbox): owner-only, even if it existed
     return path
 
 

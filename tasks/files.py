@@ -19,11 +19,15 @@ DIR_MODE = 0o700
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:
-    """`path` as an owner-only folder (0700), created with its missing parents (also 0700)."""
+    """`path` created owner-only (0700) with its missing parents (also 0700).
+
+    Only the folders created here change mode: an existing folder (a user's log folder, /tmp)
+    keeps its own. The var dir itself is made 0700 by config.var_dir.
+    """
     path = Path(path)
     missing = [p for p in (path, *path.parents) if not p.exists()]
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    for folder in (path, *missing):  # mkdir's mode passes through the umask; chmod does not
+    for folder in missing:  # mkdir's mode passes through the umask; chmod does not
         os.chmod(folder, DIR_MODE)
     return path
 
@@ -55,8 +59,7 @@ def append_json_line(path: str | os.PathLike[str], record: Any) -> Path:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` atomically."""
     target = Path(path)
-    if not target.parent.is_dir():
-        private_dir(target.parent)  # a folder we create is ours; an existing one keeps its mode
+    private_dir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -84,16 +84,32 @@ def load_recipients(customers_path: str | os.PathLike[str], channel: str, segmen
     ]
 
 
-def make_client(channel: str, cfg: config._channel_campaign, var_dir: Path, key: SendKey) -> ProviderClient:
-    """The provider client of a section; reads credentials from the environment."""
-    provider = cfg.provider
+def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[str, str, str]]:
+    """(section, key, problem) for each reason `cfg` cannot send; [] when it can. The send refuses
+    to start on any of them, and `python -m tasks check-config` reports them all."""
+    section, provider = f"{channel}_campaign", cfg.provider
+    problems = []
     if provider not in PROVIDERS[channel]:
-        raise ConfigError(f"[{channel}_campaign] provider = {provider!r}; expected one of {PROVIDERS[channel]}")
+        problems.append((section, "provider", f"provider = {provider!r}; expected one of {PROVIDERS[channel]}"))
+    for key in ("concurrency", "max_attempts"):
+        if getattr(cfg, key) < 1:
+            problems.append((section, key, f"{key} = {getattr(cfg, key)}; must be at least 1"))
+    if provider in PROVIDERS[channel] and provider != "outbox":
+        problems += [("environment", None, f"{names} is not set; [{section}] provider = {provider} needs it")
+                     for names in missing_env(provider)]
+        sample = config.resolve_path(config.SAMPLE_SEGMENTS).resolve()
+        if config.resolve_path(config.segments().input_path).resolve() == sample:
+            problems.append(("segments", "input_path",
+                             f"the bundled demo sample ({config.SAMPLE_SEGMENTS}, fictional customers) with "
+                             f"[{section}] provider = {provider}: set [segments] input_path to your segment file"))
+    return problems
+
+
+def make_client(channel: str, cfg: config._channel_campaign, var_dir: Path, key: SendKey) -> ProviderClient:
+    """The provider client of a section (after config_problems found none); credentials from the environment."""
+    provider = cfg.provider
     if provider == "outbox":
         return OutboxClient(outbox_path(var_dir, channel, key.campaign, key.date), channel)
-    missing = missing_env(provider)
-    if missing:
-        raise ConfigError(f"environment variable {missing[0]} is not set; the {provider} provider needs it")
     env = os.environ
     base_url = cfg.base_url or DEFAULT_BASE_URLS[provider]
     timeouts = {"connect_timeout": cfg.connect_timeout, "read_timeout": cfg.timeout}
@@ -126,13 +142,14 @@ def run_channel_send(
 ) -> SendResult:
     """Send `campaign` to `segment` on `channel` until every recipient is final; returns the result."""
     cfg = channel_config(channel)
+    problems = config_problems(channel, cfg)
+    if problems:
+        raise ConfigError("; ".join(f"[{section}] {key}: {what}" if key else what for section, key, what in problems))
     template = load_template(config.resolve_path(cfg.template), channel)
     var_dir = config.var_dir()
     key = SendKey(campaign, date.isoformat(), channel)
     recipients = load_recipients(customers_path, channel, segment, campaign, date)
     rate, burst = limits(cfg)
-    if cfg.concurrency < 1 or cfg.max_attempts < 1:
-        raise ConfigError(f"[{channel}_campaign] concurrency and max_attempts must be at least 1")
     policy = config.settings(SendPolicy, cfg)
     client = make_client(channel, cfg, var_dir, key)
     try:

@@ -170,13 +170,10 @@ class HttpProviderClient(ABC):
         return json_body(response).get(self.id_field)
 
     def send(self, messages: Sequence[Message]) -> list[str | None]:
-        ids: list[str | None] = []
-        for start in range(0, len(messages), self.batch_size):
-            batch = messages[start : start + self.batch_size]
-            response = self.transport.post(self.path, **self.request(batch))
-            self.raise_for_status(response)
-            ids.extend([self.message_id(response)] * len(batch))
-        return ids
+        """One POST for up to `batch_size` messages (the sender never passes more)."""
+        response = self.transport.post(self.path, **self.request(messages))
+        self.raise_for_status(response)
+        return [self.message_id(response)] * len(messages)
 
     def close(self) -> None:
         self.transport.close()

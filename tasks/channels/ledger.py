@@ -182,19 +182,13 @@ class SendLedger:
         Returns the ids this call claimed: a row another process claimed (or finished) first is
         not pending any more, its conditional update matches nothing, and it must not be sent.
         """
-        now = time.time()
-        claimed = []
-        with self._tx() as conn:
-            for cid in customer_ids:
-                cur = conn.execute(
-                    "UPDATE sends SET state = 'sending', attempts = attempts + 1, next_attempt_at = NULL, "
-                    "updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? AND customer_id = ? "
-                    "AND state = 'pending'",
-                    (now, key.campaign, key.date, key.channel, cid),
-                )
-                if cur.rowcount == 1:
-                    claimed.append(cid)
-        return claimed
+        return self._update(
+            key,
+            customer_ids,
+            "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
+            (),
+            expect=PENDING,
+        )
 
     def mark_sent(self, key: SendKey, sent: Sequence[tuple[str, str | None]]) -> None:
         """`sending` -> `sent`, with the provider's message id per recipient."""
@@ -228,19 +222,20 @@ class SendLedger:
         assignments: str,
         values: tuple[object, ...],
         expect: str | None = None,
-    ) -> None:
+    ) -> list[str]:
+        """Move the rows still in `expect` (else in pending or sending), in one transaction; returns
+        the ids whose row this call changed (a conditional update per row, its row count checked)."""
         guard = " AND state = ?" if expect else " AND state IN ('pending', 'sending')"
+        sql = (f"UPDATE sends SET {assignments}, updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? "
+               f"AND customer_id = ?{guard}")
         now = time.time()
-        params = [
-            (*values, now, key.campaign, key.date, key.channel, cid, *((expect,) if expect else ()))
-            for cid in customer_ids
-        ]
+        changed = []
         with self._tx() as conn:
-            conn.executemany(
-                f"UPDATE sends SET {assignments}, updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? "
-                f"AND customer_id = ?{guard}",
-                params,
-            )
+            for cid in customer_ids:
+                params = (*values, now, key.campaign, key.date, key.channel, cid, *((expect,) if expect else ()))
+                if conn.execute(sql, params).rowcount == 1:
+                    changed.append(cid)
+        return changed
 
     def states(self, key: SendKey) -> dict[str, str]:
         """customer_id -> state for every row of this send."""

@@ -27,6 +27,7 @@ from pyrate_limiter.clocks import WallClock
 from pyrate_limiter.limiter import SingleBucketFactory
 
 from tasks.errors import ConfigError
+from tasks.files import private_file
 
 # Rates are kept in "per 1000 s" so fractional rates (0.5 rps) are exact integers.
 _SCALE = 1000
@@ -91,7 +92,7 @@ class SqliteStateStore(StateStore):
     def __init__(self, path: Path, key: str):
         self.path = Path(path)
         self.key = key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # created 0600 before SQLite opens it (SQLite would follow the umask)
         conn = self._connect()
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, state TEXT NOT NULL)")

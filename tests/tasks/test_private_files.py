@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tasks.campaign.tasks import LoadSegments, SendEmailCampaign, SendPushNotification, SendSmsCampaign
+from tasks.channels.limiter import ChannelLimiter
+from tasks.files import private_dir
 from tasks.ops import cron, slack
 from tests.tasks.campaign_helpers import DAY, build, setup_campaign
 
@@ -38,6 +40,8 @@ def test_segments_ledger_outbox_alerts_and_runs_are_owner_only(luigi_cfg, tmp_pa
     assert build(LoadSegments(date=DAY), SendEmailCampaign(date=DAY), SendSmsCampaign(date=DAY),
                  SendPushNotification(date=DAY))
     slack.append_to_file({"text": "alert for a@example.com"}, delivery="file")
+    with ChannelLimiter(1, 1, "alerts", state_path=var_path / "alerts" / "ratelimit.sqlite") as limiter:
+        limiter.acquire(1.0)  # the alerts' shared bucket: a SQLite file SQLite would create by the umask
     cron.record_run({"status": "ok", "exit_code": 0, "dates": [DAY.isoformat()]})
 
     checked = {}
@@ -46,8 +50,18 @@ def test_segments_ledger_outbox_alerts_and_runs_are_owner_only(luigi_cfg, tmp_pa
     assert any(name.endswith("customers.parquet") for name in checked)
     assert any(name.endswith("rejects.csv") for name in checked)
     assert any(name.endswith(".sqlite3") for name in checked)
+    assert "alerts/ratelimit.sqlite" in checked
     assert any(name.endswith(".jsonl") and name.startswith("outbox") for name in checked)
     loose = {name: oct(mode) for name, mode in checked.items()
              if mode != (0o700 if (var_path / name).is_dir() else 0o600)}
     assert loose == {}
     assert stat.S_IMODE(var_path.stat().st_mode) == 0o700
+
+
+def test_an_existing_folder_keeps_its_mode(tmp_path, permissive_umask):
+    shared = tmp_path / "logs"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    private_dir(shared / "cron")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # e.g. /tmp for a log file: never tightened
+    assert stat.S_IMODE((shared / "cron").stat().st_mode) == 0o700

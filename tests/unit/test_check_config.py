@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 
 import pytest
 
 from tasks import check_config
+from tasks.campaign import sends
+from tasks.errors import ConfigError
 from tests.conftest import REPO
 
 TWILIO_ENV = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")
@@ -78,6 +81,26 @@ def test_a_real_provider_needs_its_variables_and_never_the_demo_sample(luigi_cfg
     real.write_text("customer_id,segment,email,phone,device_token\n")
     luigi_cfg.set("segments", "input_path", real)
     assert problems() == []
+
+
+def test_what_a_send_would_refuse_is_reported(luigi_cfg, tmp_path) -> None:
+    real = tmp_path / "segments.csv"
+    real.write_text("customer_id,segment,email,phone,device_token\n")
+    luigi_cfg.set("segments", "input_path", real)
+    luigi_cfg.set("email_campaign", "provider", "sendgird").set("sms_campaign", "max_attempts", "0")
+    found = problems()
+    assert any(p.startswith(f"{luigi_cfg.path} [email_campaign] provider: provider = 'sendgird'") for p in found)
+    assert f"{luigi_cfg.path} [sms_campaign] max_attempts: max_attempts = 0; must be at least 1" in found
+    assert len(found) == 2
+
+
+def test_a_send_itself_refuses_the_demo_sample_with_a_real_provider(luigi_cfg, monkeypatch) -> None:
+    """Not only check-config: `luigi --module tasks RunAll` by hand reaches the send, which refuses."""
+    for name in TWILIO_ENV[:3]:
+        monkeypatch.setenv(name, "set-in-the-environment")
+    luigi_cfg.set("sms_campaign", "provider", "twilio")
+    with pytest.raises(ConfigError, match="bundled demo sample"):
+        sends.run_channel_send("sms", datetime.date(2026, 3, 2), "demo", "all", "/nonexistent/customers.parquet")
 
 
 @pytest.mark.parametrize(("section", "code"), [("segments", 0), ("segment", 2)])
