@@ -59,7 +59,7 @@ def config_files() -> list[Path]:
     paths = list(LuigiConfigParser._config_paths)
     env = os.environ.get("LUIGI_CONFIG_PATH")
     if env:
-        paths.extend(p for p in env.split(os.pathsep) if p)
+        paths.append(env)  # luigi reads it as one path, added when it reads the files
     seen: list[Path] = []
     for raw in paths:
         path = Path(raw).resolve()

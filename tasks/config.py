@@ -6,8 +6,9 @@ Config objects are built inside functions, never at import time. Relative paths 
 luigi.cfg are resolved against the project root (the folder holding `tasks/`), so a
 run behaves the same from any working directory.
 
-The code below a Luigi shell never reads luigi.Config objects: it takes a frozen dataclass
-of plain values, filled from a section in one way only, `settings(Dataclass, section)`.
+A pure core takes a frozen dataclass of plain values rather than a luigi.Config object, filled
+from a section in one way only, `settings(Dataclass, section)`; the wiring around a send
+(tasks/campaign/sends.py) and the alert handlers read their sections directly.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def settings(cls: type[T], section: luigi.Config, **overrides: Any) -> T:
     same name, unless `overrides` gives it (values derived from several keys or the environment);
     a field the section does not have keeps its default."""
     values: dict[str, Any] = {}
+    params = {name for name, _ in section.get_params()}  # not hasattr: a Config is a Task (priority, ...)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in overrides:
             values[f.name] = overrides.pop(f.name)
-        elif hasattr(section, f.name):
+        elif f.name in params:
             values[f.name] = getattr(section, f.name)
     if overrides:
         raise ConfigError(f"{cls.__name__} has no field(s) {sorted(overrides)}")

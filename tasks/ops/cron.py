@@ -28,7 +28,7 @@
 Exit codes: Luigi's [retcode] of the run (0, 10, 20, 25, 30, 35, 40), EXIT_TIMEOUT (124, as
 coreutils `timeout`), 128 + N when luigi was killed by signal N (as a shell reports it), and
 EXIT_CONFIG (2) when [schedule] or any other part of the configuration is invalid. Reads [schedule], [retcode], [core]
-(scheduler host/url), [paths] and [luigid].
+(scheduler host/url) and [paths].
 """
 
 from __future__ import annotations
