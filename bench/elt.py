@@ -15,7 +15,8 @@ into the private embedded warehouse, and the same deterministic tables
 - baseline: in a child process, the same data work in DuckDB's own dialect on the DuckDB
   file: the freshness query, the CTAS, the one-scan check query (row count, NULLs, the three
   expressions), the duplicate-key query, the published row count, the publish as
-  `CREATE OR REPLACE TABLE ... AS SELECT * FROM <staging>` and the drop of an old staging table.
+  `CREATE OR REPLACE TABLE ... AS SELECT * FROM <staging>` and a `DROP TABLE IF EXISTS` standing in for the clean-up
+  statement (it finds nothing to drop: the clean-up's cost, not a real drop).
 Goal: ratio <= 1.3. Each run uses another date (so each run stages and publishes).
 
 Also: a no-op `luigi --module tasks RunAll --date D --local-scheduler` once everything is
@@ -158,7 +159,7 @@ def _prepare(env: dict[str, str], sessions: int) -> None:
 
 
 def _reset(env: dict[str, str], sizes: Sizes) -> None:
-    """Forget earlier builds of the measured dates, so every run stages and swaps (the child checks it did)."""
+    """Forget earlier builds of the measured dates, so every run stages and publishes (the child checks it did)."""
     import duckdb
 
     _, bare = _paths(sizes.sessions)

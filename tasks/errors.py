@@ -52,8 +52,9 @@ class ObjectMissingError(WarehouseError):
 
 
 class NotAuthorizedError(WarehouseError):
-    """Raised when the role sees an object but lacks the privilege for the statement (SQLSTATE 42501):
-    grant it (the message names the object and the operation)."""
+    """Raised when the role lacks the privilege for a statement (SQLSTATE 42501, Snowflake 3001/3003),
+    or cannot see a table this package owns (it exists, yet reads as missing): grant it (the message
+    names the object and what the statement needs)."""
 
 
 class ConnectionLostError(WarehouseError):

@@ -42,6 +42,11 @@ class Build:
     published_at: dt.datetime | None = None  # meaningful once status is published
     dropped: bool = False  # its staging table was dropped
 
+    @property
+    def publishable(self) -> bool:
+        """Validated and its staging table still there: publish() may make it the table."""
+        return self.status == VALIDATED and not self.dropped
+
 
 def utc_now() -> dt.datetime:
     """Now in UTC without a zone (the builds table's TIMESTAMP_NTZ columns are UTC)."""

@@ -1,6 +1,6 @@
 """Pure data-quality checks on a build's measured statistics (no luigi, no SQL).
 
-The measurements come from the warehouse (steps.measure, steps.newest); this module decides
+The measurements come from the warehouse (steps.measure, steps.check_freshness); this module decides
 which checks passed, failed or only warn, and says why with the numbers, so that
 DataValidationError names every failed check at once and the builds table keeps every result.
 """

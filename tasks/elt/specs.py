@@ -201,9 +201,7 @@ def _parse_entry(entry: object, index: int, base_dir: Path) -> TableSpec:
         pk = [pk]
     if not isinstance(pk, list) or not pk:
         raise ConfigError(f"{name}: primary_key must be a non-empty list of column names")
-    staging = qualified(entry["staging"]) if entry.get("staging") else ""
-    if staging and staging.lower() == name.lower():
-        raise ConfigError(f"{name}: staging table must differ from the published table")
+    staging = qualified(entry["staging"]) if entry.get("staging") else ""  # a prefix: builds add __<id>
     return TableSpec(
         name=name,
         primary_key=tuple(ident(c) for c in pk),

@@ -15,8 +15,8 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from tasks.elt.builds import PUBLISHED, VALIDATED, BuildsTable, stale_to_drop, utc_now
-from tasks.elt.checks import CheckResult, TableStats, blocking, freshness_result, table_results
+from tasks.elt.builds import PUBLISHED, BuildsTable, stale_to_drop, utc_now
+from tasks.elt.checks import CheckResult, TableStats, blocking, freshness_result, table_results, warnings
 from tasks.elt.specs import TableSpec
 from tasks.errors import DataValidationError, ObjectMissingError, StaleBuildError
 from tasks.faults import fault_point
@@ -78,9 +78,8 @@ def _reject_if_failed(
     failures = blocking(results)
     if not failures and row_count is None:
         return
-    for result in results:
-        if result.warns:
-            log.warning("%s build %s: check %s (severity warn)", spec.name, build_id, result)
+    for result in warnings(results):
+        log.warning("%s build %s: check %s (severity warn)", spec.name, build_id, result)
     builds.checked(build_id, results, row_count, utc_now())
     if failures:
         raise DataValidationError(f"{staging} (build {build_id})", failures)
@@ -169,7 +168,7 @@ def publish(client: WarehouseClient, spec: TableSpec, build_id: str, builds: Bui
     build = builds.get(build_id)
     if build is not None and build.status == PUBLISHED:
         return "already published"
-    if build is None or build.status != VALIDATED or build.dropped:
+    if build is None or not build.publishable:
         state = "not recorded" if build is None else ("dropped" if build.dropped else build.status)
         raise StaleBuildError(f"{spec.name}: build {build_id} is {state}, not a validated staged build; "
                               "re-run to stage it again")

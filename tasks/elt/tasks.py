@@ -21,8 +21,8 @@ from contextlib import contextmanager
 import luigi
 
 from tasks import config
-from tasks.elt import steps
-from tasks.elt.builds import PUBLISHED, VALIDATED, BuildsTable
+from tasks.elt import checks, steps
+from tasks.elt.builds import PUBLISHED, BuildsTable
 from tasks.elt.specs import TableSpec, load_specs
 from tasks.errors import CHECK_WARNING, ConfigError, StaleBuildError, WarehouseError
 from tasks.faults import fault_point
@@ -81,7 +81,7 @@ class _TableTask(luigi.Task):
             )
             log.info("%s: staged build %s in %s validated: %s rows", spec.name, build_id, staged.staging,
                      staged.row_count)
-            warned = [r for r in staged.results if r.warns]
+            warned = checks.warnings(staged.results)
             if warned:
                 # tasks/ops/alerts.py listens (importing `tasks` registers it); the publish goes on
                 self.trigger_event(CHECK_WARNING, self, "; ".join(str(r) for r in warned))
@@ -124,9 +124,7 @@ class StagedBuildTarget(luigi.Target):
             if build_id is None:
                 return False
             build = builds_table(client).get(build_id)
-            return build is not None and (
-                build.status == PUBLISHED or (build.status == VALIDATED and not build.dropped)
-            )
+            return build is not None and (build.status == PUBLISHED or build.publishable)
 
 
 class PublishTable(_TableTask):

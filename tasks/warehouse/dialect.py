@@ -7,7 +7,8 @@ comments, build bookkeeping) is the same SQL on both.
 
 - Publish: one atomic statement on both. Snowflake: `CREATE OR REPLACE TABLE t CLONE s COPY
   GRANTS` (the SWAP it replaces moved the published table's grants onto the staging name;
-  COPY GRANTS keeps them on `t`, the way Airbyte's and dbt's Snowflake writers publish).
+  COPY GRANTS keeps them on `t`, the way Airbyte's Snowflake destination publishes since its SWAP
+  bug; dbt's `copy_grants` is the same clause on a CTAS).
   fakesnow has no CLONE: `CREATE OR REPLACE TABLE t AS SELECT * FROM s`, atomic in DuckDB.
 - Grants: Snowflake runs the spec's GRANTs; fakesnow has no privileges (GRANT does not parse).
 - QUERY_TAG: Snowflake `ALTER SESSION SET QUERY_TAG`; fakesnow implements neither that nor

@@ -42,6 +42,11 @@ NEEDS = {
     "builds_create": "CREATE TABLE on the schema",
     "builds_lookup": "SELECT on the builds table",
     "builds_insert": "INSERT on the builds table",
+    "builds_checked": "UPDATE on the builds table",
+    "builds_published": "UPDATE on the builds table",
+    "builds_dropped": "UPDATE on the builds table",
+    "builds_open": "SELECT on the builds table",
+    "builds_history": "SELECT on the builds table",
     "check_freshness": "SELECT on the freshness source table",
     "check_relationship": "SELECT on the related table",
     "put_table_stage": "OWNERSHIP of the table (its table stage)",
@@ -68,8 +73,7 @@ def translate(
     elif errno in NOT_AUTHORIZED_ERRNOS or sqlstate == "42501":
         cls = NotAuthorizedError
         name = sql_name or ""
-        needed = NEEDS.get(name) or ("SELECT, INSERT and UPDATE on the builds table" if name.startswith("builds_")
-                                     else "")
+        needed = NEEDS.get(name, "")
         if needed:
             message += f"; this statement needs {needed}"
     elif errno in SESSION_GONE_ERRNOS or "HTTP 5" in message:
