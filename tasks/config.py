@@ -1,6 +1,6 @@
 """Thin luigi.Config classes, one per external system, and path resolution.
 
-Sections read: [paths], [warehouse], [elt]. Other modules add their own sections here
+Sections read: [paths], [state], [warehouse], [elt]. Other modules add their own sections here
 ([segments], [email_campaign], [sms_campaign], [push_campaign], [slack], [schedule]).
 Config objects are built inside functions, never at import time. Relative paths in
 luigi.cfg are resolved against the project root (the folder holding `tasks/`), so a
@@ -88,6 +88,23 @@ def var_dir(create: bool = True) -> Path:
         private_dir(path)
         os.chmod(path, DIR_MODE)  # holds personal data (segments, ledgers, outbox): owner-only, even if it existed
     return path
+
+
+class state(luigi.Config):
+    """Where campaign state lives: the send ledger, run locks, rate-limit buckets, completion markers."""
+
+    backend = luigi.ChoiceParameter(
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        description="sqlite: files under var/ (one host, no server); postgres: one database every host shares "
+        "(DSN from the environment variable TASKS_STATE_DSN).",
+    )
+    pool_size = luigi.IntParameter(
+        default=4, description="Postgres connections per process (psycopg_pool), for the sender's threads."
+    )
+    server_port = luigi.IntParameter(
+        default=54329, description="Port of the local Postgres of `python -m tasks state start` (development, tests)."
+    )
 
 
 class warehouse(luigi.Config):

@@ -108,3 +108,13 @@ class AuthApiError(FatalApiError):
 
 class CampaignFailedError(TasksError):
     """Raised when a channel send ends with more permanent failures than `max_failure_ratio`: check the list."""
+
+
+class StateBackendError(TasksError):
+    """Raised when the shared state database ([state] backend = postgres) is unreachable or fails a statement:
+    nothing was sent on its behalf; fix TASKS_STATE_DSN or the server, and re-run (the ledger resumes)."""
+
+
+class LockHeldError(TasksError):
+    """Raised when another live process (on any host sharing the state) holds the lock of this send: wait for
+    it, or stop it; never run two senders on one send's `sending` rows."""

@@ -17,7 +17,7 @@ import pytest
 from luigi.configuration.cfg_parser import LuigiConfigParser
 from luigi.setup_logging import InterfaceLogging
 
-pytest_plugins = ["tests.warehouse_fixtures"]
+pytest_plugins = ["tests.warehouse_fixtures", "tests.state_fixtures"]
 
 # pytest owns logging in the test process: luigi.build must not apply [core] logging_conf_file
 # (logging.config.fileConfig would take caplog's handler off the root logger). Subprocesses

@@ -1,4 +1,4 @@
-"""The durable send ledger: one SQLite row per (campaign, date, channel, customer_id).
+"""The durable send ledger: one row per (campaign, date, channel, customer_id), on SQLite or Postgres.
 
 States: `pending` (not sent yet, or waiting for a retry), `sending` (the request is about to
 go out or is in flight), and the final states `sent`, `failed` (with a reason) and
@@ -12,46 +12,34 @@ Durability: WAL with `synchronous=NORMAL`. A commit is in the WAL file (the OS p
 when `commit()` returns, so it survives the process being killed (SIGKILL, OOM); only a
 power loss or kernel crash can lose the last few commits, which for a `sending` row means
 that recipient could be sent again. `synchronous=FULL` (an fsync per commit, several ms on
-most disks) closes that gap at a large cost in throughput. Reads no luigi.cfg section: the
-caller passes the path (<var_dir>/ledger/<channel>.sqlite3).
+most disks) closes that gap at a large cost in throughput. On Postgres a commit is durable on
+the server, and every host sharing the database sees it.
+
+Shards: a row carries the shard its send was split into when it was seeded; a shard's run
+recovers only its own `sending` rows, under its own lock. Statements are in
+tasks/channels/sql/ledger/ (one file each, a dialect's own file where the engines differ).
+Reads no luigi.cfg section: the caller passes the path (<var_dir>/ledger/<channel>.sqlite3)
+or the shared database.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import ConfigError
-from tasks.files import FILE_MODE, private_file
+from tasks.errors import ConfigError, LockHeldError
+from tasks.state import locks
+from tasks.state.db import Database, SqliteDatabase, Tx, read_sql
 
 PENDING, SENDING, SENT, FAILED, UNKNOWN = "pending", "sending", "sent", "failed", "unknown"
 FINAL_STATES = (SENT, FAILED, UNKNOWN)
 STATES = (PENDING, SENDING, *FINAL_STATES)
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS sends (
-    campaign TEXT NOT NULL,
-    date TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ({", ".join(repr(s) for s in STATES)})),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    unknown_resends INTEGER NOT NULL DEFAULT 0,
-    reason TEXT,
-    provider_message_id TEXT,
-    next_attempt_at REAL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (campaign, date, channel, customer_id)
-) WITHOUT ROWID
-"""
+SQL_DIR = Path(__file__).resolve().parent / "sql" / "ledger"
 
 
 @dataclass(frozen=True)
@@ -76,24 +64,38 @@ class PendingRow:
     next_attempt_at: float | None
 
 
-class SendLedger:
-    """SQLite ledger of one channel; thread-safe (one connection behind a lock, short transactions)."""
+@dataclass(frozen=True)
+class Shard:
+    """Which part of a send one task covers: recipients whose stable hash of customer_id is `index` mod `count`."""
 
-    def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 30_000):
-        self.path = Path(path)
-        private_file(self.path)  # addresses and reasons: 0600 (SQLite gives its -wal and -shm the same mode)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise ConfigError(f"send ledger {self.path}: SQLite refused WAL mode (got {mode})")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute(_SCHEMA)
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ConfigError(f"shard {self.index} of {self.count}: the index must be in 0..{self.count - 1}")
+
+    def __str__(self) -> str:
+        return f"shard {self.index + 1}/{self.count}"
+
+
+class SendLedger:
+    """The ledger of a channel's sends, on SQLite (a file per channel) or the shared Postgres database.
+
+    Thread-safe: every method is one short transaction. Set-based: a claim or an outcome is one
+    statement over the ids of a batch, so a 1,000-recipient e-mail request costs two statements.
+    """
+
+    def __init__(self, where: str | os.PathLike[str] | Database):
+        self.db = where if isinstance(where, Database) else SqliteDatabase(Path(where))
+        self.path = getattr(self.db, "path", None)
+        with self.db.transaction() as tx:
+            if self.db.dialect == "sqlite":
+                _migrate_v1(tx, self._sql("schema"))
+            tx.script(self._sql("schema"))
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
     def __enter__(self) -> SendLedger:
         return self
@@ -101,166 +103,174 @@ class SendLedger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _sql(self, name: str) -> str:
+        return read_sql(str(SQL_DIR), name, self.db.dialect)
+
     @contextlib.contextmanager
-    def run_lock(self, key: SendKey) -> Iterator[None]:
-        """Hold an exclusive lock on this send for the whole run (a second live run fails fast).
+    def run_lock(self, key: SendKey, shard: Shard = Shard()) -> Iterator[None]:
+        """Hold an exclusive lock on this send (or shard) for the whole run: a second live run, on this host or
+        (with Postgres) any other, fails fast with LockHeldError.
 
         Without it, a second process would mistake the first one's `sending` rows for the
         leftovers of a dead run and turn them into `unknown`.
         """
-        lock_path = self.path.parent / f"{key.channel}-{_safe(key.campaign)}-{key.date}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(
-                    f"another process is sending {key.channel} for campaign {key.campaign!r} on {key.date}"
-                ) from None
+        name = f"send-{key.channel}-{key.campaign}-{key.date}-{shard.index}of{shard.count}"
+        lock_dir = self.path.parent if self.path is not None else Path(".")
+        with locks.try_lock(name, lock_dir) as held:
+            if not held:
+                raise LockHeldError(
+                    f"another process is sending {key.channel} for campaign {key.campaign!r} on {key.date} ({shard})"
+                )
             yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    # ------------------------------------------------------------------ seeding
 
-    def seed(self, key: SendKey, customer_ids: Iterable[str]) -> int:
-        """Add a `pending` row for every recipient not in the ledger yet; returns how many were added."""
-        now = time.time()
-        rows = ((key.campaign, key.date, key.channel, cid, now, now) for cid in customer_ids)
-        with self._tx() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO sends (campaign, date, channel, customer_id, state, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                rows,
-            )
-            return conn.total_changes - before
+    def seed(self, key: SendKey, customer_ids: Iterable[str], shard: int = 0) -> int:
+        """Add a `pending` row for every recipient not in the ledger yet (one transaction); returns how many."""
+        ids = list(customer_ids)
+        params = {**_key(key), "shard": shard, "now": time.time()}
+        with self.db.transaction() as tx:
+            before = self._count(tx, key)
+            if self.db.dialect == "postgres":
+                tx.execute("CREATE TEMPORARY TABLE IF NOT EXISTS seed_ids (customer_id TEXT) ON COMMIT DELETE ROWS")
+                tx.copy_rows("seed_ids", ["customer_id"], ([cid] for cid in ids))
+                tx.execute(self._sql("seed"), params)
+                if len(ids) >= 1000:  # fresh statistics, or the planner scans the whole send per claim
+                    tx.execute("ANALYZE sends")
+            else:
+                tx.executemany(self._sql("seed"), ({**params, "customer_id": cid} for cid in ids))
+            return self._count(tx, key) - before
 
-    def recover_in_flight(self, key: SendKey) -> int:
-        """Turn rows a dead run left in `sending` into `unknown`; returns how many."""
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE sends SET state = 'unknown', reason = 'in flight when a previous run stopped', "
-                "updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? AND state = 'sending'",
-                (time.time(), key.campaign, key.date, key.channel),
-            )
-            return cur.rowcount
+    def seeded(self, key: SendKey, shard: Shard) -> tuple[str, int] | None:
+        """(source, recipients) recorded by the last complete seeding of this shard, or None."""
+        with self.db.transaction() as tx:
+            shards = {row[0] for row in tx.rows(self._sql("seed_shards"), _key(key))}
+            if shards and shards != {shard.count}:
+                raise ConfigError(
+                    f"{key.channel} campaign {key.campaign!r} {key.date} was started with shards = "
+                    f"{sorted(shards)[0]}; keep [{key.channel}_campaign] shards = {sorted(shards)[0]} until it is "
+                    f"finished (now {shard.count})"
+                )
+            rows = tx.rows(self._sql("seed_record_get"), {**_key(key), "shard": shard.index})
+        return (rows[0][1], rows[0][2]) if rows else None
 
-    def reopen_unknown(self, key: SendKey) -> int:
-        """Put `unknown` rows that were never re-sent back to `pending`, once each; returns how many."""
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE sends SET state = 'pending', unknown_resends = unknown_resends + 1, attempts = 0, "
-                "next_attempt_at = NULL, updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? "
-                "AND state = 'unknown' AND unknown_resends = 0",
-                (time.time(), key.campaign, key.date, key.channel),
-            )
-            return cur.rowcount
+    def record_seeded(self, key: SendKey, shard: Shard, source: str, recipients: int) -> None:
+        """Remember that every recipient of `source` is in the ledger (a re-run skips seeding)."""
+        with self.db.transaction() as tx:
+            tx.execute(self._sql("seed_record_put"), {**_key(key), "shard": shard.index, "shards": shard.count,
+                                                      "source": source, "recipients": recipients, "now": time.time()})
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover_in_flight(self, key: SendKey, shard: int = 0) -> int:
+        """Turn rows a dead run of this shard left in `sending` into `unknown`; returns how many."""
+        with self.db.transaction() as tx:
+            return tx.execute(self._sql("recover_in_flight"), {**_key(key), "shard": shard, "now": time.time()})
+
+    def reopen_unknown(self, key: SendKey, shard: int = 0) -> int:
+        """Put `unknown` rows of this shard that were never re-sent back to `pending`, once each; returns how many."""
+        with self.db.transaction() as tx:
+            return tx.execute(self._sql("reopen_unknown"), {**_key(key), "shard": shard, "now": time.time()})
+
+    # ------------------------------------------------------------------ reading
 
     def pending(self, key: SendKey) -> list[PendingRow]:
         """Rows still `pending`, by customer_id."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT customer_id, attempts, next_attempt_at FROM sends WHERE campaign = ? AND date = ? "
-                "AND channel = ? AND state = 'pending' ORDER BY customer_id",
-                (key.campaign, key.date, key.channel),
-            ).fetchall()
-        return [PendingRow(*row) for row in rows]
+        with self.db.transaction() as tx:
+            return [PendingRow(*row) for row in tx.rows(self._sql("pending"), _key(key))]
+
+    def pending_among(self, key: SendKey, customer_ids: Sequence[str]) -> list[PendingRow]:
+        """The rows of `customer_ids` still `pending` (one query for a batch of recipients)."""
+        with self.db.transaction() as tx:
+            return [PendingRow(*row) for row in tx.rows(self._sql("pending_among"),
+                                                        {**_key(key), "ids": list(customer_ids)})]
+
+    def counts(self, key: SendKey, shard: int | None = None) -> dict[str, int]:
+        """state -> number of rows of this send (or of one shard)."""
+        with self.db.transaction() as tx:
+            return dict(tx.rows(self._sql("counts"), {**_key(key), "shard": -1 if shard is None else shard}))
+
+    def states(self, key: SendKey) -> dict[str, str]:
+        """customer_id -> state for every row of this send (tests and small reports: it holds every id)."""
+        with self.db.transaction() as tx:
+            return dict(tx.rows(self._sql("states"), _key(key)))
+
+    def rows(self, key: SendKey) -> list[dict[str, object]]:
+        """Every row of this send as a dict (for reports and tests; holds raw ids, never log it whole)."""
+        with self.db.transaction() as tx:
+            cur_rows = tx.rows(self._sql("rows"), _key(key))
+            names = tx.column_names()
+        return [dict(zip(names, row, strict=True)) for row in cur_rows]
+
+    # ------------------------------------------------------------------ moving rows
 
     def mark_sending(self, key: SendKey, customer_ids: Sequence[str]) -> list[str]:
         """Claim rows: `pending` -> `sending` with one more attempt, committed before the request goes out.
 
         Returns the ids this call claimed: a row another process claimed (or finished) first is
-        not pending any more, its conditional update matches nothing, and it must not be sent.
+        not pending any more, the conditional update skips it, and it must not be sent.
         """
-        return self._update(
-            key,
-            customer_ids,
-            "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
-            (),
-            expect=PENDING,
-        )
+        return self._move(key, customer_ids, "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
+                          {}, (PENDING,))
 
     def mark_sent(self, key: SendKey, sent: Sequence[tuple[str, str | None]]) -> None:
         """`sending` -> `sent`, with the provider's message id per recipient."""
-        now = time.time()
-        with self._tx() as conn:
-            conn.executemany(
-                "UPDATE sends SET state = 'sent', reason = NULL, provider_message_id = ?, updated_at = ? "
-                "WHERE campaign = ? AND date = ? AND channel = ? AND customer_id = ? AND state = 'sending'",
-                [(mid, now, key.campaign, key.date, key.channel, cid) for cid, mid in sent],
-            )
+        if not sent:
+            return
+        params = {**_key(key), "now": time.time()}
+        with self.db.transaction() as tx:
+            if self.db.dialect == "postgres":  # one statement over two parallel arrays
+                ids, mids = zip(*sent, strict=True)
+                tx.execute(self._sql("mark_sent"), {**params, "ids": list(ids), "mids": list(mids)})
+            else:  # SQLite cannot join its JSON arrays to the key without scanning the send: a row each
+                tx.executemany(self._sql("mark_sent"), ({**params, "cid": cid, "mid": mid} for cid, mid in sent))
 
     def mark_failed(self, key: SendKey, customer_ids: Sequence[str], reason: str) -> None:
         """-> `failed` (final) with the reason; from `sending`, or from `pending` when nothing was sent."""
-        self._update(key, customer_ids, "state = 'failed', reason = ?", (reason,))
+        self._move(key, customer_ids, "state = 'failed', reason = :reason", {"reason": reason}, (PENDING, SENDING))
 
     def mark_unknown(self, key: SendKey, customer_ids: Sequence[str], reason: str) -> None:
         """`sending` -> `unknown` (final): the provider may have the message; not re-sent by default."""
-        self._update(key, customer_ids, "state = 'unknown', reason = ?", (reason,), expect=SENDING)
+        self._move(key, customer_ids, "state = 'unknown', reason = :reason", {"reason": reason}, (SENDING,))
 
     def mark_retry(self, key: SendKey, customer_ids: Sequence[str], reason: str, next_attempt_at: float) -> None:
         """`sending` -> `pending` after an error known not to have delivered; retried at `next_attempt_at`."""
-        self._update(
-            key, customer_ids, "state = 'pending', reason = ?, next_attempt_at = ?", (reason, next_attempt_at),
-            expect=SENDING,
-        )
+        self._move(key, customer_ids, "state = 'pending', reason = :reason, next_attempt_at = :due",
+                   {"reason": reason, "due": next_attempt_at}, (SENDING,))
 
-    def _update(
-        self,
-        key: SendKey,
-        customer_ids: Sequence[str],
-        assignments: str,
-        values: tuple[object, ...],
-        expect: str | None = None,
-    ) -> list[str]:
-        """Move the rows still in `expect` (else in pending or sending), in one transaction; returns
-        the ids whose row this call changed (a conditional update per row, its row count checked)."""
-        guard = " AND state = ?" if expect else " AND state IN ('pending', 'sending')"
-        sql = (f"UPDATE sends SET {assignments}, updated_at = ? WHERE campaign = ? AND date = ? AND channel = ? "
-               f"AND customer_id = ?{guard}")
-        now = time.time()
-        changed = []
-        with self._tx() as conn:
-            for cid in customer_ids:
-                params = (*values, now, key.campaign, key.date, key.channel, cid, *((expect,) if expect else ()))
-                if conn.execute(sql, params).rowcount == 1:
-                    changed.append(cid)
-        return changed
+    def _move(self, key: SendKey, customer_ids: Sequence[str], assignments: str, values: dict[str, object],
+              expect: tuple[str, ...]) -> list[str]:
+        """Move the listed rows still in one of `expect`, in one statement; returns the ids it changed."""
+        if not customer_ids:
+            return []
+        sql = self._sql("move").format(assignments=assignments, expect=", ".join(f"'{s}'" for s in expect))
+        with self.db.transaction() as tx:
+            rows = tx.rows(sql, {**_key(key), **values, "ids": list(customer_ids), "now": time.time()})
+        return [row[0] for row in rows]
 
-    def states(self, key: SendKey) -> dict[str, str]:
-        """customer_id -> state for every row of this send."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT customer_id, state FROM sends WHERE campaign = ? AND date = ? AND channel = ?",
-                (key.campaign, key.date, key.channel),
-            ).fetchall()
-        return dict(rows)
+    def _count(self, tx: Tx, key: SendKey) -> int:
+        return sum(n for _, n in tx.rows(self._sql("counts"), {**_key(key), "shard": -1}))
 
-    def rows(self, key: SendKey) -> list[dict[str, object]]:
-        """Every row of this send as a dict (for reports and tests; holds raw ids, never log it whole)."""
-        with self._lock:
-            cur = self._conn.execute(
-                "SELECT * FROM sends WHERE campaign = ? AND date = ? AND channel = ? ORDER BY customer_id",
-                (key.campaign, key.date, key.channel),
-            )
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+def _migrate_v1(tx: Tx, schema: str) -> None:
+    """A SQLite ledger of version 1 (no shard column, states fixed by a CHECK constraint): copy its rows into
+    today's table, every row in shard 0. The states are the ledger's own literals, so no CHECK is needed."""
+    ddl = tx.rows("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'sends'")
+    if not ddl or "shard" in ddl[0][0]:
+        return
+    columns = ("campaign, date, channel, customer_id, state, attempts, unknown_resends, reason, "
+               "provider_message_id, next_attempt_at, created_at, updated_at")
+    tx.execute("ALTER TABLE sends RENAME TO sends_v1")
+    tx.script(schema)
+    tx.execute(f"INSERT INTO sends ({columns}) SELECT {columns} FROM sends_v1")
+    tx.execute("DROP TABLE sends_v1")
+
+
+def _key(key: SendKey) -> dict[str, str]:
+    return {"campaign": key.campaign, "date": key.date, "channel": key.channel}
 
 
 def ledger_path(var_dir: str | os.PathLike[str], channel: str) -> Path:
     """<var_dir>/ledger/<channel>.sqlite3: one database per channel, so three sends never share a writer."""
     return Path(var_dir) / "ledger" / f"{channel}.sqlite3"
 
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

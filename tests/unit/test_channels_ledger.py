@@ -1,4 +1,4 @@
-"""The send ledger's state machine on a real SQLite file: recovery, resend-once, run lock."""
+"""The send ledger's state machine on a real SQLite file and a real Postgres: recovery, resend-once, locks."""
 
 from __future__ import annotations
 
@@ -6,15 +6,22 @@ import sqlite3
 
 import pytest
 
-from tasks.channels.ledger import SendKey, SendLedger
-from tasks.errors import ConfigError
+from tasks import state
+from tasks.channels.ledger import SendKey, SendLedger, Shard
+from tasks.errors import ConfigError, LockHeldError
 
 KEY = SendKey("spring", "2026-03-02", "sms")
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    with SendLedger(tmp_path / "ledger" / "sms.sqlite3") as led:
+def open_ledger(tmp_path):
+    return SendLedger(state.database(tmp_path / "ledger" / "sms.sqlite3"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request, tmp_path):
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_state")
+    with open_ledger(tmp_path) as led:
         yield led
 
 
@@ -47,10 +54,9 @@ def test_state_machine_sent_failed_retry(ledger):
 def test_sending_left_by_a_dead_run_becomes_unknown_and_is_resent_at_most_once(ledger, tmp_path):
     ledger.seed(KEY, ["a", "b"])
     ledger.mark_sending(KEY, ["a"])
-    # a second connection (another process) sees the committed `sending` row
-    conn = sqlite3.connect(tmp_path / "ledger" / "sms.sqlite3")
-    assert conn.execute("SELECT state FROM sends WHERE customer_id = 'a'").fetchone() == ("sending",)
-    conn.close()
+    # a second ledger (another process) sees the committed `sending` row
+    with open_ledger(tmp_path) as second:
+        assert second.states(KEY)["a"] == "sending"
     assert ledger.recover_in_flight(KEY) == 1
     assert ledger.states(KEY) == {"a": "unknown", "b": "pending"}
     assert ledger.recover_in_flight(KEY) == 0
@@ -62,22 +68,62 @@ def test_sending_left_by_a_dead_run_becomes_unknown_and_is_resent_at_most_once(l
     assert ledger.rows(KEY)[0]["unknown_resends"] == 1
 
 
-def test_wal_mode_and_states_are_checked(ledger):
-    assert ledger._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with pytest.raises(sqlite3.IntegrityError):
-        ledger._conn.execute(
-            "INSERT INTO sends (campaign, date, channel, customer_id, state, created_at, updated_at) "
-            "VALUES ('x', 'd', 'sms', 'z', 'bogus', 0, 0)"
-        )
-
-
 def test_run_lock_refuses_a_second_live_run(ledger, tmp_path):
     with ledger.run_lock(KEY):
-        with SendLedger(tmp_path / "ledger" / "sms.sqlite3") as second:
-            with pytest.raises(ConfigError, match="another process"), second.run_lock(KEY):
+        with open_ledger(tmp_path) as second:
+            with pytest.raises(LockHeldError, match="another process"), second.run_lock(KEY):
+                pass
+            with second.run_lock(KEY, Shard(1, 2)):  # another shard of the same send has its own lock
                 pass
     with ledger.run_lock(KEY):  # released on exit
         pass
+
+
+def test_claims_and_outcomes_are_set_based_and_conditional(ledger):
+    ledger.seed(KEY, ["a", "b", "c", "d"])
+    assert sorted(ledger.mark_sending(KEY, ["a", "b", "c"])) == ["a", "b", "c"]
+    assert ledger.mark_sending(KEY, ["a", "b", "d"]) == ["d"], "a claimed row is never claimed twice"
+    ledger.mark_sent(KEY, [("a", "m-a"), ("b", "m-b")])
+    rows = {r["customer_id"]: r for r in ledger.rows(KEY)}
+    assert (rows["a"]["provider_message_id"], rows["b"]["provider_message_id"]) == ("m-a", "m-b")
+    assert ledger.counts(KEY) == {"sent": 2, "sending": 2}
+    assert [p.customer_id for p in ledger.pending_among(KEY, ["a", "c", "zz"])] == []
+
+
+def test_seeding_is_recorded_per_shard_and_shards_cannot_change_mid_send(ledger):
+    assert ledger.seeded(KEY, Shard(0, 2)) is None
+    assert ledger.seed(KEY, ["a", "c"], shard=0) == 2
+    ledger.record_seeded(KEY, Shard(0, 2), "customers.parquet@123", 2)
+    assert ledger.seeded(KEY, Shard(0, 2)) == ("customers.parquet@123", 2)
+    assert ledger.seeded(KEY, Shard(1, 2)) is None
+    with pytest.raises(ConfigError, match="shards = 2"):
+        ledger.seeded(KEY, Shard(0, 3))
+    ledger.seed(KEY, ["b"], shard=1)
+    ledger.mark_sending(KEY, ["a", "b"])
+    assert ledger.recover_in_flight(KEY, shard=1) == 1, "a shard recovers only its own rows"
+    assert ledger.counts(KEY, shard=0) == {"sending": 1, "pending": 1}
+
+
+def test_a_version_1_sqlite_ledger_is_migrated_with_its_rows(tmp_path):
+    path = tmp_path / "ledger" / "sms.sqlite3"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE sends (campaign TEXT NOT NULL, date TEXT NOT NULL, channel TEXT NOT NULL, customer_id TEXT "
+        "NOT NULL, state TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown')), "
+        "attempts INTEGER NOT NULL DEFAULT 0, unknown_resends INTEGER NOT NULL DEFAULT 0, reason TEXT, "
+        "provider_message_id TEXT, next_attempt_at REAL, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+        "PRIMARY KEY (campaign, date, channel, customer_id)) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO sends VALUES ('spring', '2026-03-02', 'sms', 'a', 'sent', 1, 0, NULL, 'SM1', NULL, "
+                 "1.0, 2.0)")
+    conn.commit()
+    conn.close()
+    with SendLedger(path) as ledger:
+        rows = ledger.rows(KEY)
+        assert [(r["customer_id"], r["state"], r["provider_message_id"], r["shard"]) for r in rows] == [
+            ("a", "sent", "SM1", 0)]
+        assert ledger.seed(KEY, ["a", "b"]) == 1
 
 
 def test_many_rows_commit_fast_enough_for_a_big_send(ledger):

@@ -2,7 +2,9 @@
 
 Rooms, from the bottom up:
 - base: the modules directly in tasks/ (config, errors, files, pii, params, ...): import only base;
-- libraries: tasks/warehouse/, tasks/channels/: themselves and base, never a wing or each other;
+- the state library: tasks/state/ (SQLite or Postgres, locks, markers): itself and base;
+- libraries: tasks/warehouse/, tasks/channels/: themselves, the state library and base, never a wing or
+  each other;
 - wings: tasks/elt/, tasks/campaign/, tasks/ops/, tasks/demo/: themselves, the libraries and base,
   never another wing;
 - the top: tasks/__init__.py, tasks/__main__.py, tasks/run_all.py, tasks/check_config.py: anything.
@@ -21,6 +23,7 @@ from tasks.config import PROJECT_ROOT
 
 TASKS = PROJECT_ROOT / "tasks"
 TOP = {"tasks", "tasks.__main__", "tasks.run_all", "tasks.check_config"}
+STATE = "state"  # the lowest library: every other library and wing may use it
 LIBRARIES = {"warehouse", "channels"}
 WINGS = {"elt", "campaign", "ops", "demo"}
 EXPORTED = {
@@ -90,6 +93,8 @@ def allowed(source: str, target: str) -> bool:
         return False
     if src == dst or dst == "base":
         return True
+    if dst == STATE:
+        return src in LIBRARIES or src in WINGS
     return src in WINGS and dst in LIBRARIES  # never base -> up, library -> wing or library, wing -> wing
 
 
@@ -128,6 +133,9 @@ def test_the_rules_catch_a_wrong_arrow() -> None:
     assert not allowed("tasks.warehouse.client", "tasks.channels.http")  # library -> library
     assert not allowed("tasks.elt.tasks", "tasks.campaign.tasks")  # wing -> wing
     assert not allowed("tasks.config", "tasks.warehouse.client")  # base -> library
+    assert not allowed("tasks.config", "tasks.state.db")  # base -> state
+    assert not allowed("tasks.state.locks", "tasks.channels.ledger")  # state -> library
+    assert allowed("tasks.channels.ledger", "tasks.state.db") and allowed("tasks.ops.cron", "tasks.state.locks")
     assert not allowed("tasks.ops.cron", "tasks.run_all")  # wing -> top
     assert allowed("tasks.ops.slack", "tasks.channels.http")
     assert allowed("tasks.run_all", "tasks.elt.tasks")

@@ -1,0 +1,4 @@
+-- one pending row per new recipient (executemany); a recipient already in the ledger is left as it is
+INSERT INTO sends (campaign, date, channel, customer_id, shard, state, created_at, updated_at)
+VALUES (:campaign, :date, :channel, :customer_id, :shard, 'pending', :now, :now)
+ON CONFLICT DO NOTHING

@@ -1,0 +1,220 @@
+"""One small database interface over SQLite and Postgres, for the campaign's state.
+
+Statements live in `.sql` files written once with named parameters (`:name`); a dialect may
+override a statement with `<name>.<dialect>.sql` where the two engines differ (arrays on
+Postgres, `json_each` on SQLite). A list or tuple bound to a parameter is passed as a JSON
+array to SQLite (read it with `json_each(:ids)`) and as an array to Postgres (`= ANY(:ids)`).
+
+Postgres connections come from one psycopg_pool per process and DSN, re-made after a fork
+(Luigi forks a process per task when it runs several workers); a pooled connection is never
+shared across processes. Reads no luigi.cfg section: the caller passes the path or DSN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import ConfigError, StateBackendError
+from tasks.files import private_file
+
+Params = Mapping[str, Any]
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@functools.lru_cache(maxsize=None)
+def read_sql(folder: str, name: str, dialect: str) -> str:
+    """The statement `name` of `folder` for `dialect`: `<name>.<dialect>.sql` if it exists, else `<name>.sql`."""
+    base = Path(folder)
+    for candidate in (base / f"{name}.{dialect}.sql", base / f"{name}.sql"):
+        if candidate.is_file():  # whole-line `--` comments dropped: they may name parameters
+            text = candidate.read_text(encoding="utf-8")
+            return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    raise ConfigError(f"missing SQL file {base / (name + '.sql')}")
+
+
+@functools.lru_cache(maxsize=None)
+def to_pyformat(sql: str) -> str:
+    """`:name` -> `%(name)s` (psycopg), `%` -> `%%`; `::type` casts are left alone."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+class Database:
+    """A SQLite file or a Postgres database; `transaction()` yields a `Tx`."""
+
+    dialect = ""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:  # pragma: no cover - every backend overrides it
+        raise NotImplementedError
+        yield
+
+    def close(self) -> None:
+        """Release this object's connections (a pool shared by the process stays open)."""
+
+
+class Tx:
+    """One open transaction: run statements, read rows."""
+
+    def __init__(self, cursor: Any, dialect: str):
+        self._cur = cursor
+        self.dialect = dialect
+
+    def _bind(self, params: Params) -> Params:
+        if self.dialect == "sqlite":
+            return {k: json.dumps(list(v)) if isinstance(v, (list, tuple)) else v for k, v in params.items()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+    def _sql(self, sql: str) -> str:
+        return to_pyformat(sql) if self.dialect == "postgres" else sql
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one statement; returns its row count."""
+        self._cur.execute(self._sql(sql), self._bind(params or {}))
+        return self._cur.rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self._cur.executemany(self._sql(sql), [self._bind(r) for r in rows])
+
+    def rows(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+        self._cur.execute(self._sql(sql), self._bind(params or {}))
+        return list(self._cur.fetchall())
+
+    def column_names(self) -> list[str]:
+        """The column names of the last query."""
+        return [d[0] for d in self._cur.description]
+
+    def script(self, sql: str) -> None:
+        """Run several `;`-separated statements without parameters (schema files; `--` comment lines dropped)."""
+        code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+        for statement in (s.strip() for s in code.split(";")):
+            if statement:
+                self._cur.execute(statement)
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Bulk-write rows into `table` (an identifier of ours, never user input): COPY on Postgres,
+        one executemany on SQLite."""
+        if self.dialect == "postgres":
+            with self._cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            self._cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+class SqliteDatabase(Database):
+    """A SQLite file (created 0600) in WAL mode; one connection behind a lock, BEGIN IMMEDIATE per transaction."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 30_000):
+        self.path = Path(path)
+        private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise ConfigError(f"{self.path}: SQLite refused WAL mode (got {mode})")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(self._conn.cursor(), self.dialect)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class PostgresDatabase(Database):
+    """A Postgres database reached through this process's pool for `dsn`."""
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str, pool_size: int = 4):
+        self.dsn = dsn
+        self.pool_size = pool_size
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        pool = postgres_pool(self.dsn, self.pool_size)
+        try:
+            with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield Tx(cur, self.dialect)
+        except _pg_operational_errors() as exc:
+            raise StateBackendError(f"state database unreachable or failing: {type(exc).__name__}: "
+                                    f"{_first_line(exc)}") from None
+
+    def connect(self) -> Any:
+        """A connection of its own (not pooled, autocommit): for session-level advisory locks held long."""
+        import psycopg
+
+        try:
+            return psycopg.connect(self.dsn, autocommit=True, **KEEPALIVES)
+        except psycopg.OperationalError as exc:
+            raise StateBackendError(f"state database unreachable: {_first_line(exc)}") from None
+
+
+# A dead peer (a host that lost power) releases its advisory locks once TCP notices: ~40 s.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 6}
+
+_POOLS: dict[tuple[int, str], Any] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def postgres_pool(dsn: str, size: int = 4) -> Any:
+    """This process's psycopg_pool.ConnectionPool for `dsn` (a new one after a fork)."""
+    key = (os.getpid(), dsn)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            from psycopg_pool import ConnectionPool
+
+            pool = ConnectionPool(dsn, min_size=1, max_size=max(1, size), kwargs=dict(KEEPALIVES), open=False,
+                                  name="tasks-state")
+            try:
+                pool.open(wait=True, timeout=15)
+            except Exception as exc:  # noqa: BLE001 - psycopg_pool raises PoolTimeout on an unreachable server
+                pool.close()
+                raise StateBackendError(f"state database unreachable: {type(exc).__name__}: {_first_line(exc)}") \
+                    from None
+            _POOLS[key] = pool
+        return pool
+
+
+def close_pools() -> None:
+    """Close this process's pools (at exit; tests)."""
+    with _POOLS_LOCK:
+        for (pid, _), pool in list(_POOLS.items()):
+            if pid == os.getpid():
+                pool.close()
+        _POOLS.clear()
+
+
+def _pg_operational_errors() -> tuple[type[BaseException], ...]:
+    import psycopg
+
+    return (psycopg.OperationalError,)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a driver message: never the DSN (psycopg does not echo passwords; keep it short)."""
+    return (str(exc).strip().splitlines() or [""])[0][:300]

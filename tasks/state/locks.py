@@ -1,0 +1,84 @@
+"""Exclusive locks that die with their holder: flock files (SQLite backend) or Postgres advisory locks.
+
+A lock is held for as long as the process keeps it, and released by the kernel (flock) or by
+the server when the session ends (advisory), so a SIGKILLed holder never leaves a stale lock:
+no lease to expire, no pid file to trust. An advisory lock is a session lock on a connection
+of its own with TCP keepalives, so a host that vanished releases it within about a minute.
+
+Reads no luigi.cfg section directly: `tasks.state.settings()` decides the backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from tasks.files import FILE_MODE, private_dir
+from tasks.state import dsn, settings
+from tasks.state.db import PostgresDatabase
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for `name` (the same in every process and on every host)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@contextlib.contextmanager
+def try_lock(name: str, lock_dir: str | os.PathLike[str]) -> Iterator[bool]:
+    """Try to take the lock `name` without waiting; yields True while held, False when another process has it.
+
+    With the SQLite backend the lock is `<lock_dir>/<name>.lock` (this host only); with Postgres it
+    is an advisory lock every host sharing the database sees.
+    """
+    if settings().shared:
+        with _advisory(name) as held:
+            yield held
+    else:
+        with _flock(Path(lock_dir) / f"{_safe(name)}.lock") as held:
+            yield held
+
+
+@contextlib.contextmanager
+def first_free(names: list[str], lock_dir: str | os.PathLike[str]) -> Iterator[int | None]:
+    """Hold the first free lock of `names`; yields its index, or None when all are taken (run slots)."""
+    for number, name in enumerate(names):
+        with try_lock(name, lock_dir) as held:
+            if held:
+                yield number
+                return
+    yield None
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[bool]:
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
+def _advisory(name: str) -> Iterator[bool]:
+    conn = PostgresDatabase(dsn()).connect()
+    try:
+        held = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()[0]
+        yield bool(held)
+    finally:
+        conn.close()  # ending the session releases the lock
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
