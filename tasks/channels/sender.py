@@ -1,7 +1,12 @@
 """The shared sender: rate limit, concurrency, retries and the ledger, for every provider.
 
-`send_campaign` takes the recipients of one channel send and a provider client and brings
-every recipient to a final ledger state (`sent`, `failed` or `unknown`):
+`send_campaign` takes the recipients of one channel send (or one shard of it) and a provider
+client and brings every recipient to a final ledger state (`sent`, `failed` or `unknown`):
+
+- Recipients are streamed: the ledger is seeded in bulk batch by batch (skipped when a finished
+  seeding of the same source is recorded), then the source is read again batch by batch and
+  only its still-pending rows are queued, so memory holds the in-flight and retry-queued
+  recipients, never the whole send.
 
 - `concurrency` threads each take a token from the channel's limiter, commit `sending`, make
   one request and commit its outcome, so the limit (not the provider's latency) sets the
@@ -28,18 +33,20 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from tasks.channels.base import Message, ProviderClient
-from tasks.channels.ledger import FAILED, FINAL_STATES, PENDING, SENDING, SENT, UNKNOWN, SendKey, SendLedger
+from tasks.channels.ledger import FAILED, FINAL_STATES, PENDING, SENDING, SENT, UNKNOWN, SendKey, SendLedger, Shard
 from tasks.channels.limiter import ChannelLimiter
 from tasks.errors import AuthApiError, FatalApiError, RetriableApiError
 
 logger = logging.getLogger(__name__)
 
 MAX_LOGGED_FAILURES = 20
+WHOLE_SEND = Shard()  # a send not split into shards
 
 
 @dataclass(frozen=True)
@@ -139,12 +146,49 @@ class _Outcome:
     unknown: int = 0
     requests: int = 0
     retry_in: float | None = None
+    retry: list[Recipient] = field(default_factory=list)
     abort: BaseException | None = None
+
+
+class RecipientSource(Protocol):
+    """Where a send's recipients come from, read in batches so memory never holds them all.
+
+    `source` names the exact input (file, size, modification time, filters); when a run finds the
+    ledger already seeded from the same `source`, it skips seeding. None: always seed.
+    """
+
+    source: str | None
+
+    def id_batches(self) -> Iterator[list[str]]:
+        """The customer ids, in batches (for seeding the ledger)."""
+        ...
+
+    def batches(self) -> Iterator[list[Recipient]]:
+        """The recipients, in batches, in the same order on every call."""
+        ...
+
+
+class ListSource:
+    """Recipients already in memory (tests, small sends)."""
+
+    source = None
+
+    def __init__(self, recipients: Iterable[Recipient], batch: int = 10_000):
+        self.recipients = list(recipients)
+        self.batch = batch
+
+    def id_batches(self) -> Iterator[list[str]]:
+        for batch in self.batches():
+            yield [r.customer_id for r in batch]
+
+    def batches(self) -> Iterator[list[Recipient]]:
+        for start in range(0, len(self.recipients), self.batch):
+            yield self.recipients[start:start + self.batch]
 
 
 def send_campaign(
     key: SendKey,
-    recipients: Sequence[Recipient],
+    recipients: RecipientSource | Sequence[Recipient],
     render: Callable[[Recipient], dict[str, str]],
     client: ProviderClient,
     limiter: ChannelLimiter,
@@ -152,18 +196,19 @@ def send_campaign(
     policy: SendPolicy,
     progress: Callable[[Progress], None] | None = None,
     mask: Callable[[str], str] = lambda _: "***",
+    shard: Shard = WHOLE_SEND,
 ) -> SendResult:
-    """Send to every recipient not final in the ledger yet; returns the counts over all `recipients`."""
-    with ledger.run_lock(key):
-        return _Run(key, recipients, render, client, limiter, ledger, policy, progress, mask).run()
+    """Send to every recipient of `shard` not final in the ledger yet; returns the counts of the shard."""
+    with ledger.run_lock(key, shard):
+        return _Run(key, recipients, render, client, limiter, ledger, policy, progress, mask, shard).run()
 
 
 class _Run:
-    """One pass of the sender over a send's pending recipients."""
+    """One pass of the sender over a send's (or a shard's) pending recipients, streamed in batches."""
 
-    def __init__(self, key, recipients, render, client, limiter, ledger, policy, progress, mask):
+    def __init__(self, key, recipients, render, client, limiter, ledger, policy, progress, mask, shard=WHOLE_SEND):
         self.key: SendKey = key
-        self.recipients: Sequence[Recipient] = recipients
+        self.source: RecipientSource = recipients if hasattr(recipients, "batches") else ListSource(recipients)
         self.render = render
         self.client: ProviderClient = client
         self.limiter: ChannelLimiter = limiter
@@ -171,6 +216,7 @@ class _Run:
         self.policy: SendPolicy = policy
         self.progress = progress
         self.mask = mask
+        self.shard: Shard = shard
         self.aborting = threading.Event()
         self.logged_failures = 0
         self.log_lock = threading.Lock()
@@ -178,16 +224,14 @@ class _Run:
         self.requests = 0
         self.retries = 0
         self.recent: collections.deque[tuple[float, int]] = collections.deque()
+        self.delayed: list = []  # (monotonic due, tie-breaker, _Batch): retries, and rows waiting for a due time
 
     def run(self) -> SendResult:
         start = time.monotonic()
-        key, ledger = self.key, self.ledger
-        by_id = {r.customer_id: r for r in self.recipients}
-        known = ledger.states(key)
-        # on a re-run only new recipients are inserted (100,000 INSERT OR IGNOREs cost ~0.5 s)
-        ledger.seed(key, [cid for cid in by_id if cid not in known])
-        recovered = ledger.recover_in_flight(key)
-        reopened = ledger.reopen_unknown(key) if self.policy.resend_unknown else 0
+        key, ledger, shard = self.key, self.ledger, self.shard
+        seeded = self._seed()
+        recovered = ledger.recover_in_flight(key, shard.index)
+        reopened = ledger.reopen_unknown(key, shard.index) if self.policy.resend_unknown else 0
         if recovered:
             logger.warning("%s: %d recipient(s) were in flight when a previous run stopped: now unknown, "
                            "not re-sent%s", self._label(), recovered,
@@ -195,75 +239,105 @@ class _Run:
         if reopened:
             logger.warning("%s: re-sending %d unknown recipient(s) once (resend_unknown = true)",
                            self._label(), reopened)
-        states = ledger.states(key)
-        self.initial = collections.Counter(states[cid] for cid in by_id)
-        pending = [row for row in ledger.pending(key) if row.customer_id in by_id]
+        self.initial = collections.Counter(ledger.counts(key, shard.index))
+        to_send = self.initial[PENDING]
         logger.info("%s via %s: %d target, %d to send (%s), limit %s, concurrency %d", self._label(),
-                    self.client.provider, len(by_id), len(pending), _fmt_counts(self.initial), self.limiter,
-                    self.policy.concurrency)
-        ready, delayed = self._plan(pending, by_id)
-        self._dispatch(ready, delayed, start)
+                    self.client.provider, sum(self.initial.values()), to_send, _fmt_counts(self.initial),
+                    self.limiter, self.policy.concurrency)
+        if to_send:
+            self._dispatch(self._feed(), start)
         duration = time.monotonic() - start
-        final_states = ledger.states(key)  # once: a query per recipient made this quadratic
-        final = collections.Counter(final_states[cid] for cid in by_id)
+        final = ledger.counts(key, shard.index)
         counts = {state: final.get(state, 0) for state in (PENDING, SENDING, *FINAL_STATES)}
         sent_now = self.counts[SENT]
         result = SendResult(
             campaign=key.campaign, date=key.date, channel=key.channel, provider=self.client.provider,
-            target=len(by_id), counts=counts, duration_s=round(duration, 3), messages_sent_this_run=sent_now,
-            requests=self.requests, achieved_rate=round(sent_now / duration, 3) if duration > 0 else 0.0,
+            target=sum(final.values()), counts=counts, duration_s=round(duration, 3),
+            messages_sent_this_run=sent_now, requests=self.requests,
+            achieved_rate=round(sent_now / duration, 3) if duration > 0 else 0.0,
             achieved_request_rate=round(self.requests / duration, 3) if duration > 0 else 0.0,
             configured_rate=self.limiter.rate, burst=self.limiter.burst, retries=self.retries,
             recovered_unknown=recovered, reopened_unknown=reopened,
             complete=counts[PENDING] == 0 and counts[SENDING] == 0,
         )
+        result.extra.update({"shard": shard.index, "shards": shard.count, "seeded_this_run": seeded})
         logger.info("%s done in %.1f s: %s; %.1f msg/s (%.1f req/s, limit %g/s)", self._label(), duration,
                     _fmt_counts(counts), result.achieved_rate, result.achieved_request_rate, self.limiter.rate)
         return result
 
     def _label(self) -> str:
-        return f"{self.key.channel} campaign {self.key.campaign!r} {self.key.date}"
+        shard = f" {self.shard}" if self.shard.count > 1 else ""
+        return f"{self.key.channel} campaign {self.key.campaign!r} {self.key.date}{shard}"
 
-    def _plan(self, pending, by_id) -> tuple[collections.deque[_Batch], list]:
-        """Batches of up to batch_size (no address twice in one request); rows with a due time wait."""
-        ready: collections.deque[_Batch] = collections.deque()
-        delayed: list = []
-        now_wall, now_mono = time.time(), time.monotonic()
-        pending = sorted(pending, key=lambda row: (row.attempts, row.next_attempt_at or 0.0, row.customer_id))
-        groups = itertools.groupby(pending, key=lambda row: (row.attempts, row.next_attempt_at))
-        for (attempts, due), rows in groups:
-            batch: list[Recipient] = []
-            seen: set[str] = set()
-            for row in rows:
-                recipient = by_id[row.customer_id]
-                if len(batch) >= self.client.batch_size or recipient.address in seen:
-                    self._queue(ready, delayed, _Batch(batch, attempts), due, now_wall, now_mono)
-                    batch, seen = [], set()
-                batch.append(recipient)
-                seen.add(recipient.address)
-            if batch:
-                self._queue(ready, delayed, _Batch(batch, attempts), due, now_wall, now_mono)
-        return ready, delayed
+    def _seed(self) -> int:
+        """Put every recipient in the ledger, in bulk, unless a finished seeding of the same source did;
+        returns how many rows were added. A crash mid-seeding is safe: the record is written last."""
+        source = self.source.source
+        if source is not None and self.ledger.seeded(self.key, self.shard) is not None \
+                and self.ledger.seeded(self.key, self.shard)[0] == source:
+            return 0
+        added = total = 0
+        for ids in self.source.id_batches():
+            added += self.ledger.seed(self.key, ids, self.shard.index)
+            total += len(ids)
+        if source is not None:
+            self.ledger.record_seeded(self.key, self.shard, source, total)
+        return added
 
-    def _queue(self, ready, delayed, batch: _Batch, due_wall: float | None, now_wall: float, now_mono: float):
+    def _feed(self) -> Iterator[_Batch]:
+        """Request-sized batches of the recipients still pending, read batch by batch from the source.
+
+        Up to batch_size recipients per request, no address twice in one request; rows whose
+        retry is not due yet go to the delayed queue instead.
+        """
+        for recipients in self.source.batches():
+            if self.aborting.is_set():
+                return
+            by_id = {r.customer_id: r for r in recipients}
+            pending = self.ledger.pending_among(self.key, list(by_id))
+            pending.sort(key=lambda row: (row.attempts, row.next_attempt_at or 0.0, row.customer_id))
+            now_wall, now_mono = time.time(), time.monotonic()
+            for (attempts, due), rows in itertools.groupby(pending, key=lambda r: (r.attempts, r.next_attempt_at)):
+                batch: list[Recipient] = []
+                seen: set[str] = set()
+                for row in rows:
+                    recipient = by_id[row.customer_id]
+                    if len(batch) >= self.client.batch_size or recipient.address in seen:
+                        yield from self._due(_Batch(batch, attempts), due, now_wall, now_mono)
+                        batch, seen = [], set()
+                    batch.append(recipient)
+                    seen.add(recipient.address)
+                if batch:
+                    yield from self._due(_Batch(batch, attempts), due, now_wall, now_mono)
+
+    def _due(self, batch: _Batch, due_wall: float | None, now_wall: float, now_mono: float) -> Iterator[_Batch]:
         if due_wall is None or due_wall <= now_wall:
-            ready.append(batch)
+            yield batch
         else:
-            heapq.heappush(delayed, (now_mono + due_wall - now_wall, id(batch), batch))
+            heapq.heappush(self.delayed, (now_mono + due_wall - now_wall, id(batch), batch))
 
-    def _dispatch(self, ready: collections.deque[_Batch], delayed: list, start: float) -> None:
-        policy = self.policy
+    def _dispatch(self, feed: Iterator[_Batch], start: float) -> None:
+        """Keep `concurrency` requests in flight, pulling batches from `feed` only as slots free up (so
+        memory holds the in-flight and retry-queued recipients, never the whole send)."""
+        policy, delayed = self.policy, self.delayed
         abort: BaseException | None = None
         next_progress = start + policy.progress_interval
         next_log = start + policy.log_interval
+        fed_all = False
         with ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix=f"send-{self.key.channel}") as pool:
             running: dict[Future[_Outcome], _Batch] = {}
-            while (ready or delayed or running) and not (abort and not running):
+            while not (fed_all and not delayed and not running) and not (abort and not running):
                 now = time.monotonic()
-                while delayed and delayed[0][0] <= now:
-                    ready.append(heapq.heappop(delayed)[2])
-                while ready and abort is None and len(running) < policy.concurrency:
-                    batch = ready.popleft()
+                while abort is None and len(running) < policy.concurrency:
+                    if delayed and delayed[0][0] <= now:
+                        batch = heapq.heappop(delayed)[2]
+                    elif not fed_all:
+                        batch = next(feed, None)
+                        if batch is None:
+                            fed_all = True
+                            continue
+                    else:
+                        break
                     running[pool.submit(self._attempt, batch)] = batch
                 if abort is not None and not running:
                     break
@@ -278,7 +352,7 @@ class _Run:
                         self.aborting.set()
                     if outcome.retry_in is not None:
                         self.retries += 1
-                        retry = _Batch(batch.recipients, batch.attempts + 1)
+                        retry = _Batch(outcome.retry, batch.attempts + 1)
                         heapq.heappush(delayed, (time.monotonic() + outcome.retry_in, id(retry), retry))
                 now = time.monotonic()
                 if now >= next_progress:
@@ -342,6 +416,8 @@ class _Run:
                 delay = self.policy.delay_after(attempts, exc.retry_after)
                 self.ledger.mark_retry(self.key, ids, str(exc), time.time() + delay)
                 outcome.retry_in = delay
+                claimed = set(ids)
+                outcome.retry = [r for r in batch.recipients if r.customer_id in claimed]
         except BaseException as exc:
             # A bug or an interrupt mid-request: the provider may have the message.
             self.ledger.mark_unknown(self.key, ids, f"unexpected {type(exc).__name__} during the request")

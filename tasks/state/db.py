@@ -31,7 +31,7 @@ Params = Mapping[str, Any]
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_sql(folder: str, name: str, dialect: str) -> str:
     """The statement `name` of `folder` for `dialect`: `<name>.<dialect>.sql` if it exists, else `<name>.sql`."""
     base = Path(folder)
@@ -42,7 +42,7 @@ def read_sql(folder: str, name: str, dialect: str) -> str:
     raise ConfigError(f"missing SQL file {base / (name + '.sql')}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def to_pyformat(sql: str) -> str:
     """`:name` -> `%(name)s` (psycopg), `%` -> `%%`; `::type` casts are left alone."""
     return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))

@@ -61,7 +61,7 @@ def test_fractional_rate_and_bad_values():
         ChannelLimiter(5, 0)
 
 
-# ---------------------------------------------------------------- shared through SQLite (Slack's bucket)
+# ---------------------------------------------------------------- shared through SQLite (Slack's bucket) or Postgres
 
 
 def test_acquire_with_a_timeout_gives_up_and_fractional_rates_stay_exact(tmp_path):
@@ -94,19 +94,21 @@ def test_no_background_thread_is_left_running(tmp_path):
         assert set(threading.enumerate()) == before
 
 
-def _acquire_in_process(path, start, count, stamps) -> None:
-    with ChannelLimiter(7.5, 3, name="hook", state_path=path) as limiter:
+def _acquire_in_process(path, start, count, stamps, dsn=None) -> None:
+    with ChannelLimiter(7.5, 3, name="hook", state_path=None if dsn else path, dsn=dsn) as limiter:
         start.wait(10)
         for _ in range(count):
             limiter.acquire()
             stamps.put(time.time())
 
 
-def test_sqlite_bucket_holds_burst_plus_rate_across_processes(tmp_path):
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_shared_bucket_holds_burst_plus_rate_across_processes(tmp_path, request, store):
+    dsn = request.getfixturevalue("pg_dsn") if store == "postgres" else None
     rate, burst, per_process = 7.5, 3, 5
     start, stamps = multiprocessing.Event(), multiprocessing.Queue()
     procs = [multiprocessing.Process(target=_acquire_in_process,
-                                     args=(tmp_path / "bucket.sqlite", start, per_process, stamps))
+                                     args=(tmp_path / "bucket.sqlite", start, per_process, stamps, dsn))
              for _ in range(3)]
     for p in procs:
         p.start()
@@ -120,3 +122,12 @@ def test_sqlite_bucket_holds_burst_plus_rate_across_processes(tmp_path):
     assert max_in_window(arrivals, 1.0) <= burst + rate
     assert max_in_window(arrivals, 0.1) <= burst + 1
     assert arrivals[-1] - arrivals[0] >= (3 * per_process - burst) / rate * 0.9
+
+
+def test_postgres_limiters_naming_the_same_key_share_one_bucket(pg_dsn):
+    with ChannelLimiter(1.0, 2, name="sms", dsn=pg_dsn) as first, ChannelLimiter(1.0, 2, name="sms", dsn=pg_dsn) as \
+            second, ChannelLimiter(1.0, 2, name="push", dsn=pg_dsn) as other:
+        assert first.acquire(timeout=0) and second.acquire(timeout=0)
+        assert second.acquire(timeout=0) is False and first.acquire(timeout=0) is False  # burst spent
+        assert other.acquire(timeout=0) is True
+        assert "state database" in repr(first)
