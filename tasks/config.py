@@ -321,6 +321,11 @@ class _channel_campaign(luigi.Config):
     progress_interval = luigi.FloatParameter(
         default=2.0, description="Seconds between progress updates to the Luigi scheduler (status message, %)."
     )
+    shards = luigi.IntParameter(
+        default=1,
+        description="Split the send into this many Luigi tasks (by a stable hash of customer_id) that any "
+        "workers on any hosts may run; they share one rate limit. Keep it unchanged until a send is finished.",
+    )
 
 
 class email_campaign(_channel_campaign):

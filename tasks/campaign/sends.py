@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tasks import config, pii
+from tasks import config, pii, state
 from tasks.campaign import segments as segments_core
 from tasks.channels.base import ProviderClient
 from tasks.channels.fcm import FcmClient
 from tasks.channels.http import HttpTransport
-from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+from tasks.channels.ledger import SendKey, SendLedger, Shard, ledger_path
 from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.outbox import OutboxClient, outbox_path
-from tasks.channels.sender import Progress, Recipient, SendPolicy, SendResult, send_campaign
+from tasks.channels.sender import WHOLE_SEND, Progress, Recipient, SendPolicy, SendResult, send_campaign
 from tasks.channels.sendgrid import SendGridClient
 from tasks.channels.templates import load_template
 from tasks.channels.twilio import TwilioClient
@@ -68,20 +68,44 @@ def limits(cfg: config._channel_campaign) -> tuple[float, int]:
     return (cfg.rate or rate, cfg.burst or burst)
 
 
-def load_recipients(customers_path: str | os.PathLike[str], channel: str, segment: str, campaign: str,
-                    date: datetime.date) -> list[Recipient]:
-    """The customers of `segment` with an address for `channel`, as sender recipients."""
-    table = segments_core.customers_for_channel(customers_path, channel, segment)
-    column = segments_core.CHANNEL_COLUMNS[channel]
-    ids = table.column("customer_id").to_pylist()
-    segs = table.column("segment").to_pylist()
-    addresses = table.column(column).to_pylist()
-    day = date.isoformat()
-    return [
-        Recipient(str(cid), str(address), {"customer_id": str(cid), "segment": str(seg), "campaign": campaign,
-                                           "date": day})
-        for cid, seg, address in zip(ids, segs, addresses, strict=True)
-    ]
+class ParquetRecipients:
+    """The recipients of one send (or shard) read from customers.parquet in batches (a RecipientSource).
+
+    `source` names the file's size and modification time with the filters, so a re-run of a send
+    already seeded from the same file skips seeding (LoadSegments replaces the file atomically).
+    """
+
+    def __init__(self, customers_path: str | os.PathLike[str], channel: str, segment: str, campaign: str,
+                 date: datetime.date, shard: Shard = WHOLE_SEND, batch_rows: int = 10_000):
+        self.path = Path(customers_path)
+        self.channel, self.segment, self.campaign, self.day = channel, segment, campaign, date.isoformat()
+        self.shard = shard
+        self.batch_rows = batch_rows
+        stat = self.path.stat()
+        self.source = (f"{self.path.name}:{stat.st_size}:{stat.st_mtime_ns}:{channel}:{segment}:"
+                       f"{shard.index}/{shard.count}")
+
+    def _batches(self, columns: list[str] | None) -> Iterator[dict[str, list]]:
+        for batch in segments_core.iter_customers_for_channel(self.path, self.channel, self.segment, columns,
+                                                              self.batch_rows):
+            data = batch.to_pydict()
+            if self.shard.count > 1:
+                keep = [i for i, cid in enumerate(data["customer_id"]) if self.shard.owns(str(cid))]
+                data = {name: [values[i] for i in keep] for name, values in data.items()}
+            yield data
+
+    def id_batches(self) -> Iterator[list[str]]:
+        for data in self._batches(["customer_id"]):
+            yield [str(cid) for cid in data["customer_id"]]
+
+    def batches(self) -> Iterator[list[Recipient]]:
+        column = segments_core.CHANNEL_COLUMNS[self.channel]
+        for data in self._batches(None):
+            yield [
+                Recipient(str(cid), str(address), {"customer_id": str(cid), "segment": str(seg),
+                                                   "campaign": self.campaign, "date": self.day})
+                for cid, seg, address in zip(data["customer_id"], data["segment"], data[column], strict=True)
+            ]
 
 
 def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[str, str, str]]:
@@ -91,7 +115,7 @@ def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[s
     problems = []
     if provider not in PROVIDERS[channel]:
         problems.append((section, "provider", f"provider = {provider!r}; expected one of {PROVIDERS[channel]}"))
-    for key in ("concurrency", "max_attempts"):
+    for key in ("concurrency", "max_attempts", "shards"):
         if getattr(cfg, key) < 1:
             problems.append((section, key, f"{key} = {getattr(cfg, key)}; must be at least 1"))
     if provider in PROVIDERS[channel] and provider != "outbox":
@@ -139,8 +163,9 @@ def run_channel_send(
     segment: str,
     customers_path: str | os.PathLike[str],
     progress: Callable[[Progress], None] | None = None,
+    shard: Shard = WHOLE_SEND,
 ) -> SendResult:
-    """Send `campaign` to `segment` on `channel` until every recipient is final; returns the result."""
+    """Send `campaign` to `segment` on `channel` (or one shard of it) until every recipient is final."""
     cfg = channel_config(channel)
     problems = config_problems(channel, cfg)
     if problems:
@@ -148,15 +173,15 @@ def run_channel_send(
     template = load_template(config.resolve_path(cfg.template), channel)
     var_dir = config.var_dir()
     key = SendKey(campaign, date.isoformat(), channel)
-    recipients = load_recipients(customers_path, channel, segment, campaign, date)
-    rate, burst = limits(cfg)
+    recipients = ParquetRecipients(customers_path, channel, segment, campaign, date, shard)
     policy = config.settings(SendPolicy, cfg)
     client = make_client(channel, cfg, var_dir, key)
     try:
-        with ChannelLimiter(rate, burst, name=channel) as limiter, SendLedger(ledger_path(var_dir, channel)) as ledger:
+        with make_limiter(channel, cfg, var_dir, shard) as limiter, \
+                SendLedger(state.database(ledger_path(var_dir, channel))) as ledger:
             result = send_campaign(
                 key, recipients, lambda r: template.render(r.fields), client, limiter, ledger, policy,
-                progress=progress, mask=MASKS[channel],
+                progress=progress, mask=MASKS[channel], shard=shard,
             )
     finally:
         client.close()
@@ -164,11 +189,50 @@ def run_channel_send(
     return result
 
 
-def check_failure_ratio(result: SendResult, max_failure_ratio: float) -> None:
-    """CampaignFailedError when more than `max_failure_ratio` of the recipients failed permanently."""
-    if result.failed_share > max_failure_ratio:
+def make_limiter(channel: str, cfg: config._channel_campaign, var_dir: Path, shard: Shard) -> ChannelLimiter:
+    """The channel's token bucket: in the state database with [state] backend = postgres (every host shares
+    it); in <var_dir>/limiter/<channel>.sqlite3 when the send is split into shards on this host (one process
+    per shard); else in this process."""
+    rate, burst = limits(cfg)
+    if state.settings().shared:
+        return ChannelLimiter(rate, burst, name=channel, dsn=state.dsn())
+    if shard.count > 1:
+        return ChannelLimiter(rate, burst, name=channel, state_path=var_dir / "limiter" / f"{channel}.sqlite3")
+    return ChannelLimiter(rate, burst, name=channel)
+
+
+def combine_results(parts: list[dict]) -> dict:
+    """One channel result from its shards' results: counts added up, the longest duration, complete when
+    every shard is."""
+    first = parts[0]
+    counts: dict[str, int] = {}
+    for part in parts:
+        for name, n in part["counts"].items():
+            counts[name] = counts.get(name, 0) + n
+    summed = {name: sum(p[name] for p in parts) for name in (
+        "target", "messages_sent_this_run", "requests", "retries", "recovered_unknown", "reopened_unknown")}
+    duration = max(p["duration_s"] for p in parts)
+    target = summed["target"]
+    return {
+        **{name: first[name] for name in ("campaign", "date", "channel", "provider", "configured_rate", "burst")},
+        **summed,
+        "counts": counts,
+        "duration_s": duration,
+        "achieved_rate": round(summed["messages_sent_this_run"] / duration, 3) if duration > 0 else 0.0,
+        "achieved_request_rate": round(summed["requests"] / duration, 3) if duration > 0 else 0.0,
+        "complete": all(p["complete"] for p in parts),
+        "unknown": counts.get("unknown", 0),
+        "failed_share": round(counts.get("failed", 0) / target, 6) if target else 0.0,
+        "extra": {"segment": first["extra"].get("segment"), "shards": len(parts)},
+    }
+
+
+def check_failure_ratio(result: dict, max_failure_ratio: float) -> None:
+    """CampaignFailedError when more than `max_failure_ratio` of the recipients failed permanently
+    (`result`: a send's result document)."""
+    if result["failed_share"] > max_failure_ratio:
         raise CampaignFailedError(
-            f"{result.channel} campaign {result.campaign!r} {result.date}: {result.counts.get('failed', 0)} of "
-            f"{result.target} recipients failed ({result.failed_share:.1%} > max_failure_ratio "
-            f"{max_failure_ratio:.1%}); see the ledger for reasons"
+            f"{result['channel']} campaign {result['campaign']!r} {result['date']}: "
+            f"{result['counts'].get('failed', 0)} of {result['target']} recipients failed "
+            f"({result['failed_share']:.1%} > max_failure_ratio {max_failure_ratio:.1%}); see the ledger for reasons"
         )

@@ -7,16 +7,19 @@ unit-tests without a scheduler.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import luigi
 
-from tasks import config
+from tasks import config, state
 from tasks.campaign import segments as segments_core
 from tasks.campaign import sends as channel_core
+from tasks.channels.ledger import Shard
 from tasks.files import write_json_atomic
 from tasks.params import RunDateParameter
+from tasks.state.markers import MarkerTarget
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +67,39 @@ class LoadSegments(luigi.Task):
         self.set_progress_percentage(100)
 
 
+def _result_target(path: Path, marker_id: str) -> luigi.Target:
+    """Where a send's result goes: a JSON file under var/ (SQLite state), or a marker row in the shared
+    database (Postgres state), which every host sees."""
+    if state.settings().shared:
+        return MarkerTarget(state.database(path), marker_id)
+    return luigi.LocalTarget(str(path))
+
+
+def _read_result(target: luigi.Target) -> dict:
+    if isinstance(target, MarkerTarget):
+        return target.read() or {}
+    return json.loads(Path(target.path).read_text(encoding="utf-8"))
+
+
+def _write_result(target: luigi.Target, path: Path, payload: dict) -> None:
+    """The result JSON file always (local tools read it), and the marker row with Postgres state."""
+    write_json_atomic(path, payload)
+    if isinstance(target, MarkerTarget):
+        target.write(payload)
+
+
 class _SendChannelCampaign(luigi.Task):
     """Base of the three channel sends: send one campaign to one segment on one channel.
 
     Input: LoadSegments(date)'s customers.parquet. Output:
     <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.json (target count, counts by
     state, duration, achieved rate, provider), written atomically once every recipient has
-    reached a final ledger state. Idempotence: the send ledger, keyed by (campaign, date,
-    channel, customer_id): a rerun sends only what is still pending and never a customer
-    twice. Fails with CampaignFailedError when more than `max_failure_ratio` failed.
+    reached a final ledger state; with `[state] backend = postgres` also a marker row in the
+    shared database, which is then the completion target. Idempotence: the send ledger, keyed
+    by (campaign, date, channel, customer_id): a rerun sends only what is still pending and
+    never a customer twice. Fails with CampaignFailedError when more than `max_failure_ratio`
+    failed. With `[<channel>_campaign] shards = N > 1` it requires N SendShard tasks, which do the
+    sending (any worker, any host), and adds up their results.
     """
 
     channel = ""  # set by each subclass: email, sms or push
@@ -87,21 +114,78 @@ class _SendChannelCampaign(luigi.Task):
         """Luigi's per-task attempts, from [<channel>_campaign] retry_count."""
         return channel_core.channel_config(self.channel).retry_count
 
-    def requires(self) -> LoadSegments:
-        return LoadSegments(date=self.date)
+    def shards(self) -> list[SendShard]:
+        count = channel_core.channel_config(self.channel).shards
+        if count <= 1:
+            return []
+        return [SendShard(channel=self.channel, date=self.date, campaign=self.campaign, segment=self.segment,
+                          shard=i, shards=count) for i in range(count)]
 
-    def output(self) -> luigi.LocalTarget:
-        path = channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
-        return luigi.LocalTarget(str(path))
+    def requires(self) -> list[luigi.Task]:
+        return [LoadSegments(date=self.date), *self.shards()]
+
+    def result_path(self) -> Path:
+        return channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
+
+    def output(self) -> luigi.Target:
+        path = self.result_path()
+        return _result_target(path, f"{self.channel}/{self.campaign}/{self.date}/{self.segment}")
 
     def run(self) -> None:
         cfg = channel_core.channel_config(self.channel)
+        shards = self.shards()
+        if shards:
+            result = channel_core.combine_results([_read_result(task.output()) for task in shards])
+        else:
+            result = channel_core.run_channel_send(
+                self.channel, self.date, self.campaign, self.segment, LoadSegments(date=self.date).customers_path(),
+                progress=self._show_progress,
+            ).as_dict()
+        channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
+        _write_result(self.output(), self.result_path(), result)
+        self.set_progress_percentage(100)
+
+    def _show_progress(self, progress: channel_core.Progress) -> None:
+        self.set_progress_percentage(round(100 * progress.done_fraction, 1))
+        self.set_status_message(str(progress))
+
+
+class SendShard(luigi.Task):
+    """One shard of a channel send (`[<channel>_campaign] shards = N > 1`): the recipients whose stable hash of
+    customer_id is `shard` mod `shards`, sent under the shard's own lock and the channel's shared rate limit.
+
+    Input: LoadSegments(date). Output: <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.shard-<i>-of-<n>.json
+    (and a marker row with Postgres state). Idempotence: the send ledger, as for the whole send.
+    """
+
+    channel = luigi.ChoiceParameter(choices=list(channel_core.CHANNELS), description="email, sms or push.")
+    date = RunDateParameter()
+    campaign = luigi.Parameter(description="Campaign name (part of the ledger key).")
+    segment = luigi.Parameter(description="Target segment ('all' = every segment).")
+    shard = luigi.IntParameter(description="This shard's index, 0..shards-1.")
+    shards = luigi.IntParameter(description="How many shards the send is split into.")
+
+    @property
+    def retry_count(self) -> int:
+        return channel_core.channel_config(self.channel).retry_count
+
+    def requires(self) -> LoadSegments:
+        return LoadSegments(date=self.date)
+
+    def result_path(self) -> Path:
+        path = channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
+        return path.with_name(f"{path.stem}.shard-{self.shard + 1}-of-{self.shards}.json")
+
+    def output(self) -> luigi.Target:
+        return _result_target(self.result_path(), f"{self.channel}/{self.campaign}/{self.date}/{self.segment}/"
+                              f"shard-{self.shard + 1}-of-{self.shards}")
+
+    def run(self) -> None:
         result = channel_core.run_channel_send(
             self.channel, self.date, self.campaign, self.segment, self.requires().customers_path(),
-            progress=self._show_progress,
+            progress=self._show_progress, shard=Shard(self.shard, self.shards),
         )
-        channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
-        write_json_atomic(self.output().path, result.as_dict())
+        _write_result(self.output(), self.result_path(), result.as_dict())
         self.set_progress_percentage(100)
 
     def _show_progress(self, progress: channel_core.Progress) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,11 @@ class Shard:
 
     def __str__(self) -> str:
         return f"shard {self.index + 1}/{self.count}"
+
+    def owns(self, customer_id: str) -> bool:
+        """True when `customer_id` belongs to this shard: CRC-32 of its UTF-8 bytes modulo `count`, the same
+        in every process and on every host (Python's hash() is salted per process)."""
+        return self.count == 1 or zlib.crc32(customer_id.encode()) % self.count == self.index
 
 
 class SendLedger:

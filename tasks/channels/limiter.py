@@ -1,4 +1,4 @@
-"""A token bucket per channel (pyrate-limiter's TokenBucket), in this process or shared through SQLite.
+"""A token bucket per channel (pyrate-limiter's TokenBucket): in this process, or shared through SQLite or Postgres.
 
 `rate` requests per second on average, at most `burst` at once from a full bucket: over any
 window of t seconds at most `burst + rate * t` requests pass. `ratelimit` (the original

@@ -38,10 +38,12 @@ import datetime
 import functools
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tasks.campaign.segments.model import (
@@ -91,6 +93,25 @@ def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, se
         wanted = wanted & (pc.field("segment") == segment.strip().lower())
     table = pq.read_table(parquet_path, columns=["customer_id", "segment", address], filters=wanted)
     return table.sort_by("customer_id")
+
+
+def iter_customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str,
+                               columns: list[str] | None = None, batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:
+    """Like customers_for_channel, in record batches of about `batch_rows` rows in file order (never the whole
+    file in memory). `columns` defaults to customer_id, segment and the channel's address column."""
+    try:
+        address = CHANNEL_COLUMNS[channel]
+    except KeyError:
+        raise ValueError(f"unknown channel {channel!r}; expected one of {sorted(CHANNEL_COLUMNS)}") from None
+    wanted = pc.field(address).is_valid()
+    if segment != "all":
+        wanted = wanted & (pc.field("segment") == segment.strip().lower())
+    dataset = ds.dataset(parquet_path, format="parquet")
+    scanner = dataset.scanner(columns=columns or ["customer_id", "segment", address], filter=wanted,
+                              batch_size=batch_rows, use_threads=False)
+    for batch in scanner.to_batches():
+        if batch.num_rows:
+            yield batch
 
 
 def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],

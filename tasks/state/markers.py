@@ -1,0 +1,55 @@
+"""Task completion markers in the shared Postgres database, with the task's result beside them.
+
+luigi.contrib.postgres's PostgresTarget keeps a marker row per finished task so a worker on any
+host sees it done; it needs psycopg2. This is the same idea on psycopg 3 and the state
+database, and the row also holds the task's result document (the JSON a send writes), so a
+task on another host can read a shard's counts without its host's files.
+Reads no luigi.cfg section: the caller passes the database.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import luigi
+
+from tasks.state.db import Database, read_sql
+
+SQL_DIR = str(Path(__file__).resolve().parent / "sql" / "markers")
+
+
+class MarkerTarget(luigi.Target):
+    """A marker row `marker_id` in `task_markers`: exists once written; `read()` gives its JSON document."""
+
+    def __init__(self, db: Database, marker_id: str):
+        self.db = db
+        self.marker_id = marker_id
+        self._ready = False
+
+    def _schema(self) -> None:
+        if not self._ready:
+            with self.db.transaction() as tx:
+                tx.script(read_sql(SQL_DIR, "schema", self.db.dialect))
+            self._ready = True
+
+    def exists(self) -> bool:
+        return self.read() is not None
+
+    def read(self) -> dict[str, Any] | None:
+        """The document written with the marker, or None when the task has not finished."""
+        self._schema()
+        with self.db.transaction() as tx:
+            rows = tx.rows(read_sql(SQL_DIR, "get", self.db.dialect), {"marker_id": self.marker_id})
+        return json.loads(rows[0][0]) if rows else None
+
+    def write(self, payload: dict[str, Any]) -> None:
+        """Mark the task done with its result (one statement: the marker and the document appear together)."""
+        self._schema()
+        with self.db.transaction() as tx:
+            tx.execute(read_sql(SQL_DIR, "put", self.db.dialect),
+                       {"marker_id": self.marker_id, "payload": json.dumps(payload, sort_keys=True)})
+
+    def __repr__(self) -> str:
+        return f"MarkerTarget({self.marker_id!r})"
