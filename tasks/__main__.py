@@ -1,6 +1,7 @@
 """The operator's command line: `python -m tasks <command>`.
 
   warehouse start|stop|status   the embedded warehouse server
+  state start|stop|status       a local Postgres for [state] backend = postgres (development, tests)
   sql "SELECT ..."              run one statement, print rows as CSV with a header
   seed-demo [--sessions N]      load deterministic demo raw data (embedded only, unless --force)
   cron [--date D]               the cron wrapper: run the scheduled day(s) once (tasks/ops/cron.py)
@@ -46,6 +47,25 @@ def _warehouse(args: argparse.Namespace) -> int:
             print("not running")
             return 3
         print(f"running: pid {state.pid}, 127.0.0.1:{state.port}, files in {directory}")
+    return 0
+
+
+def _state(args: argparse.Namespace) -> int:
+    from tasks.state.server import default_server
+
+    server = default_server(config.var_dir(), args.port or config.state().server_port)
+    if args.action == "start":
+        dsn = server.start()
+        print(f"local Postgres running on 127.0.0.1:{server.port}, data in {server.data_dir}")
+        print(f"export TASKS_STATE_DSN={dsn}")
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running")
+    else:
+        if not server.running():
+            print("not running")
+            return 3
+        print(f"running on 127.0.0.1:{server.port}, data in {server.data_dir}")
+        print(f"export TASKS_STATE_DSN={server.dsn}")
     return 0
 
 
@@ -110,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     wh = sub.add_parser("warehouse", help="manage the embedded warehouse server")
     wh.add_argument("action", choices=["start", "stop", "status"])
     wh.set_defaults(func=_warehouse)
+    st = sub.add_parser("state", help="manage a local Postgres for the shared campaign state")
+    st.add_argument("action", choices=["start", "stop", "status"])
+    st.add_argument("--port", type=int, help="default: [state] server_port (54329)")
+    st.set_defaults(func=_state)
     sql = sub.add_parser("sql", help="run one SQL statement and print the rows as CSV")
     sql.add_argument("statement")
     sql.set_defaults(func=_sql)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,8 +72,8 @@ def limits(cfg: config._channel_campaign) -> tuple[float, int]:
 class ParquetRecipients:
     """The recipients of one send (or shard) read from customers.parquet in batches (a RecipientSource).
 
-    `source` names the file's size and modification time with the filters, so a re-run of a send
-    already seeded from the same file skips seeding (LoadSegments replaces the file atomically).
+    `source` names the file's size and CRC-32 with the filters, so a re-run of a send already seeded from
+    the same content skips seeding, on any host (each host's LoadSegments writes the same bytes).
     """
 
     def __init__(self, customers_path: str | os.PathLike[str], channel: str, segment: str, campaign: str,
@@ -81,9 +82,7 @@ class ParquetRecipients:
         self.channel, self.segment, self.campaign, self.day = channel, segment, campaign, date.isoformat()
         self.shard = shard
         self.batch_rows = batch_rows
-        stat = self.path.stat()
-        self.source = (f"{self.path.name}:{stat.st_size}:{stat.st_mtime_ns}:{channel}:{segment}:"
-                       f"{shard.index}/{shard.count}")
+        self.source = f"{self.path.name}:{_content_id(self.path)}:{channel}:{segment}:{shard.index}/{shard.count}"
 
     def _batches(self, columns: list[str] | None) -> Iterator[dict[str, list]]:
         for batch in segments_core.iter_customers_for_channel(self.path, self.channel, self.segment, columns,
@@ -106,6 +105,16 @@ class ParquetRecipients:
                                                    "campaign": self.campaign, "date": self.day})
                 for cid, seg, address in zip(data["customer_id"], data["segment"], data[column], strict=True)
             ]
+
+
+def _content_id(path: Path) -> str:
+    """Size and CRC-32 of a file's bytes (about 1 GB/s: 50 ms for a million customers)."""
+    crc, size = 0, 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return f"{size}:{crc:08x}"
 
 
 def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[str, str, str]]:

@@ -122,7 +122,8 @@ class _SendChannelCampaign(luigi.Task):
                           shard=i, shards=count) for i in range(count)]
 
     def requires(self) -> list[luigi.Task]:
-        return [LoadSegments(date=self.date), *self.shards()]
+        shards = self.shards()
+        return shards or [LoadSegments(date=self.date)]  # with shards, only they read the customers
 
     def result_path(self) -> Path:
         return channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
@@ -154,8 +155,10 @@ class SendShard(luigi.Task):
     """One shard of a channel send (`[<channel>_campaign] shards = N > 1`): the recipients whose stable hash of
     customer_id is `shard` mod `shards`, sent under the shard's own lock and the channel's shared rate limit.
 
-    Input: LoadSegments(date). Output: <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.shard-<i>-of-<n>.json
-    (and a marker row with Postgres state). Idempotence: the send ledger, as for the whole send.
+    Input: LoadSegments(date)'s customers.parquet; with Postgres state the shard loads the segment file on its own
+    host when needed (each host keeps its own var/; the file must be readable there). Output:
+    <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.shard-<i>-of-<n>.json (and a marker row with
+    Postgres state). Idempotence: the send ledger, as for the whole send.
     """
 
     channel = luigi.ChoiceParameter(choices=list(channel_core.CHANNELS), description="email, sms or push.")
@@ -169,8 +172,10 @@ class SendShard(luigi.Task):
     def retry_count(self) -> int:
         return channel_core.channel_config(self.channel).retry_count
 
-    def requires(self) -> LoadSegments:
-        return LoadSegments(date=self.date)
+    def requires(self) -> list[LoadSegments]:
+        # LoadSegments' files are this host's: with shared state a shard may run on a host where the scheduler
+        # already saw LoadSegments done elsewhere, so the shard loads the segment file itself in run()
+        return [] if state.settings().shared else [LoadSegments(date=self.date)]
 
     def result_path(self) -> Path:
         path = channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
@@ -181,8 +186,15 @@ class SendShard(luigi.Task):
                               f"shard-{self.shard + 1}-of-{self.shards}")
 
     def run(self) -> None:
+        segments = LoadSegments(date=self.date)
+        if not segments.complete():  # shared state: this host has not loaded the day's segment file yet
+            # run here, in this task's process: its status reaches luigid as this shard's (Luigi's TaskProcess sets
+            # these callbacks the same way on the task it runs)
+            segments.set_status_message = self.set_status_message
+            segments.set_progress_percentage = self.set_progress_percentage
+            segments.run()
         result = channel_core.run_channel_send(
-            self.channel, self.date, self.campaign, self.segment, self.requires().customers_path(),
+            self.channel, self.date, self.campaign, self.segment, segments.customers_path(),
             progress=self._show_progress, shard=Shard(self.shard, self.shards),
         )
         _write_result(self.output(), self.result_path(), result.as_dict())

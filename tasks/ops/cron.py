@@ -7,8 +7,10 @@
    in `timezone` (or `--date`); outside `start_date`..`end_date`, or with `enabled = false`,
    it logs why and exits 0; then it runs `python -m tasks check-config` (as a subprocess: the
    check spans every wing) and on any problem exits EXIT_CONFIG without starting luigi;
-2. takes one of `max_active_runs` lock slots (fcntl locks on <var_dir>/cron/slot-N.lock,
-   released by the kernel when the process dies); none free: exits `[retcode] already_running`;
+2. takes one of `max_active_runs` lock slots (fcntl locks on <var_dir>/cron/cron-slot-N.lock,
+   released by the kernel when the process dies; with `[state] backend = postgres`, advisory
+   locks every host shares, released when the session ends); none free: exits
+   `[retcode] already_running`;
 3. with `catchup`, looks back from the run date (at most `max_catchup_days`, never before
    `start_date`) for the last day whose task is complete and runs every day after it, oldest
    first, one luigi run per day, stopping at the first day that fails. Not Luigi's
@@ -36,7 +38,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
-import fcntl
 import importlib
 import logging
 import os
@@ -59,7 +60,8 @@ from croniter import croniter
 
 from tasks import config
 from tasks.errors import ConfigError
-from tasks.files import FILE_MODE, append_json_line, private_dir
+from tasks.files import append_json_line, private_dir
+from tasks.state import locks
 
 logger = logging.getLogger(__name__)
 
@@ -202,23 +204,10 @@ def luigi_command(sched: Schedule, day: dt.date, lock_dir: Path) -> list[str]:
 
 @contextlib.contextmanager
 def run_slot(directory: Path, slots: int) -> Iterator[int | None]:
-    """Hold the first free of `slots` lock files; yields its number, or None when all are taken."""
-    private_dir(directory)
-    for number in range(slots):
-        fd = os.open(directory / f"slot-{number}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            yield number
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
-        return
-    yield None
+    """Hold the first free of `slots` run slots; yields its number, or None when all are taken. Slots are lock
+    files under `directory` (this host), or advisory locks with [state] backend = postgres (every host)."""
+    with locks.first_free([f"cron-slot-{number}" for number in range(slots)], directory) as slot:
+        yield slot
 
 
 # ---------------------------------------------------------------- running luigi
