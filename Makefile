@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATE ?= $(shell date +%F)
 
-.PHONY: run test bench lint luigid warehouse-stop clean
+.PHONY: run test bench lint luigid warehouse-stop clean postgres-binaries
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,16 @@ run: $(STAMP)
 	$(BIN)/python -m tasks seed-demo
 	$(BIN)/luigi --module tasks RunAll --date $(DATE) --local-scheduler --workers 3
 
-test: $(STAMP)
+test: $(STAMP) postgres-binaries
 	$(BIN)/python -m pytest
+
+# The shared-state tests run a real PostgreSQL server (tasks/state/server.py starts it in a temporary
+# folder): Debian's package, installed when its binaries are missing (root, or sudo without a password).
+postgres-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  $$SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q postgresql >/dev/null; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

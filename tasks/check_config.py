@@ -34,7 +34,7 @@ import luigi.configuration
 from luigi.configuration.cfg_parser import LuigiConfigParser
 from luigi.task_register import Register
 
-from tasks import config
+from tasks import config, state
 from tasks.campaign import sends
 from tasks.elt.specs import load_specs
 from tasks.errors import TasksError
@@ -88,6 +88,7 @@ def check() -> list[Problem]:
     problems += _types(where)
     problems += _files(where)
     problems += _providers(where)
+    problems += _state(where)
     return problems
 
 
@@ -210,6 +211,28 @@ def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
             for section, key, what in sends.config_problems(channel, sends.channel_config(channel)):
                 place = "environment" if section == "environment" else _place(where, section, key)
                 problems.append(Problem(place, what))
+    return problems
+
+
+def _state(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
+    """With [state] backend = postgres: TASKS_STATE_DSN is set and the database answers (a send, a shard
+    lock or a cron slot would fail on it later, after the ELT ran)."""
+    problems: list[Problem] = []
+    with _quietly(problems):
+        if not state.settings().shared:
+            return problems
+        try:
+            dsn = state.dsn()
+        except TasksError as exc:
+            return [Problem("environment", str(exc))]
+        import psycopg
+
+        try:
+            psycopg.connect(dsn, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            what = f"backend = postgres, but the database of {state.DSN_ENV} does not answer: {first}"
+            problems.append(Problem(_place(where, "state", "backend"), what))
     return problems
 
 
