@@ -197,3 +197,29 @@ def test_progress_reaches_the_luigi_shell(luigi_cfg, tmp_path, var_path):
     percents = [p for kind, p in seen if kind == "pct"]
     assert len(statuses) >= 3 and "remaining of 30" in statuses[0] and "msg/s" in statuses[0]
     assert percents == sorted(percents) and percents[-1] == 100 and 0 < percents[1] < 100
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_sharded_send_keeps_one_limit_and_reaches_each_customer_once(luigi_cfg, tmp_path, var_path, fake_env,
+                                                                      request, backend):
+    if backend == "postgres":
+        request.getfixturevalue("postgres_state")
+    rate, burst, count = 30, 5, 90
+    rows = setup_campaign(luigi_cfg, tmp_path, count)
+    with FakeProvider(latency=0.02) as fake:
+        point_at(luigi_cfg, fake, "sms", rate=rate, burst=burst, concurrency=3, shards=3)
+        assert build(TASKS["sms"](date=DAY), workers=3)
+        # three processes, one token bucket (three of their own would allow 3 x (rate + burst))
+        assert fake.max_requests_in_window(1.0, "twilio") <= rate + burst + 4
+        delivered = collections.Counter(m["to"] for m in fake.accepted())
+        # a re-run is a no-op: every task is complete (files, or marker rows with Postgres state)
+        assert build(TASKS["sms"](date=DAY), workers=3)
+        assert len(fake.accepted()) == count
+    assert max(delivered.values()) == 1 and len(delivered) == count
+    assert set(delivered) == {r["phone"] for r in rows}
+    combined = result(var_path, "sms")
+    assert combined["target"] == count and combined["counts"]["sent"] == count
+    assert combined["extra"]["shards"] == 3 and combined["complete"]
+    parts = sorted(var_path.glob(f"campaigns/{DAY}/demo/sms-all.shard-*-of-3.json"))
+    assert [json.loads(p.read_text())["extra"]["shard"] for p in parts] == [0, 1, 2]
+    assert sum(json.loads(p.read_text())["target"] for p in parts) == count
