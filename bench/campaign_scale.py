@@ -107,6 +107,23 @@ def _arrivals(log: Path) -> list[float]:
     return times
 
 
+class _LineCounter:
+    """Complete lines of a growing file, reading only what was appended since the last call."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.lines = path, 0, 0
+
+    def count(self) -> int:
+        if self.path.exists():
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+            end = chunk.rfind(b"\n") + 1
+            self.lines += chunk.count(b"\n", 0, end)
+            self.offset += end
+        return self.lines
+
+
 def _fresh(name: str) -> tuple[Path, Path]:
     base = common.out_dir() / NAME / name
     if base.exists():
@@ -147,7 +164,8 @@ def main() -> None:
     try:
         victim = subprocess.Popen([*cmd, str(var_dir), url], cwd=common.REPO, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        while victim.poll() is None and len(_arrivals(log)) < count // 2:
+        lines = _LineCounter(log)
+        while victim.poll() is None and lines.count() < count // 2:
             time.sleep(0.05)
         victim.send_signal(signal.SIGKILL)
         victim.wait()

@@ -9,10 +9,12 @@ FCM_ACCESS_TOKEN. A missing one is a ConfigError naming the variable, never its 
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tasks import config, pii, state
 from tasks.campaign import segments as segments_core
@@ -22,7 +24,15 @@ from tasks.channels.http import HttpTransport
 from tasks.channels.ledger import SendKey, SendLedger, Shard, ledger_path
 from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.outbox import OutboxClient, outbox_path
-from tasks.channels.sender import WHOLE_SEND, Progress, Recipient, SendPolicy, SendResult, send_campaign
+from tasks.channels.sender import (
+    WHOLE_SEND,
+    Progress,
+    Recipient,
+    SendPolicy,
+    SendResult,
+    SourceBatch,
+    send_campaign,
+)
 from tasks.channels.sendgrid import SendGridClient
 from tasks.channels.templates import load_template
 from tasks.channels.twilio import TwilioClient
@@ -84,27 +94,24 @@ class ParquetRecipients:
         self.batch_rows = batch_rows
         self.source = f"{self.path.name}:{_content_id(self.path)}:{channel}:{segment}:{shard.index}/{shard.count}"
 
-    def _batches(self, columns: list[str] | None) -> Iterator[dict[str, list]]:
-        for batch in segments_core.iter_customers_for_channel(self.path, self.channel, self.segment, columns,
-                                                              self.batch_rows):
-            data = batch.to_pydict()
-            if self.shard.count > 1:
-                keep = [i for i, cid in enumerate(data["customer_id"]) if self.shard.owns(str(cid))]
-                data = {name: [values[i] for i in keep] for name, values in data.items()}
-            yield data
-
-    def id_batches(self) -> Iterator[list[str]]:
-        for data in self._batches(["customer_id"]):
-            yield [str(cid) for cid in data["customer_id"]]
-
-    def batches(self) -> Iterator[list[Recipient]]:
+    def batches(self) -> Iterator[SourceBatch]:
         column = segments_core.CHANNEL_COLUMNS[self.channel]
-        for data in self._batches(None):
-            yield [
-                Recipient(str(cid), str(address), {"customer_id": str(cid), "segment": str(seg),
-                                                   "campaign": self.campaign, "date": self.day})
-                for cid, seg, address in zip(data["customer_id"], data["segment"], data[column], strict=True)
-            ]
+        for batch in segments_core.iter_customers_for_channel(self.path, self.channel, self.segment, None,
+                                                              self.batch_rows):
+            ids = [str(cid) for cid in batch.column("customer_id").to_pylist()]
+            if self.shard.count > 1:
+                keep = [i for i, cid in enumerate(ids) if self.shard.owns(cid)]
+                batch, ids = batch.take(keep), [ids[i] for i in keep]
+            yield SourceBatch(ids, functools.partial(self._build, batch, ids, column))
+
+    def _build(self, batch: Any, ids: list[str], column: str, keep: set[str]) -> list[Recipient]:
+        """The recipients of `batch` whose id is in `keep` (addresses read only when something is pending)."""
+        segments, addresses = batch.column("segment").to_pylist(), batch.column(column).to_pylist()
+        return [
+            Recipient(cid, str(addresses[i]), {"customer_id": cid, "segment": str(segments[i]),
+                                               "campaign": self.campaign, "date": self.day})
+            for i, cid in enumerate(ids) if cid in keep
+        ]
 
 
 def _content_id(path: Path) -> str:

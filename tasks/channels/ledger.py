@@ -66,6 +66,17 @@ class PendingRow:
 
 
 @dataclass(frozen=True)
+class SeedMark:
+    """How far seeding a shard from a named source got: its first `batches` batches (`recipients` ids) are in
+    the ledger; `complete` once all are."""
+
+    source: str
+    batches: int
+    recipients: int
+    complete: bool
+
+
+@dataclass(frozen=True)
 class Shard:
     """Which part of a send one task covers: recipients whose stable hash of customer_id is `index` mod `count`."""
 
@@ -131,40 +142,48 @@ class SendLedger:
 
     # ------------------------------------------------------------------ seeding
 
-    def seed(self, key: SendKey, customer_ids: Iterable[str], shard: int = 0) -> int:
-        """Add a `pending` row for every recipient not in the ledger yet (one transaction); returns how many."""
+    def seed(self, key: SendKey, customer_ids: Iterable[str], shard: int = 0, mark: SeedMark | None = None,
+             shards: int = 1) -> int:
+        """Add a `pending` row for every recipient not in the ledger yet, and record `mark` (how far seeding got)
+        in the same transaction; returns how many rows were added."""
         ids = list(customer_ids)
-        params = {**_key(key), "shard": shard, "now": time.time()}
+        now = time.time()
         with self.db.transaction() as tx:
-            before = self._count(tx, key)
             if self.db.dialect == "postgres":
                 tx.execute("CREATE TEMPORARY TABLE IF NOT EXISTS seed_ids (customer_id TEXT) ON COMMIT DELETE ROWS")
                 tx.copy_rows("seed_ids", ["customer_id"], ([cid] for cid in ids))
-                tx.execute(self._sql("seed"), params)
+                added = tx.execute(self._sql("seed"), {**_key(key), "shard": shard, "now": now})
                 if len(ids) >= 1000:  # fresh statistics, or the planner scans the whole send per claim
                     tx.execute("ANALYZE sends")
-            else:
-                tx.executemany(self._sql("seed"), ({**params, "customer_id": cid} for cid in ids))
-            return self._count(tx, key) - before
+            else:  # tuples, not dicts (a million rows); the row count sums the rows, ON CONFLICT's skips count 0
+                added = tx.executemany_positional(
+                    self._sql("seed"), ((key.campaign, key.date, key.channel, cid, shard, now, now) for cid in ids))
+            if mark is not None:
+                self._put_mark(tx, key, shard, shards, mark)
+        return added
 
-    def seeded(self, key: SendKey, shard: Shard) -> tuple[str, int] | None:
-        """(source, recipients) recorded by the last complete seeding of this shard, or None."""
+    def seeding(self, key: SendKey, shard: Shard) -> SeedMark | None:
+        """How far the last seeding of this shard got (None: never seeded with a named source)."""
         with self.db.transaction() as tx:
             shards = {row[0] for row in tx.rows(self._sql("seed_shards"), _key(key))}
             if shards and shards != {shard.count}:
+                first = sorted(shards)[0]
                 raise ConfigError(
-                    f"{key.channel} campaign {key.campaign!r} {key.date} was started with shards = "
-                    f"{sorted(shards)[0]}; keep [{key.channel}_campaign] shards = {sorted(shards)[0]} until it is "
-                    f"finished (now {shard.count})"
+                    f"{key.channel} campaign {key.campaign!r} {key.date} was started with shards = {first}; keep "
+                    f"[{key.channel}_campaign] shards = {first} until it is finished (now {shard.count})"
                 )
             rows = tx.rows(self._sql("seed_record_get"), {**_key(key), "shard": shard.index})
-        return (rows[0][1], rows[0][2]) if rows else None
+        return SeedMark(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
 
-    def record_seeded(self, key: SendKey, shard: Shard, source: str, recipients: int) -> None:
-        """Remember that every recipient of `source` is in the ledger (a re-run skips seeding)."""
+    def finish_seeding(self, key: SendKey, shard: Shard, mark: SeedMark) -> None:
+        """Record that every recipient of `mark.source` is in the ledger."""
         with self.db.transaction() as tx:
-            tx.execute(self._sql("seed_record_put"), {**_key(key), "shard": shard.index, "shards": shard.count,
-                                                      "source": source, "recipients": recipients, "now": time.time()})
+            self._put_mark(tx, key, shard.index, shard.count, mark)
+
+    def _put_mark(self, tx: Tx, key: SendKey, shard: int, shards: int, mark: SeedMark) -> None:
+        tx.execute(self._sql("seed_record_put"), {
+            **_key(key), "shard": shard, "shards": shards, "source": mark.source, "batches": mark.batches,
+            "recipients": mark.recipients, "complete": int(mark.complete), "now": time.time()})
 
     # ------------------------------------------------------------------ recovery
 
@@ -194,7 +213,14 @@ class SendLedger:
     def counts(self, key: SendKey, shard: int | None = None) -> dict[str, int]:
         """state -> number of rows of this send (or of one shard)."""
         with self.db.transaction() as tx:
-            return dict(tx.rows(self._sql("counts"), {**_key(key), "shard": -1 if shard is None else shard}))
+            if shard is None:
+                return dict(tx.rows(self._sql("counts_send"), _key(key)))
+            return dict(tx.rows(self._sql("counts"), {**_key(key), "shard": shard}))
+
+    def open_rows(self, key: SendKey, shard: int = 0) -> bool:
+        """True when some row of this shard is still pending or sending (one index probe)."""
+        with self.db.transaction() as tx:
+            return bool(tx.rows(self._sql("in_flight"), {**_key(key), "shard": shard}))
 
     def states(self, key: SendKey) -> dict[str, str]:
         """customer_id -> state for every row of this send (tests and small reports: it holds every id)."""
@@ -253,9 +279,6 @@ class SendLedger:
         with self.db.transaction() as tx:
             rows = tx.rows(sql, {**_key(key), **values, "ids": list(customer_ids), "now": time.time()})
         return [row[0] for row in rows]
-
-    def _count(self, tx: Tx, key: SendKey) -> int:
-        return sum(n for _, n in tx.rows(self._sql("counts"), {**_key(key), "shard": -1}))
 
 
 def _migrate_v1(tx: Tx, schema: str) -> None:

@@ -35,7 +35,7 @@ from pyrate_limiter.limiter import SingleBucketFactory
 
 from tasks.errors import ConfigError
 from tasks.files import private_file
-from tasks.state.db import postgres_pool
+from tasks.state.db import SCHEMA_LOCK, postgres_pool
 
 # Rates are kept in "per 1000 s" so fractional rates (0.5 rps) are exact integers.
 _SCALE = 1000
@@ -169,7 +169,8 @@ class PostgresStateStore(StateStore):
         self.dsn = dsn
         self.key = key
         self.default_clock = PostgresClock(postgres_pool(dsn))
-        with self._conn() as conn:
+        with self._conn() as conn, conn.transaction():  # hosts starting at once: one CREATE at a time
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS bucket_state (key TEXT PRIMARY KEY, state TEXT NOT NULL)")
 
     def _conn(self):

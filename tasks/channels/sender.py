@@ -3,10 +3,11 @@
 `send_campaign` takes the recipients of one channel send (or one shard of it) and a provider
 client and brings every recipient to a final ledger state (`sent`, `failed` or `unknown`):
 
-- Recipients are streamed: the ledger is seeded in bulk batch by batch (skipped when a finished
-  seeding of the same source is recorded), then the source is read again batch by batch and
-  only its still-pending rows are queued, so memory holds the in-flight and retry-queued
-  recipients, never the whole send.
+- Recipients are streamed: the source is read batch by batch as request slots free up; each batch
+  is seeded into the ledger in bulk (unless a seeding of the same source already put it there),
+  then only its still-pending rows are built and queued. Memory holds one batch, the requests
+  in flight and the retry queue, never the whole send, and the first request waits for one
+  batch, not for the whole ledger.
 
 - `concurrency` threads each take a token from the channel's limiter, commit `sending`, make
   one request and commit its outcome, so the limit (not the provider's latency) sets the
@@ -39,7 +40,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from tasks.channels.base import Message, ProviderClient
-from tasks.channels.ledger import FAILED, FINAL_STATES, PENDING, SENDING, SENT, UNKNOWN, SendKey, SendLedger, Shard
+from tasks.channels.ledger import (
+    FAILED,
+    FINAL_STATES,
+    PENDING,
+    SENDING,
+    SENT,
+    UNKNOWN,
+    SeedMark,
+    SendKey,
+    SendLedger,
+    Shard,
+)
 from tasks.channels.limiter import ChannelLimiter
 from tasks.errors import AuthApiError, FatalApiError, RetriableApiError
 
@@ -150,21 +162,26 @@ class _Outcome:
     abort: BaseException | None = None
 
 
+@dataclass(frozen=True)
+class SourceBatch:
+    """One batch of a source: its customer ids, and how to build the recipients among some of them (only the
+    still-pending ones are ever built, so a re-run over a mostly finished send stays cheap)."""
+
+    ids: list[str]
+    build: Callable[[set[str]], list[Recipient]]
+
+
 class RecipientSource(Protocol):
     """Where a send's recipients come from, read in batches so memory never holds them all.
 
-    `source` names the exact input (file, size, modification time, filters); when a run finds the
-    ledger already seeded from the same `source`, it skips seeding. None: always seed.
+    `source` names the exact input (file content, filters, shard): seeding records how many of its
+    batches are in the ledger, so a re-run skips them. None: seed every batch on every run.
     """
 
     source: str | None
 
-    def id_batches(self) -> Iterator[list[str]]:
-        """The customer ids, in batches (for seeding the ledger)."""
-        ...
-
-    def batches(self) -> Iterator[list[Recipient]]:
-        """The recipients, in batches, in the same order on every call."""
+    def batches(self) -> Iterator[SourceBatch]:
+        """The recipients in batches, the same batches in the same order on every call."""
         ...
 
 
@@ -177,13 +194,11 @@ class ListSource:
         self.recipients = list(recipients)
         self.batch = batch
 
-    def id_batches(self) -> Iterator[list[str]]:
-        for batch in self.batches():
-            yield [r.customer_id for r in batch]
-
-    def batches(self) -> Iterator[list[Recipient]]:
+    def batches(self) -> Iterator[SourceBatch]:
         for start in range(0, len(self.recipients), self.batch):
-            yield self.recipients[start:start + self.batch]
+            chunk = self.recipients[start:start + self.batch]
+            yield SourceBatch([r.customer_id for r in chunk],
+                              lambda keep, chunk=chunk: [r for r in chunk if r.customer_id in keep])
 
 
 def send_campaign(
@@ -224,12 +239,17 @@ class _Run:
         self.requests = 0
         self.retries = 0
         self.recent: collections.deque[tuple[float, int]] = collections.deque()
+        self.added = 0  # ledger rows this run seeded
         self.delayed: list = []  # (monotonic due, tie-breaker, _Batch): retries, and rows waiting for a due time
 
     def run(self) -> SendResult:
         start = time.monotonic()
         key, ledger, shard = self.key, self.ledger, self.shard
-        seeded = self._seed()
+        mark = ledger.seeding(key, shard)
+        named = self.source.source
+        same = mark is not None and named is not None and mark.source == named
+        self.skip_batches = mark.batches if same else 0  # already seeded from this very source
+        self.seeded_all = same and mark.complete
         recovered = ledger.recover_in_flight(key, shard.index)
         reopened = ledger.reopen_unknown(key, shard.index) if self.policy.resend_unknown else 0
         if recovered:
@@ -244,7 +264,7 @@ class _Run:
         logger.info("%s via %s: %d target, %d to send (%s), limit %s, concurrency %d", self._label(),
                     self.client.provider, sum(self.initial.values()), to_send, _fmt_counts(self.initial),
                     self.limiter, self.policy.concurrency)
-        if to_send:
+        if to_send or not self.seeded_all:  # seeding goes with sending: the first request waits for one batch
             self._dispatch(self._feed(), start)
         duration = time.monotonic() - start
         final = ledger.counts(key, shard.index)
@@ -260,7 +280,7 @@ class _Run:
             recovered_unknown=recovered, reopened_unknown=reopened,
             complete=counts[PENDING] == 0 and counts[SENDING] == 0,
         )
-        result.extra.update({"shard": shard.index, "shards": shard.count, "seeded_this_run": seeded})
+        result.extra.update({"shard": shard.index, "shards": shard.count, "seeded_this_run": self.added})
         logger.info("%s done in %.1f s: %s; %.1f msg/s (%.1f req/s, limit %g/s)", self._label(), duration,
                     _fmt_counts(counts), result.achieved_rate, result.achieved_request_rate, self.limiter.rate)
         return result
@@ -269,46 +289,42 @@ class _Run:
         shard = f" {self.shard}" if self.shard.count > 1 else ""
         return f"{self.key.channel} campaign {self.key.campaign!r} {self.key.date}{shard}"
 
-    def _seed(self) -> int:
-        """Put every recipient in the ledger, in bulk, unless a finished seeding of the same source did;
-        returns how many rows were added. A crash mid-seeding is safe: the record is written last."""
-        source = self.source.source
-        if source is not None and self.ledger.seeded(self.key, self.shard) is not None \
-                and self.ledger.seeded(self.key, self.shard)[0] == source:
-            return 0
-        added = total = 0
-        for ids in self.source.id_batches():
-            added += self.ledger.seed(self.key, ids, self.shard.index)
-            total += len(ids)
-        if source is not None:
-            self.ledger.record_seeded(self.key, self.shard, source, total)
-        return added
-
     def _feed(self) -> Iterator[_Batch]:
         """Request-sized batches of the recipients still pending, read batch by batch from the source.
 
-        Up to batch_size recipients per request, no address twice in one request; rows whose
-        retry is not due yet go to the delayed queue instead.
+        Each source batch not seeded yet is seeded first (one transaction, which also records how far
+        seeding got, so a restart after a crash skips what is in). Up to batch_size recipients per
+        request, no address twice in one request; rows whose retry is not due yet go to the delayed
+        queue instead.
         """
-        for recipients in self.source.batches():
+        named, number, total = self.source.source, 0, 0
+        for number, batch in enumerate(self.source.batches(), 1):
             if self.aborting.is_set():
                 return
-            by_id = {r.customer_id: r for r in recipients}
-            pending = self.ledger.pending_among(self.key, list(by_id))
+            total += len(batch.ids)
+            if not self.seeded_all and number > self.skip_batches:
+                mark = None if named is None else SeedMark(named, number, total, complete=False)
+                self.added += self.ledger.seed(self.key, batch.ids, self.shard.index, mark, self.shard.count)
+            pending = self.ledger.pending_among(self.key, batch.ids)
+            if not pending:
+                continue
+            by_id = {r.customer_id: r for r in batch.build({row.customer_id for row in pending})}
             pending.sort(key=lambda row: (row.attempts, row.next_attempt_at or 0.0, row.customer_id))
             now_wall, now_mono = time.time(), time.monotonic()
             for (attempts, due), rows in itertools.groupby(pending, key=lambda r: (r.attempts, r.next_attempt_at)):
-                batch: list[Recipient] = []
+                group: list[Recipient] = []
                 seen: set[str] = set()
                 for row in rows:
                     recipient = by_id[row.customer_id]
-                    if len(batch) >= self.client.batch_size or recipient.address in seen:
-                        yield from self._due(_Batch(batch, attempts), due, now_wall, now_mono)
-                        batch, seen = [], set()
-                    batch.append(recipient)
+                    if len(group) >= self.client.batch_size or recipient.address in seen:
+                        yield from self._due(_Batch(group, attempts), due, now_wall, now_mono)
+                        group, seen = [], set()
+                    group.append(recipient)
                     seen.add(recipient.address)
-                if batch:
-                    yield from self._due(_Batch(batch, attempts), due, now_wall, now_mono)
+                if group:
+                    yield from self._due(_Batch(group, attempts), due, now_wall, now_mono)
+        if named is not None and not self.seeded_all:
+            self.ledger.finish_seeding(self.key, self.shard, SeedMark(named, number, total, complete=True))
 
     def _due(self, batch: _Batch, due_wall: float | None, now_wall: float, now_mono: float) -> Iterator[_Batch]:
         if due_wall is None or due_wall <= now_wall:
@@ -458,7 +474,7 @@ class _Run:
             self.recent.popleft()
         span = min(window, max(now - start, 1e-3))
         rate = sum(n for _, n in self.recent) / span
-        target = sum(self.initial.values())
+        target = sum(self.initial.values()) + self.added
         sent = self.initial[SENT] + self.counts[SENT]
         failed = self.initial[FAILED] + self.counts[FAILED]
         unknown = self.initial[UNKNOWN] + self.counts[UNKNOWN]

@@ -28,6 +28,7 @@ from tasks.files import private_file
 
 Params = Mapping[str, Any]
 
+SCHEMA_LOCK = 0x7461736B73  # the advisory lock every schema change of this package takes first ("tasks")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -82,8 +83,15 @@ class Tx:
         self._cur.execute(self._sql(sql), self._bind(params or {}))
         return self._cur.rowcount
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        """Run one statement per row; returns the rows changed over all of them."""
         self._cur.executemany(self._sql(sql), [self._bind(r) for r in rows])
+        return self._cur.rowcount
+
+    def executemany_positional(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """SQLite only: one statement per tuple of `?` parameters (no per-row dict: bulk inserts)."""
+        self._cur.executemany(sql, rows)
+        return self._cur.rowcount
 
     def rows(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
         self._cur.execute(self._sql(sql), self._bind(params or {}))
@@ -96,6 +104,8 @@ class Tx:
     def script(self, sql: str) -> None:
         """Run several `;`-separated statements without parameters (schema files; `--` comment lines dropped)."""
         code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+        if self.dialect == "postgres":  # concurrent CREATE ... IF NOT EXISTS race in the catalog: one at a time
+            self._cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         for statement in (s.strip() for s in code.split(";")):
             if statement:
                 self._cur.execute(statement)

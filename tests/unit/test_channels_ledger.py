@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from tasks import state
-from tasks.channels.ledger import SendKey, SendLedger, Shard
+from tasks.channels.ledger import SeedMark, SendKey, SendLedger, Shard
 from tasks.errors import ConfigError, LockHeldError
 
 KEY = SendKey("spring", "2026-03-02", "sms")
@@ -91,17 +91,20 @@ def test_claims_and_outcomes_are_set_based_and_conditional(ledger):
 
 
 def test_seeding_is_recorded_per_shard_and_shards_cannot_change_mid_send(ledger):
-    assert ledger.seeded(KEY, Shard(0, 2)) is None
-    assert ledger.seed(KEY, ["a", "c"], shard=0) == 2
-    ledger.record_seeded(KEY, Shard(0, 2), "customers.parquet@123", 2)
-    assert ledger.seeded(KEY, Shard(0, 2)) == ("customers.parquet@123", 2)
-    assert ledger.seeded(KEY, Shard(1, 2)) is None
+    assert ledger.seeding(KEY, Shard(0, 2)) is None
+    mark = SeedMark("customers.parquet@123", 1, 2, complete=False)
+    assert ledger.seed(KEY, ["a", "c"], shard=0, mark=mark, shards=2) == 2
+    assert ledger.seeding(KEY, Shard(0, 2)) == mark
+    ledger.finish_seeding(KEY, Shard(0, 2), SeedMark("customers.parquet@123", 1, 2, complete=True))
+    assert ledger.seeding(KEY, Shard(0, 2)).complete
+    assert ledger.seeding(KEY, Shard(1, 2)) is None
     with pytest.raises(ConfigError, match="shards = 2"):
-        ledger.seeded(KEY, Shard(0, 3))
+        ledger.seeding(KEY, Shard(0, 3))
     ledger.seed(KEY, ["b"], shard=1)
     ledger.mark_sending(KEY, ["a", "b"])
     assert ledger.recover_in_flight(KEY, shard=1) == 1, "a shard recovers only its own rows"
     assert ledger.counts(KEY, shard=0) == {"sending": 1, "pending": 1}
+    assert ledger.open_rows(KEY, 0) and not ledger.open_rows(KEY, 1)
 
 
 def test_a_version_1_sqlite_ledger_is_migrated_with_its_rows(tmp_path):

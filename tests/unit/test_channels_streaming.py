@@ -7,9 +7,9 @@ import zlib
 from collections.abc import Iterator, Sequence
 
 from tasks.channels.base import Message
-from tasks.channels.ledger import SendKey, SendLedger, Shard
+from tasks.channels.ledger import SeedMark, SendKey, SendLedger, Shard
 from tasks.channels.limiter import ChannelLimiter
-from tasks.channels.sender import Recipient, SendPolicy, send_campaign
+from tasks.channels.sender import Recipient, SendPolicy, SourceBatch, send_campaign
 
 KEY = SendKey("spring", "2026-03-02", "email")
 BATCH, BATCHES = 50, 40
@@ -22,14 +22,12 @@ class CountingSource:
         self.source = source
         self.produced = 0
 
-    def id_batches(self) -> Iterator[list[str]]:
+    def batches(self) -> Iterator[SourceBatch]:
         for b in range(BATCHES):
-            yield [f"c{b:03d}-{i:03d}" for i in range(BATCH)]
-
-    def batches(self) -> Iterator[list[Recipient]]:
-        for b, ids in enumerate(self.id_batches()):
             self.produced = b + 1
-            yield [Recipient(cid, f"{cid}@example.com", {}) for cid in ids]
+            ids = [f"c{b:03d}-{i:03d}" for i in range(BATCH)]
+            yield SourceBatch(ids, lambda keep, ids=ids: [Recipient(c, f"{c}@example.com", {}) for c in ids
+                                                          if c in keep])
 
 
 class RecordingClient:
@@ -64,8 +62,8 @@ def test_the_source_is_read_as_requests_go_out_not_all_first(tmp_path):
     source = CountingSource()
     result, client = run(tmp_path, source)
     assert result.counts["sent"] == BATCH * BATCHES and len(set(client.sent)) == BATCH * BATCHES
-    # when the first request went out, only the first batch or two had been read
-    assert client.produced_at_send[0] <= 2
+    # when the first request went out, only the first batch had been read (and seeded)
+    assert client.produced_at_send[0] == 1
     assert client.produced_at_send[-1] == BATCHES
     assert result.extra["seeded_this_run"] == BATCH * BATCHES
 
@@ -75,6 +73,18 @@ def test_a_rerun_of_the_same_source_skips_seeding_and_sends_nothing(tmp_path):
     result, client = run(tmp_path, CountingSource())
     assert result.extra["seeded_this_run"] == 0 and client.sent == []
     assert result.counts["sent"] == BATCH * BATCHES and result.complete
+
+
+def test_a_restart_skips_the_batches_seeded_before_the_crash(tmp_path):
+    with SendLedger(tmp_path / "email.sqlite3") as ledger:  # a run that died after seeding 3 batches
+        for b, batch in zip(range(3), CountingSource().batches(), strict=False):
+            ledger.seed(KEY, batch.ids, mark=SeedMark("customers.parquet:1:abc", b + 1, (b + 1) * BATCH, False))
+        assert ledger.seeding(KEY, Shard()).batches == 3
+    result, client = run(tmp_path, CountingSource())
+    assert result.extra["seeded_this_run"] == (BATCHES - 3) * BATCH
+    assert len(client.sent) == BATCH * BATCHES and result.complete
+    with SendLedger(tmp_path / "email.sqlite3") as ledger:
+        assert ledger.seeding(KEY, Shard()).complete
 
 
 def test_a_source_without_identity_is_seeded_every_time(tmp_path):

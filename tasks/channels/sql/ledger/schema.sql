@@ -1,5 +1,6 @@
 -- The send ledger: one row per recipient of one send (campaign, date, channel), and one row per
--- seeded shard of a send. Written for both SQLite and Postgres; created idempotently.
+-- seeded shard of a send (SQLite: the rows live in the primary key's b-tree, WITHOUT ROWID); created
+-- idempotently. schema.postgres.sql is the same without WITHOUT ROWID.
 CREATE TABLE IF NOT EXISTS sends (
     campaign TEXT NOT NULL,
     date TEXT NOT NULL,
@@ -15,7 +16,9 @@ CREATE TABLE IF NOT EXISTS sends (
     created_at DOUBLE PRECISION NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (campaign, date, channel, customer_id)
-);
+) WITHOUT ROWID;
+-- a shard's rows by state: recovery, the pending check and the counts read it alone (a covering index)
+CREATE INDEX IF NOT EXISTS sends_shard_state ON sends (campaign, date, channel, shard, state);
 CREATE TABLE IF NOT EXISTS send_seeds (
     campaign TEXT NOT NULL,
     date TEXT NOT NULL,
@@ -23,7 +26,9 @@ CREATE TABLE IF NOT EXISTS send_seeds (
     shard INTEGER NOT NULL,
     shards INTEGER NOT NULL,
     source TEXT NOT NULL,
+    batches INTEGER NOT NULL,
     recipients INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
     seeded_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (campaign, date, channel, shard)
 )

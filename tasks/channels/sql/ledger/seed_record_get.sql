@@ -1,2 +1,2 @@
-SELECT shards, source, recipients FROM send_seeds
+SELECT source, batches, recipients, complete FROM send_seeds
 WHERE campaign = :campaign AND date = :date AND channel = :channel AND shard = :shard

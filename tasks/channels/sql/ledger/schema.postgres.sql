@@ -1,0 +1,33 @@
+-- The send ledger: one row per recipient of one send (campaign, date, channel), and one row per
+-- seeded shard of a send. Written for both SQLite and Postgres; created idempotently.
+CREATE TABLE IF NOT EXISTS sends (
+    campaign TEXT NOT NULL,
+    date TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    shard INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    unknown_resends INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    provider_message_id TEXT,
+    next_attempt_at DOUBLE PRECISION,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (campaign, date, channel, customer_id)
+);
+-- a shard's rows by state: recovery, the pending check and the counts read it alone (a covering index)
+CREATE INDEX IF NOT EXISTS sends_shard_state ON sends (campaign, date, channel, shard, state);
+CREATE TABLE IF NOT EXISTS send_seeds (
+    campaign TEXT NOT NULL,
+    date TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    shards INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    batches INTEGER NOT NULL,
+    recipients INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    seeded_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (campaign, date, channel, shard)
+)
