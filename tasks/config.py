@@ -346,9 +346,15 @@ class sms_campaign(_channel_campaign):
 
 
 class push_campaign(_channel_campaign):
-    """The push send (SendPushNotification): outbox or FCM HTTP v1 (FCM_PROJECT_ID, FCM_ACCESS_TOKEN)."""
+    """The push send (SendPushNotification): outbox or FCM HTTP v1 (GOOGLE_APPLICATION_CREDENTIALS or
+    FCM_ACCESS_TOKEN; FCM_PROJECT_ID)."""
 
     template = luigi.Parameter(default="config/templates/push.toml", description="Push template (title, body).")
+    token_refresh_margin = luigi.FloatParameter(
+        default=300.0,
+        description="With a service account (GOOGLE_APPLICATION_CREDENTIALS): seconds before the access token "
+        "expires at which a new one is minted (at most half its lifetime).",
+    )
 
 
 class schedule(luigi.Config):

@@ -2,14 +2,18 @@
 
 Sections read: [email_campaign], [sms_campaign], [push_campaign] (tasks/config.py), [paths].
 Credentials come from the environment only: SENDGRID_API_KEY; TWILIO_ACCOUNT_SID,
-TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID; FCM_PROJECT_ID and
-FCM_ACCESS_TOKEN. A missing one is a ConfigError naming the variable, never its value.
+TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID; for FCM either
+FCM_ACCESS_TOKEN (a token minted outside, for sends shorter than its hour; it wins when set) or
+GOOGLE_APPLICATION_CREDENTIALS (a service-account key file, refreshed as needed), and FCM_PROJECT_ID
+unless the key file's `project_id` names the project. A missing one is a ConfigError naming the
+variable, never its value nor a key file's content.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import logging
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -23,6 +27,7 @@ from tasks.channels.fcm import FcmClient
 from tasks.channels.http import HttpTransport
 from tasks.channels.ledger import SendKey, SendLedger, Shard, ledger_path
 from tasks.channels.limiter import ChannelLimiter
+from tasks.channels.oauth import CREDENTIALS_ENV, ServiceAccountToken, StaticToken, load_service_account
 from tasks.channels.outbox import OutboxClient, outbox_path
 from tasks.channels.sender import (
     WHOLE_SEND,
@@ -38,6 +43,8 @@ from tasks.channels.templates import load_template
 from tasks.channels.twilio import TwilioClient
 from tasks.errors import CampaignFailedError, ConfigError
 
+logger = logging.getLogger(__name__)
+
 CHANNELS = ("email", "sms", "push")
 PROVIDERS = {"email": ("outbox", "sendgrid"), "sms": ("outbox", "twilio"), "push": ("outbox", "fcm")}
 # (rate per second, burst) when the section leaves them at 0: the seed's limits for the APIs,
@@ -52,7 +59,7 @@ DEFAULT_BASE_URLS = {
 PROVIDER_ENV: dict[str, tuple[tuple[str, ...], ...]] = {
     "sendgrid": (("SENDGRID_API_KEY",),),
     "twilio": (("TWILIO_ACCOUNT_SID",), ("TWILIO_AUTH_TOKEN",), ("TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")),
-    "fcm": (("FCM_PROJECT_ID",), ("FCM_ACCESS_TOKEN",)),
+    "fcm": (("FCM_ACCESS_TOKEN", CREDENTIALS_ENV),),  # and a project: fcm_problems()
 }
 MASKS: dict[str, Callable[[str], str]] = {"email": pii.mask_email, "sms": pii.mask_phone, "push": pii.mask_token}
 
@@ -137,6 +144,9 @@ def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[s
     if provider in PROVIDERS[channel] and provider != "outbox":
         problems += [("environment", None, f"{names} is not set; [{section}] provider = {provider} needs it")
                      for names in missing_env(provider)]
+        if provider == "fcm":
+            problems += [("environment", None, f"{what}; [{section}] provider = fcm needs it")
+                         for what in fcm_problems()]
         sample = config.resolve_path(config.SAMPLE_SEGMENTS).resolve()
         if config.resolve_path(config.segments().input_path).resolve() == sample:
             problems.append(("segments", "input_path",
@@ -163,8 +173,34 @@ def make_client(channel: str, cfg: config._channel_campaign, var_dir: Path, key:
         service = env.get("TWILIO_MESSAGING_SERVICE_SID", "")
         number = "" if service else env["TWILIO_FROM_NUMBER"]
         return TwilioClient(HttpTransport("twilio", base_url, auth=auth, **timeouts), sid, number, service)
-    headers = {"Authorization": f"Bearer {env['FCM_ACCESS_TOKEN']}"}
-    return FcmClient(HttpTransport("fcm", base_url, headers=headers, **timeouts), env["FCM_PROJECT_ID"])
+    tokens: StaticToken | ServiceAccountToken
+    if env.get("FCM_ACCESS_TOKEN"):
+        tokens, project = StaticToken(env["FCM_ACCESS_TOKEN"]), env["FCM_PROJECT_ID"]
+        logger.info("fcm: using FCM_ACCESS_TOKEN (never refreshed: for sends shorter than its hour)")
+    else:
+        margin = getattr(cfg, "token_refresh_margin", 300.0)
+        tokens = ServiceAccountToken(load_service_account(env[CREDENTIALS_ENV]), refresh_margin=margin,
+                                     timeout=cfg.timeout)
+        project = env.get("FCM_PROJECT_ID") or tokens.project_id or ""
+        logger.info("fcm: using the service account %s (refreshed %g s before expiry)", tokens.email, margin)
+    return FcmClient(HttpTransport("fcm", base_url, **timeouts), project, tokens)
+
+
+def fcm_problems() -> list[str]:
+    """What FCM's credentials lack beyond a missing variable: a service-account file that cannot be used, or
+    no project (FCM_PROJECT_ID, else the key file's project_id). Never quotes a value or the file."""
+    env = os.environ
+    if env.get("FCM_ACCESS_TOKEN"):
+        return [] if env.get("FCM_PROJECT_ID") else ["FCM_PROJECT_ID is not set"]
+    if not env.get(CREDENTIALS_ENV):
+        return []  # missing_env names it
+    try:
+        credentials = load_service_account(env[CREDENTIALS_ENV])
+    except ConfigError as exc:
+        return [str(exc)]
+    if not env.get("FCM_PROJECT_ID") and not credentials.project_id:
+        return [f"FCM_PROJECT_ID is not set and the {CREDENTIALS_ENV} file has no project_id"]
+    return []
 
 
 def missing_env(provider: str) -> list[str]:

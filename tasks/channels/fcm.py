@@ -1,14 +1,20 @@
 """Firebase Cloud Messaging HTTP v1: the wire format and its error codes ([push_campaign] provider = fcm).
 
-`POST /v1/projects/{FCM_PROJECT_ID}/messages:send`, Bearer FCM_ACCESS_TOKEN (an OAuth2
-access token; minting one from a service-account file needs google-auth, which this
-package does not depend on: mint it outside, e.g. `gcloud auth print-access-token`).
+`POST /v1/projects/{project}/messages:send` with `Authorization: Bearer <OAuth2 access token>`,
+read per request from a token source (oauth.py):
+- a service account (GOOGLE_APPLICATION_CREDENTIALS: the path of its JSON key file, through
+  google-auth, scope firebase.messaging): minted at first use, refreshed before it expires and
+  once more when FCM answers 401, so a send may last any time. The project is FCM_PROJECT_ID, or
+  the key file's `project_id` when that is unset;
+- FCM_ACCESS_TOKEN, minted outside (`gcloud auth print-access-token`): it lives about one hour
+  and is never refreshed, so only for sends shorter than that.
 One token per request (batch send was shut down in 2024). Success is 200 `{"name": ...}`.
 Errors come in Google's envelope with `details[].errorCode`: UNREGISTERED (the token is
 dead), INVALID_ARGUMENT, SENDER_ID_MISMATCH are permanent; QUOTA_EXCEEDED (429, honour
 Retry-After), UNAVAILABLE (503) and INTERNAL (500) are retriable (Google's docs say to
-retry them with backoff). FCM has no idempotency key. The statuses follow status.py.
-Reads no luigi.cfg section (tasks/campaign/sends.py passes the transport and project).
+retry them with backoff). A 401 after the one renewal stops the send. FCM has no idempotency
+key. The statuses follow status.py. Reads no luigi.cfg section (tasks/campaign/sends.py passes
+the transport, the token source and the project).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 import requests
 
 from tasks.channels.base import Message
-from tasks.channels.http import HttpProviderClient, HttpTransport, json_body, retry_after_seconds
+from tasks.channels.http import BearerTokens, HttpProviderClient, HttpTransport, json_body, retry_after_seconds
 from tasks.channels.status import ProviderCodes, classify
 
 CODES = ProviderCodes(
@@ -51,8 +57,8 @@ class FcmClient(HttpProviderClient):
     raise_for_status = staticmethod(classify_response)
     id_field = "name"
 
-    def __init__(self, transport: HttpTransport, project_id: str):
-        super().__init__(transport, f"/v1/projects/{project_id}/messages:send")
+    def __init__(self, transport: HttpTransport, project_id: str, tokens: BearerTokens):
+        super().__init__(transport, f"/v1/projects/{project_id}/messages:send", tokens)
 
     def request_body(self, message: Message) -> dict[str, object]:
         """The JSON body of one messages:send request."""

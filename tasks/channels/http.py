@@ -22,7 +22,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import requests.adapters
@@ -138,21 +138,40 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+class BearerTokens(Protocol):
+    """Where a client gets its OAuth2 bearer token per request (tasks/channels/oauth.py)."""
+
+    def token(self) -> str:
+        """The token to send now (refreshed first when it is about to expire)."""
+
+    def renew(self, rejected: str) -> bool:
+        """After a 401 for `rejected`: True when another token is now current (worth one more try)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
 class HttpProviderClient(ABC):
     """Base of the HTTP provider clients: one POST to `path` per `batch_size` messages.
 
     A provider adds only its wire format: `request` (the POST's body), `raise_for_status` (its
     codes on the shared status rules of status.py) and where its id of an accepted request is
-    (`id_field` of the JSON answer, or its own `message_id`)."""
+    (`id_field` of the JSON answer, or its own `message_id`).
+
+    With `tokens`, each request carries `Authorization: Bearer <token>` read at that moment (never
+    set once on the session, so a refreshed token is used), and a 401 renews the token and sends the
+    request once more: a 401 was not processed, so the retry cannot deliver twice. A second 401 is
+    classified as usual (AuthApiError: the send stops)."""
 
     provider: str
     batch_size: int = 1
     idempotent = False  # none of the HTTP providers has an idempotency key
     id_field = "id"
 
-    def __init__(self, transport: HttpTransport, path: str):
+    def __init__(self, transport: HttpTransport, path: str, tokens: BearerTokens | None = None):
         self.transport = transport
         self.path = path
+        self.tokens = tokens
 
     def reject_reason(self, message: Message) -> str | None:
         return None
@@ -171,9 +190,21 @@ class HttpProviderClient(ABC):
 
     def send(self, messages: Sequence[Message]) -> list[str | None]:
         """One POST for up to `batch_size` messages (the sender never passes more)."""
-        response = self.transport.post(self.path, **self.request(messages))
+        request = self.request(messages)
+        if self.tokens is None:
+            response = self.transport.post(self.path, **request)
+        else:
+            token = self.tokens.token()
+            response = self._post_with(token, request)
+            if response.status_code == 401 and self.tokens.renew(token):
+                response = self._post_with(self.tokens.token(), request)
         self.raise_for_status(response)
         return [self.message_id(response)] * len(messages)
 
+    def _post_with(self, token: str, request: dict[str, Any]) -> requests.Response:
+        return self.transport.post(self.path, headers={"Authorization": f"Bearer {token}"}, **request)
+
     def close(self) -> None:
         self.transport.close()
+        if self.tokens is not None:
+            self.tokens.close()

@@ -2,10 +2,11 @@
 
 `redact(text)` is the one entry point. Secrets are removed outright: values of environment
 variables whose names look secret, the Slack webhook URL, bearer/basic credentials, known key
-formats (SendGrid `SG.`, Stripe-style `sk_`, Slack `xox?-`, AWS access keys, private-key blocks),
-passwords in URLs and in `key=value` strings. Personal data is masked with tasks/pii.py: e-mail
-addresses, phone numbers (libphonenumber's matcher, plus any `+` E.164-looking run) and long
-device-token-like strings. Reads [alerts] phone_region through the caller (a plain argument).
+formats (SendGrid `SG.`, Stripe-style `sk_`, Slack `xox?-`, AWS access keys, Google `ya29.` access
+tokens, private-key blocks), passwords in URLs and in `key=value` strings. Personal data is masked
+with tasks/pii.py: e-mail addresses, phone numbers (libphonenumber's matcher, plus any `+`
+E.164-looking run) and long device-token-like strings. Reads [alerts] phone_region through the
+caller (a plain argument).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{8,}"), REDACTED),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), REDACTED),
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"), REDACTED),
+    # Google OAuth2 access tokens (FCM's bearer tokens, minted from a service account)
+    (re.compile(r"\bya29\.[A-Za-z0-9._-]{8,}"), REDACTED),
     (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
     # scheme://user:password@host -> scheme://user:[REDACTED]@host
     (re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@]+):[^\s@/]+@", re.I), rf"\1:{REDACTED}@"),

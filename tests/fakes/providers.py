@@ -1,7 +1,16 @@
 """A real HTTP server on 127.0.0.1 playing SendGrid, Twilio and FCM, with faults on demand.
 
 Routes: `POST /v3/mail/send` (SendGrid), `POST /2010-04-01/Accounts/{sid}/Messages.json`
-(Twilio), `POST /v1/projects/{project}/messages:send` (FCM). Each request is, in order:
+(Twilio), `POST /v1/projects/{project}/messages:send` (FCM), and `POST /token`, Google's OAuth2
+token endpoint for service accounts (RFC 7523 JWT bearer grant, as google-auth sends it): it
+checks `grant_type`, the assertion's RS256 signature against the public half of the key that
+`write_service_account(path)` generated, its `kid`, `iss`, `aud`, `scope` and lifetime, and
+answers `{"access_token", "expires_in": token_lifetime, "token_type": "Bearer"}` (a refused
+assertion: 400 `invalid_grant`, counted in `counters["token_errors"]`). FCM accepts the static
+FCM_ACCESS_TOKEN of `env()` or an issued token until it expires or `revoke_tokens()` (or
+`revoke_at`, FCM request numbers at which every issued token is revoked first) drops it.
+
+Each provider request is, in order:
 counted and time-stamped; checked for the credentials in `FakeProvider.env()` (401);
 validated (SendGrid and Twilio against the official OpenAPI specs in <repo>/../shared/specs/,
 plus Twilio's documented "From or MessagingServiceSid" and "Body" rules; FCM against its
@@ -39,6 +48,7 @@ import json
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -53,6 +63,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
 from tests.fakes.timing import max_in_window
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -66,12 +80,18 @@ TWILIO_TOKEN = "fake-provider-auth-token"
 TWILIO_FROM = "+15005550006"
 FCM_PROJECT = "fake-project"
 FCM_TOKEN = "fake-provider-oauth-token"
+SERVICE_ACCOUNT = "fcm-sender@fake-project.iam.gserviceaccount.com"
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# the audience google-auth puts in a service account's assertion, whatever the file's token_uri
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 FAULT_KINDS = ("500", "502", "503", "429", "timeout", "drop", "hangup")
 _ROUTES = (
     ("sendgrid", re.compile(r"^/v3/mail/send$")),
     ("twilio", re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")),
     ("fcm", re.compile(r"^/v1/projects/(?P<project>[^/]+)/messages:send$")),
+    ("oauth", re.compile(r"^/token$")),
 )
 _specs: dict[str, Any] = {}
 _specs_lock = threading.Lock()
@@ -156,8 +176,15 @@ class FakeProvider:
         log_path: str | os.PathLike[str] | None = None,
         validate: bool = True,
         port: int = 0,
+        token_lifetime: int = 3600,
     ):
         self.rate, self.burst = rate, burst
+        self.token_lifetime = token_lifetime  # expires_in of the access tokens /token issues
+        self.revoke_at: set[int] = set()  # FCM request numbers that revoke every issued token first
+        self._issued: dict[str, float] = {}  # access token -> expires at (time.time())
+        self.secrets_seen: list[str] = []  # every issued token and received assertion (tests grep logs for them)
+        self._sa_key: rsa.RSAPrivateKey | None = None
+        self._sa_key_id = uuid.uuid4().hex
         self.latency = latency
         self.faults = faults or Faults()
         self.bad_addresses = set(bad_addresses or ())
@@ -233,6 +260,23 @@ class FakeProvider:
             "FCM_ACCESS_TOKEN": FCM_TOKEN,
         }
 
+    def write_service_account(self, path: str | os.PathLike[str], project_id: str | None = FCM_PROJECT) -> Path:
+        """A service-account key file whose token_uri is this fake's /token (one RSA key per fake)."""
+        with self._lock:
+            if self._sa_key is None:
+                self._sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            key = self._sa_key
+        info = service_account_info(key, self.base_url + "/token", self._sa_key_id, project_id)
+        path = Path(path)
+        path.write_text(json.dumps(info), encoding="utf-8")
+        return path
+
+    def revoke_tokens(self) -> None:
+        """Revoke every issued access token (FCM answers 401 for them from now on)."""
+        with self._lock:
+            self._issued.clear()
+            self.counters["revocations"] += 1
+
     # -- what the tests read ---------------------------------------------------------
     def accepted(self) -> list[dict[str, Any]]:
         """Every accepted message so far, from the log file (also works on another process's log)."""
@@ -252,6 +296,8 @@ class FakeProvider:
         provider, match = next(((p, m) for p, rx in _ROUTES if (m := rx.match(path))), (None, None))
         if provider is None:
             return self._send(request, _Reply(404, {"error": "no such route"}))
+        if provider == "oauth":
+            return self._send(request, self._token_grant(request, raw))
         with self._lock:
             self.counters[f"{provider}_requests"] += 1
             self.counters["requests"] += 1
@@ -288,7 +334,13 @@ class FakeProvider:
             expected = base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
             ok = auth == f"Basic {expected}" and match.group("sid") == TWILIO_SID
         else:
-            ok = auth == f"Bearer {FCM_TOKEN}" and match.group("project") == FCM_PROJECT
+            with self._lock:
+                if self.counters["fcm_requests"] in self.revoke_at:
+                    self._issued.clear()
+                    self.counters["revocations"] += 1
+                token = auth.removeprefix("Bearer ")
+                issued = auth.startswith("Bearer ") and self._issued.get(token, 0.0) > time.time()
+            ok = (auth == f"Bearer {FCM_TOKEN}" or issued) and match.group("project") == FCM_PROJECT
         if not ok:
             with self._lock:
                 self.counters["auth_errors"] += 1
@@ -299,6 +351,32 @@ class FakeProvider:
                                   "status": "UNAUTHENTICATED"}},
             }[provider]
             raise _Reply(401, body)
+
+    def _token_grant(self, request: BaseHTTPRequestHandler, raw: bytes) -> _Reply:
+        """Google's OAuth2 token endpoint for a service account's signed JWT (RFC 7523)."""
+        with self._lock:
+            self.counters["token_requests"] += 1
+        ctype = (request.headers.get("Content-Type") or "").lower()
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"))) if ctype.startswith(
+            "application/x-www-form-urlencoded") else {}
+        assertion = form.get("assertion", "")
+        with self._lock:
+            if assertion:
+                self.secrets_seen.append(assertion)
+            key = self._sa_key
+        if form.get("grant_type") != JWT_BEARER:
+            problem = ("unsupported_grant_type", "grant_type must be " + JWT_BEARER)
+        else:
+            problem = _assertion_problem(assertion, key, self._sa_key_id)
+        if problem is not None:
+            with self._lock:
+                self.counters["token_errors"] += 1
+            return _Reply(400, {"error": problem[0], "error_description": problem[1]})
+        token = "ya29.fake-" + secrets.token_urlsafe(48)
+        with self._lock:
+            self._issued[token] = time.time() + self.token_lifetime
+            self.secrets_seen.append(token)
+        return _Reply(200, {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"})
 
     def _parse(self, provider: str, request: BaseHTTPRequestHandler, raw: bytes, path: str) -> list[dict[str, Any]]:
         """Validate the request; returns the messages it carries ({"to", "send_id", ...})."""
@@ -441,6 +519,50 @@ def _spec_problems(provider: str, request: BaseHTTPRequestHandler, raw: bytes, p
 
     errors = list(load_spec(provider).iter_request_errors(_Req()))
     return [f"{type(e).__name__}: {e}"[:300] for e in errors]
+
+
+def service_account_info(key: rsa.RSAPrivateKey, token_uri: str, key_id: str,
+                         project_id: str | None = FCM_PROJECT) -> dict[str, str]:
+    """The JSON of a service-account key file, as the Google Cloud console downloads it."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    info = {"type": "service_account", "private_key_id": key_id, "private_key": pem,
+            "client_email": SERVICE_ACCOUNT, "client_id": "100000000000000000001", "token_uri": token_uri}
+    if project_id is not None:
+        info["project_id"] = project_id
+    return info
+
+
+def _b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _assertion_problem(assertion: str, key: rsa.RSAPrivateKey | None, key_id: str) -> tuple[str, str] | None:
+    """(error, description) when a service account's JWT must be refused, else None."""
+    try:
+        header_part, claims_part, signature_part = assertion.split(".")
+        header = json.loads(_b64url_decode(header_part))
+        claims = json.loads(_b64url_decode(claims_part))
+        signature = _b64url_decode(signature_part)
+    except ValueError:
+        return ("invalid_request", "the assertion is not a JWT")
+    if key is None or header.get("alg") != "RS256" or header.get("kid") != key_id:
+        return ("invalid_grant", "Invalid JWT Signature.")
+    try:
+        key.public_key().verify(signature, f"{header_part}.{claims_part}".encode(), padding.PKCS1v15(),
+                                hashes.SHA256())
+    except InvalidSignature:
+        return ("invalid_grant", "Invalid JWT Signature.")
+    now = time.time()
+    if claims.get("iss") != SERVICE_ACCOUNT or claims.get("aud") != GOOGLE_TOKEN_AUDIENCE:
+        return ("invalid_grant", "Invalid JWT: iss or aud")
+    if FCM_SCOPE not in str(claims.get("scope", "")).split():
+        return ("invalid_scope", "the firebase.messaging scope is required")
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not (isinstance(iat, int) and isinstance(exp, int) and iat <= now + 60 < exp + 60 and exp - iat <= 3600):
+        return ("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
+                                 "timeframe.")
+    return None
 
 
 def _fcm_problems(ctype: str, raw: bytes) -> list[str]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tasks import check_config
 from tasks.campaign import sends
 from tasks.errors import ConfigError
 from tests.conftest import REPO
+from tests.fakes.providers import service_account_info
 
 TWILIO_ENV = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")
 
@@ -110,3 +113,33 @@ def test_the_command_exits_2_on_any_problem(luigi_cfg, subprocess_env, section, 
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == code, done.stdout + done.stderr
     assert ("configuration OK" if code == 0 else "1 configuration problem(s)") in done.stdout
+
+
+def test_fcm_needs_a_token_or_a_usable_service_account_and_a_project(luigi_cfg, tmp_path, monkeypatch) -> None:
+    for name in ("FCM_ACCESS_TOKEN", "FCM_PROJECT_ID", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    real = tmp_path / "segments.csv"
+    real.write_text("customer_id,segment,email,phone,device_token\n")
+    luigi_cfg.set("segments", "input_path", real).set("push_campaign", "provider", "fcm")
+    needs = "; [push_campaign] provider = fcm needs it"
+    assert problems() == [f"environment: FCM_ACCESS_TOKEN or GOOGLE_APPLICATION_CREDENTIALS is not set{needs}"]
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    assert problems() == [f"environment: GOOGLE_APPLICATION_CREDENTIALS does not name a readable file{needs}"]
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    info = service_account_info(key, "https://oauth2.googleapis.com/token", "k1", project_id=None)
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps(info))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    assert problems() == [
+        f"environment: FCM_PROJECT_ID is not set and the GOOGLE_APPLICATION_CREDENTIALS file has no project_id{needs}"
+    ]
+    key_file.write_text(json.dumps({**info, "project_id": "my-project"}))
+    assert problems() == []
+
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    monkeypatch.setenv("FCM_ACCESS_TOKEN", "ya29.minted-outside-for-a-short-send")
+    assert problems() == [f"environment: FCM_PROJECT_ID is not set{needs}"]
+    monkeypatch.setenv("FCM_PROJECT_ID", "my-project")
+    assert problems() == []
