@@ -1,7 +1,7 @@
 """Luigi tasks of the MAU ELT and the campaign: `luigi --module tasks RunAll`.
 
-Importing this package reads the project's luigi.cfg, registers every task class (the nine
-below) and the failure alert handlers.
+Importing this package reads the project's luigi.cfg, registers every task class (the eleven
+below), the failure alert handlers and the end-of-run summary.
 """
 
 from tasks.config import read_project_config
@@ -9,6 +9,8 @@ from tasks.config import read_project_config
 read_project_config()  # before anything reads luigi config: the project's luigi.cfg from any directory
 
 from tasks.campaign.tasks import (  # noqa: E402
+    ExportSegmentLoad,
+    ExportSendResults,
     LoadSegments,
     SendEmailCampaign,
     SendPushNotification,
@@ -23,6 +25,8 @@ resolve_logging_conf()  # before luigi reads [core] logging_conf_file (it checks
 
 __all__ = [
     "BuildAllTables",
+    "ExportSegmentLoad",
+    "ExportSendResults",
     "LoadSegments",
     "MauSummary",
     "PublishTable",

@@ -1,22 +1,29 @@
-"""Luigi classes of the campaign pipeline: LoadSegments, then the email, SMS and push sends.
+"""Luigi classes of the campaign pipeline: LoadSegments, then the email, SMS and push sends, and
+the exports of their results to the warehouse (ExportSegmentLoad, ExportSendResults).
 
-Sections read: [segments] (LoadSegments); the send tasks below read their own sections.
+Sections read: [segments] (LoadSegments), [results] (the exports); the send tasks below read
+their own sections.
 Everything the tasks call is plain Python (tasks/campaign/segments/, tasks/campaign/sends.py, tasks/channels/) that
 unit-tests without a scheduler.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import luigi
 
 from tasks import config
+from tasks.campaign import reconcile
+from tasks.campaign import results as results_core
 from tasks.campaign import segments as segments_core
 from tasks.campaign import sends as channel_core
+from tasks.channels.ledger import SendKey
 from tasks.files import write_json_atomic
 from tasks.params import RunDateParameter
+from tasks.warehouse import MarkerTableTarget, session
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +68,11 @@ class LoadSegments(luigi.Task):
             s["valid_per_channel"]["email"], s["valid_per_channel"]["sms"], s["valid_per_channel"]["push"],
             s["duration_s"],
         )
+        self.set_status_message(
+            f"done: {s['rows_read']} rows read, {s['valid']} valid, {s['rejected']} rejected "
+            f"({self.output_dir() / segments_core.REJECTS_FILE}); addressable email {s['valid_per_channel']['email']}, "
+            f"sms {s['valid_per_channel']['sms']}, push {s['valid_per_channel']['push']}; {s['duration_s']:.1f} s"
+        )
         self.set_progress_percentage(100)
 
 
@@ -96,6 +108,9 @@ class _SendChannelCampaign(luigi.Task):
 
     def run(self) -> None:
         cfg = channel_core.channel_config(self.channel)
+        if reconcile.supported(cfg):  # a Twilio re-run first settles its unknowns with the provider
+            reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment,
+                                     self.requires().customers_path())
         result = channel_core.run_channel_send(
             self.channel, self.date, self.campaign, self.segment, self.requires().customers_path(),
             progress=self._show_progress,
@@ -137,3 +152,75 @@ class SendPushNotification(_SendChannelCampaign):
         default="all", config_path={"section": "push_campaign", "name": "segment"},
         description="Target segment ('all' = every segment); default [push_campaign] segment.",
     )
+
+
+SEND_TASKS: dict[str, type[_SendChannelCampaign]] = {
+    "email": SendEmailCampaign, "sms": SendSmsCampaign, "push": SendPushNotification,
+}
+
+
+class ExportSegmentLoad(luigi.Task):
+    """LoadSegments' counts into [results] segment_loads_table (one row per date).
+
+    Input: LoadSegments(date)'s summary.json. Output: marker row `segment_loads:<date>`.
+    Idempotence key: `date`; a re-run replaces the date's row in one transaction. A separate
+    task so that a warehouse outage fails only the export, never the load or the sends.
+    """
+
+    date = RunDateParameter()
+
+    def requires(self) -> LoadSegments:
+        return LoadSegments(date=self.date)
+
+    def output(self) -> MarkerTableTarget:
+        return MarkerTableTarget(results_core.load_marker_id(self.date), config.results().segment_loads_table)
+
+    def run(self) -> None:
+        table = config.results().segment_loads_table
+        summary = json.loads(Path(self.input().path).read_text(encoding="utf-8"))
+        rejects = self.requires().output_dir() / segments_core.REJECTS_FILE
+        row = results_core.segment_load_row(self.date, summary, rejects)
+        with session() as client:
+            results_core.replace_segment_load(client, table, row, self.date, config.var_dir() / "results")
+            self.output().touch(client, row.column("loaded_at")[0].as_py().isoformat())
+        self.set_status_message(f"{table}: the row of {self.date} loaded")
+
+
+class ExportSendResults(luigi.Task):
+    """One channel send's per-recipient outcomes into [results] campaign_sends_table.
+
+    Input: the send task (its result JSON: provider and counts) and its ledger rows, limited
+    to the segment's recipients. Output: marker row
+    `campaign_sends:<campaign>:<date>:<channel>:<segment>` holding the digest of the result file
+    it exported, so a result rewritten since (a re-run, a reconcile) is exported again.
+    Idempotence key: (date, channel, campaign, segment); a re-run replaces that send's rows in
+    one transaction. No address leaves the ledger: customer_id is the join key.
+    """
+
+    date = RunDateParameter()
+    channel = luigi.ChoiceParameter(choices=list(SEND_TASKS), description="email, sms or push.")
+    campaign = luigi.Parameter(default="demo", description="The send's campaign name.")
+    segment = luigi.Parameter(default="", description="The send's segment; empty: [<channel>_campaign] segment.")
+
+    def requires(self) -> _SendChannelCampaign:
+        extra = {"segment": self.segment} if self.segment else {}
+        return SEND_TASKS[self.channel](date=self.date, campaign=self.campaign, **extra)
+
+    def key(self) -> SendKey:
+        return SendKey(self.campaign, self.date.isoformat(), self.channel)
+
+    def output(self) -> MarkerTableTarget:
+        return results_core.send_target(self.key(), self.requires().segment)
+
+    def complete(self) -> bool:
+        send = self.requires()
+        return results_core.send_exported(self.key(), send.segment, send.output().path)
+
+    def run(self) -> None:
+        send = self.requires()
+        result = json.loads(Path(self.input().path).read_text(encoding="utf-8"))
+        count = results_core.export_send(self.channel, self.date, self.campaign, send.segment,
+                                         send.requires().customers_path(), str(result.get("provider", "")),
+                                         self.input().path, expected=result.get("counts"))
+        self.set_status_message(f"{config.results().campaign_sends_table}: {count} rows of {self.channel} "
+                                f"{self.campaign}/{send.segment} loaded")

@@ -215,6 +215,18 @@ class SendLedger:
             expect=SENDING,
         )
 
+    def settle_unknown(self, key: SendKey, customer_id: str, provider_message_id: str | None) -> bool:
+        """`unknown` -> `sent` with the provider's id, once its lookup showed the message (reconcile);
+        True if this call changed the row."""
+        return bool(self._update(key, [customer_id], "state = 'sent', reason = NULL, provider_message_id = ?",
+                                 (provider_message_id,), expect=UNKNOWN))
+
+    def reopen(self, key: SendKey, customer_ids: Sequence[str], reason: str) -> list[str]:
+        """`unknown` -> `pending`, once the provider's lookup showed it never got the message (reconcile):
+        the next run sends it. Returns the ids this call changed."""
+        return self._update(key, customer_ids, "state = 'pending', reason = ?, next_attempt_at = NULL", (reason,),
+                            expect=UNKNOWN)
+
     def _update(
         self,
         key: SendKey,
