@@ -11,8 +11,10 @@ them by `To`, `From` and `DateSent`. For each unknown SMS of a send:
   `pending` (the provider never got it), and the next run sends it;
 - not found but younger: stays `unknown` (a message still in Twilio's queue has no DateSent).
 
-Every lookup request takes a token from the channel's own limit ([sms_campaign] rate, burst),
-as a send would. SendGrid (its Email Activity API is a paid add-on at 6 requests/minute) and FCM
+Every lookup request takes a token from a bucket with the channel's limit ([sms_campaign] rate,
+burst), as a send would; a 429 or 5xx is asked again after its Retry-After (3 tries a page).
+The send that follows starts its own bucket, so the first second after a reconcile may see up
+to twice the burst; the sender retries a 429 (never delivered) like any other. SendGrid (its Email Activity API is a paid add-on at 6 requests/minute) and FCM
 (no lookup at all) cannot say, so their unknowns stay unknown. `reconcile_send` runs before
 every Twilio send (tasks.py) and from `python -m tasks reconcile`; `reconcile_day` also fixes
 the send's result file (counts; removed when rows went back to pending, so the next run sends
@@ -36,7 +38,7 @@ from tasks.channels.ledger import UNKNOWN, SendKey, SendLedger, ledger_path
 from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.templates import load_template
 from tasks.channels.twilio import TwilioClient, created_at
-from tasks.errors import ApiError, ConfigError, TasksError
+from tasks.errors import ApiError, ConfigError, RetriableApiError, TasksError
 from tasks.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ WHY_NO_LOOKUP = {
     "sendgrid": "SendGrid has no idempotency key and its Email Activity API is a paid add-on (6 requests/min)",
     "fcm": "FCM has no message lookup",
 }
-CLOCK_SKEW_S = 300.0  # a message created this much before its ledger row still counts as ours
+CLOCK_SKEW_S = 300.0
+LOOKUP_ATTEMPTS = 3  # per page: a 429 / 5xx / timeout waits (Retry-After, else 1 s) and asks again  # a message created this much before its ledger row still counts as ours
 
 
 @dataclass
@@ -144,9 +147,16 @@ def _find(client: TwilioClient, limiter: ChannelLimiter, address: str, body: str
     requests_made = 0
     candidates: list[tuple[float, str]] = []
     while True:
-        limiter.acquire()
-        messages, page = client.list_messages(address, since, page)
-        requests_made += 1
+        for attempt in range(1, LOOKUP_ATTEMPTS + 1):
+            limiter.acquire()
+            requests_made += 1
+            try:
+                messages, page = client.list_messages(address, since, page)
+                break
+            except RetriableApiError as exc:  # a GET changes nothing: retrying is always safe
+                if attempt == LOOKUP_ATTEMPTS:
+                    raise
+                time.sleep(min(exc.retry_after or 1.0, 30.0))
         for message in messages:
             created = created_at(message)
             if message.get("to") != address or message.get("body") not in (None, body):

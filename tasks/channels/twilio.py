@@ -9,7 +9,8 @@ Twilio has no idempotency key. The statuses follow status.py. Reads no luigi.cfg
 (tasks/campaign/sends.py passes the transport and the account).
 
 Lookup (what settles an `unknown`): `GET .../Messages.json` filtered by `To`, `From` and
-`DateSent>` (on or after a GMT day), paged by `PageSize` and the answer's `next_page_uri`. A
+`DateSent>` (on or after a GMT day, sent as `YYYY-MM-DDT00:00:00Z` like Twilio's own client
+and the spec's `date-time` format), paged by `PageSize` and the answer's `next_page_uri`. A
 Message resource exists as soon as a create was accepted; its `date_sent` is set once it left
 Twilio's queue, so a message still queued is not found by a DateSent filter yet.
 """
@@ -79,7 +80,8 @@ class TwilioClient(HttpProviderClient):
 
     def list_params(self, to: str, since: dt.date) -> dict[str, str]:
         """Query of the first Messages list page: messages to `to` from our sender, sent on or after `since`."""
-        params = {"To": to, "DateSent>": since.isoformat(), "PageSize": str(LIST_PAGE_SIZE)}
+        # date-time as the spec's schema and Twilio's own client send it (midnight GMT: the day is what counts)
+        params = {"To": to, "DateSent>": f"{since.isoformat()}T00:00:00Z", "PageSize": str(LIST_PAGE_SIZE)}
         if "From" in self.sender:
             params["From"] = self.sender["From"]
         return params

@@ -25,7 +25,8 @@ Twilio's Messages list: every accepted Twilio message is a Message resource (`si
 "outbound-api"); `date_sent` stays null while `twilio_queued` is true (a queued message). The
 GET is checked for credentials, validated against the spec's ListMessage operation and
 throttled by the same bucket as the POSTs; it filters by `To`, `From`, `DateSent` (that GMT
-day), `DateSent<` (on or before), `DateSent>` (on or after; a message without `date_sent`
+day; the spec's schema says date-time, so `YYYY-MM-DDT00:00:00Z` as Twilio's client sends it), `DateSent<`
+(on or before), `DateSent>` (on or after; a message without `date_sent`
 never matches a DateSent filter), newest first, paged by `PageSize` (default 50) with
 `Page`/`PageToken` in `next_page_uri` as Twilio does. `add_twilio_message()` plants a message
 (another day's, another campaign's) without a POST. Counted in `counters["twilio_list_requests"]`.
@@ -320,6 +321,7 @@ class FakeProvider:
             found = list(reversed(self.twilio_messages))  # newest first, as Twilio lists them
         filters = {k: v for k, v in query.items() if k in ("To", "From", "DateSent", "DateSent<", "DateSent>")}
         for name, value in filters.items():
+            value = value if name in ("To", "From") else value[:10]  # a GMT day; a date-time counts by its day
             if name in ("To", "From"):
                 found = [m for m in found if m[name.lower()] == value]
                 continue
