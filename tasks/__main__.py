@@ -107,8 +107,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from tasks.campaign import reconcile
-    from tasks.campaign import segments
+    from tasks.campaign import reconcile, segments
 
     customers = segments.output_dir(config.var_dir(), args.date) / segments.CUSTOMERS_FILE
     if not customers.exists():

@@ -14,11 +14,12 @@ them by `To`, `From` and `DateSent`. For each unknown SMS of a send:
 Every lookup request takes a token from a bucket with the channel's limit ([sms_campaign] rate,
 burst), as a send would; a 429 or 5xx is asked again after its Retry-After (3 tries a page).
 The send that follows starts its own bucket, so the first second after a reconcile may see up
-to twice the burst; the sender retries a 429 (never delivered) like any other. SendGrid (its Email Activity API is a paid add-on at 6 requests/minute) and FCM
-(no lookup at all) cannot say, so their unknowns stay unknown. `reconcile_send` runs before
-every Twilio send (tasks.py) and from `python -m tasks reconcile`; `reconcile_day` also fixes
-the send's result file (counts; removed when rows went back to pending, so the next run sends
-them) and reloads its rows into the warehouse. Reads [<channel>_campaign], [paths], [results].
+to twice the burst; the sender retries a 429 (never delivered) like any other. SendGrid (its
+Email Activity API is a paid add-on at 6 requests/minute) and FCM (no lookup at all) cannot
+say, so their unknowns stay unknown. `reconcile_send` runs before every Twilio send (tasks.py)
+and from `python -m tasks reconcile`; `reconcile_day` also fixes the send's result file
+(counts; removed when rows went back to pending, so the next run sends them) and reloads its
+rows into the warehouse. Reads [<channel>_campaign], [paths], [results].
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ WHY_NO_LOOKUP = {
     "sendgrid": "SendGrid has no idempotency key and its Email Activity API is a paid add-on (6 requests/min)",
     "fcm": "FCM has no message lookup",
 }
-CLOCK_SKEW_S = 300.0
-LOOKUP_ATTEMPTS = 3  # per page: a 429 / 5xx / timeout waits (Retry-After, else 1 s) and asks again  # a message created this much before its ledger row still counts as ours
+CLOCK_SKEW_S = 300.0  # a message created this much before its ledger row still counts as ours
+LOOKUP_ATTEMPTS = 3  # per page: a 429 / 5xx / timeout waits (Retry-After, else 1 s) and asks again
 
 
 @dataclass

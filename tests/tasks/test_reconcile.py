@@ -153,6 +153,6 @@ def test_the_fake_list_endpoint_checks_credentials_and_the_spec():
         assert requests.get(url, params={"DateSent>": "yesterday"}, auth=auth, timeout=5).status_code == 400
         fake.add_twilio_message("+12125550100", "hello", created=time.time() - 86400 * 2)
         fake.add_twilio_message("+12125550100", "today")
-        page = requests.get(url, params={"To": "+12125550100", "DateSent>": time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime())},
-                            auth=auth, timeout=5).json()
+        today = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime())
+        page = requests.get(url, params={"To": "+12125550100", "DateSent>": today}, auth=auth, timeout=5).json()
         assert [m["body"] for m in page["messages"]] == ["today"] and page["next_page_uri"] is None
