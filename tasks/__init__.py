@@ -20,6 +20,9 @@ from tasks.elt.tasks import BuildAllTables, MauSummary, PublishTable, StageTable
 from tasks.logs import resolve_logging_conf  # noqa: E402
 from tasks.ops import alerts  # noqa: E402, F401  registers the failure handlers
 from tasks.run_all import RunAll  # noqa: E402
+from tasks.status import register as register_summary  # noqa: E402
+
+register_summary()  # the summary table at the end of every `luigi --module tasks ...` run
 
 resolve_logging_conf()  # before luigi reads [core] logging_conf_file (it checks it against the cwd)
 
