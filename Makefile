@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATE ?= $(shell date +%F)
 
-.PHONY: run test bench lint luigid warehouse-stop clean
+.PHONY: run test test-fast bench lint luigid warehouse-stop clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# the pure unit tests (no warehouse, no luigi run, no subprocess): seconds, for the edit-test loop
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
