@@ -147,7 +147,8 @@ def render(summary: DaySummary) -> str:
         lines.append(text)
     for problem in summary.problems:
         lines.append(f"  ! {problem}")
-    if not (summary.tables or summary.sends or seg):
+    built = any(t.get("published") or t.get("status") != "not built" for t in summary.tables)
+    if not (built or summary.sends or seg):
         lines.append("  nothing stored for this date")
     return "\n".join(lines)
 
