@@ -143,7 +143,7 @@ def render(summary: DaySummary) -> str:
         if alerts or failed:
             text += f" ({run.get('alerts_where')})"
         if failed:
-            text += f"; failed: {', '.join(failed[:5])}" + (" ..." if len(failed) > 5 else "")
+            text += f"; {len(failed)} failed: {', '.join(failed[:5])}" + (" ..." if len(failed) > 5 else "")
         lines.append(text)
     for problem in summary.problems:
         lines.append(f"  ! {problem}")
