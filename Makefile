@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATE ?= $(shell date +%F)
 
-.PHONY: run test bench lint luigid warehouse-stop clean postgres-binaries
+.PHONY: run test test-fast bench lint luigid warehouse-stop clean postgres-binaries
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ postgres-binaries:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
 	  $$SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q postgresql >/dev/null; }; }
+
+# the unit tests (no warehouse, no luigi run; the ledger and limiter ones use the test Postgres): the edit-test loop
+test-fast: $(STAMP) postgres-binaries
+	$(BIN)/python -m pytest -m "not slow" tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """Luigi tasks of the MAU ELT and the campaign: `luigi --module tasks RunAll`.
 
-Importing this package reads the project's luigi.cfg, registers every task class (the nine
-below) and the failure alert handlers.
+Importing this package reads the project's luigi.cfg, registers every task class (the eleven
+below), the failure alert handlers and the end-of-run summary.
 """
 
 from tasks.config import read_project_config
@@ -9,6 +9,8 @@ from tasks.config import read_project_config
 read_project_config()  # before anything reads luigi config: the project's luigi.cfg from any directory
 
 from tasks.campaign.tasks import (  # noqa: E402
+    ExportSegmentLoad,
+    ExportSendResults,
     LoadSegments,
     SendEmailCampaign,
     SendPushNotification,
@@ -18,11 +20,16 @@ from tasks.elt.tasks import BuildAllTables, MauSummary, PublishTable, StageTable
 from tasks.logs import resolve_logging_conf  # noqa: E402
 from tasks.ops import alerts  # noqa: E402, F401  registers the failure handlers
 from tasks.run_all import RunAll  # noqa: E402
+from tasks.status import register as register_summary  # noqa: E402
+
+register_summary()  # the summary table at the end of every `luigi --module tasks ...` run
 
 resolve_logging_conf()  # before luigi reads [core] logging_conf_file (it checks it against the cwd)
 
 __all__ = [
     "BuildAllTables",
+    "ExportSegmentLoad",
+    "ExportSendResults",
     "LoadSegments",
     "MauSummary",
     "PublishTable",

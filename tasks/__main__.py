@@ -8,6 +8,8 @@
   crontab                       print the crontab line for [schedule]
   luigid [--port P]             the central scheduler and its UI, state under var/luigid/
   check-config                  every problem of the effective luigi.cfg at once (exit 2 if any)
+  reconcile --date D [--campaign C]   settle `unknown` SMS with Twilio's Messages list
+  status [--date D] [--days N]  what ran: tables, sends, rejects, alerts, runs (exit 1 if the last run failed)
 """
 
 from __future__ import annotations
@@ -124,6 +126,27 @@ def _check_config(args: argparse.Namespace) -> int:
     return check_config.main()
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from tasks.campaign import reconcile, segments
+
+    customers = segments.output_dir(config.var_dir(), args.date) / segments.CUSTOMERS_FILE
+    if not customers.exists():
+        print(f"no customers for {args.date} ({customers}): LoadSegments has not run for that date")
+        return 1
+    results, ok = reconcile.reconcile_day(args.date, args.campaign, customers)
+    for result in results:
+        print(result)
+    if not results:
+        print(f"nothing to reconcile: no unknown recipient on {args.date}")
+    return 0 if ok else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tasks import status
+
+    return status.main(args.date, args.days)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="report every configuration problem (exit 2 if any)").set_defaults(
         func=_check_config
     )
+    rec = sub.add_parser("reconcile", help="settle unknown SMS with Twilio's Messages list")
+    rec.add_argument("--date", type=datetime.date.fromisoformat, required=True, help="the send date, YYYY-MM-DD")
+    rec.add_argument("--campaign", help="only this campaign (default: every send of the date, and `demo`)")
+    rec.set_defaults(func=_reconcile)
+    st = sub.add_parser("status", help="what ran: tables, sends, rejects, alerts, runs")
+    st.add_argument("--date", type=datetime.date.fromisoformat, help="the last day shown (default: today, UTC)")
+    st.add_argument("--days", type=int, default=1, help="how many days up to --date (default 1)")
+    st.set_defaults(func=_status)
     return parser
 
 

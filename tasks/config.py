@@ -253,6 +253,11 @@ class slack(luigi.Config):
     max_error_chars = luigi.IntParameter(
         default=1500, description="The exception message in an alert is cut to this many characters."
     )
+    notify_success = luigi.BoolParameter(
+        default=False,
+        description="true: after a `luigi` run whose day completed, post the run summary (tables, sends, "
+        "rejects, alerts) to the same webhook (or the alerts file). Failures alert either way.",
+    )
 
 
 class alerts(luigi.Config):
@@ -343,6 +348,12 @@ class sms_campaign(_channel_campaign):
     """The SMS send (SendSmsCampaign): outbox or Twilio (TWILIO_* environment variables)."""
 
     template = luigi.Parameter(default="config/templates/sms.toml", description="SMS template (body, <= 1600 chars).")
+    reconcile_grace_minutes = luigi.FloatParameter(
+        default=60.0,
+        description="Twilio: an `unknown` SMS the Messages list does not show this many minutes after its last "
+        "attempt goes back to `pending` (sent by the next run); younger ones stay unknown (a queued message "
+        "has no DateSent yet).",
+    )
 
 
 class push_campaign(_channel_campaign):
@@ -403,6 +414,42 @@ class schedule(luigi.Config):
     log_file = luigi.Parameter(
         default="", description="Log file named in the crontab line; empty: <var_dir>/log/cron.log."
     )
+
+
+class results(luigi.Config):
+    """Campaign results in the warehouse: per-recipient outcomes and per-day segment loads."""
+
+    campaign_sends_table = luigi.Parameter(
+        default="analytics.campaign_sends",
+        description="schema.table with one row per recipient of every send (no address: customer_id joins).",
+    )
+    segment_loads_table = luigi.Parameter(
+        default="analytics.segment_loads",
+        description="schema.table with one row per LoadSegments date (counts by reason and channel).",
+    )
+
+
+class report(luigi.Config):
+    """The run summary printed at the end of `luigi --module tasks ...` runs and kept in runs.jsonl."""
+
+    summary = luigi.BoolParameter(
+        default=True, description="Print the summary table when a `luigi` command-line run ends, and record the run."
+    )
+
+
+class metrics(luigi.Config):
+    """Business metrics (prometheus_client): a node_exporter textfile and, optionally, a Pushgateway."""
+
+    textfile = luigi.Parameter(
+        default="",
+        description="The .prom file written after every run (node_exporter's textfile collector reads the "
+        "folder); empty: <var_dir>/metrics/mau_campaign_tasks.prom. `-` writes none.",
+    )
+    pushgateway_url = luigi.Parameter(
+        default="", description="Pushgateway base URL, e.g. http://127.0.0.1:9091; empty: no push."
+    )
+    job = luigi.Parameter(default="mau_campaign_tasks", description="The `job` label of pushed metrics.")
+    push_timeout = luigi.FloatParameter(default=5.0, description="Seconds a push to the Pushgateway may take.")
 
 
 class luigid(luigi.Config):

@@ -1,4 +1,4 @@
-"""RunAll: everything for one day, the ELT tables and the three campaign sends.
+"""RunAll: everything for one day, the ELT tables, the three campaign sends and their results in the warehouse.
 
 Reads [schedule] depends_on_past and start_date.
 """
@@ -11,7 +11,11 @@ from collections.abc import Iterator
 import luigi
 
 from tasks import config
-from tasks.campaign.tasks import SendEmailCampaign, SendPushNotification, SendSmsCampaign
+from tasks.campaign.tasks import (
+    SEND_TASKS,
+    ExportSegmentLoad,
+    ExportSendResults,
+)
 from tasks.elt.tasks import BuildAllTables
 from tasks.params import RunDateParameter
 
@@ -31,12 +35,13 @@ class RunAll(luigi.Task):
     date = RunDateParameter()
 
     def day_requires(self) -> list[luigi.Task]:
-        """This day's own work: the tables, then the sends (all independent of each other)."""
+        """This day's own work: the tables, the three sends and their exports to the warehouse (each
+        export requires its send or LoadSegments, so a warehouse outage never undoes a send)."""
         return [
             BuildAllTables(date=self.date),
-            SendEmailCampaign(date=self.date),
-            SendSmsCampaign(date=self.date),
-            SendPushNotification(date=self.date),
+            *(task(date=self.date) for task in SEND_TASKS.values()),
+            ExportSegmentLoad(date=self.date),
+            *(ExportSendResults(date=self.date, channel=channel) for channel in SEND_TASKS),
         ]
 
     def previous_day(self) -> RunAll | None:

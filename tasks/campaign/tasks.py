@@ -1,6 +1,8 @@
-"""Luigi classes of the campaign pipeline: LoadSegments, then the email, SMS and push sends.
+"""Luigi classes of the campaign pipeline: LoadSegments, then the email, SMS and push sends, and
+the exports of their results to the warehouse (ExportSegmentLoad, ExportSendResults).
 
-Sections read: [segments] (LoadSegments); the send tasks below read their own sections.
+Sections read: [segments] (LoadSegments), [results] (the exports); the send tasks below read
+their own sections.
 Everything the tasks call is plain Python (tasks/campaign/segments/, tasks/campaign/sends.py, tasks/channels/) that
 unit-tests without a scheduler.
 """
@@ -14,12 +16,15 @@ from pathlib import Path
 import luigi
 
 from tasks import config, state
+from tasks.campaign import reconcile
+from tasks.campaign import results as results_core
 from tasks.campaign import segments as segments_core
 from tasks.campaign import sends as channel_core
-from tasks.channels.ledger import Shard
+from tasks.channels.ledger import SendKey, Shard
 from tasks.files import write_json_atomic
 from tasks.params import RunDateParameter
 from tasks.state.markers import MarkerTarget
+from tasks.warehouse import MarkerTableTarget, session
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +69,34 @@ class LoadSegments(luigi.Task):
             s["valid_per_channel"]["email"], s["valid_per_channel"]["sms"], s["valid_per_channel"]["push"],
             s["duration_s"],
         )
+        self.set_status_message(
+            f"done: {s['rows_read']} rows read, {s['valid']} valid, {s['rejected']} rejected "
+            f"({self.output_dir() / segments_core.REJECTS_FILE}); addressable email {s['valid_per_channel']['email']}, "
+            f"sms {s['valid_per_channel']['sms']}, push {s['valid_per_channel']['push']}; {s['duration_s']:.1f} s"
+        )
         self.set_progress_percentage(100)
+
+
+def _segments_here(task: luigi.Task) -> Path:
+    """customers.parquet of `task.date` on this host, loading the segment file here first when needed.
+
+    With shared state a task may run on a host where luigid already saw LoadSegments done elsewhere;
+    LoadSegments then runs in this task's process, its status shown as this task's (Luigi's
+    TaskProcess sets these callbacks the same way on the task it runs)."""
+    segments = LoadSegments(date=task.date)
+    if not segments.complete():
+        segments.set_status_message = task.set_status_message
+        segments.set_progress_percentage = task.set_progress_percentage
+        segments.run()
+    return segments.customers_path()
+
+
+def _local_result(send: _SendChannelCampaign) -> Path:
+    """The send's result file on this host: written from its marker row when the send finished on another host."""
+    path = send.result_path()
+    if not path.exists():
+        write_json_atomic(path, _read_result(send.output()))
+    return path
 
 
 def _result_target(path: Path, marker_id: str) -> luigi.Target:
@@ -138,9 +170,11 @@ class _SendChannelCampaign(luigi.Task):
         if shards:
             result = channel_core.combine_results([_read_result(task.output()) for task in shards])
         else:
+            customers = LoadSegments(date=self.date).customers_path()
+            if reconcile.supported(cfg):  # a Twilio re-run first settles its unknowns with the provider
+                reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers)
             result = channel_core.run_channel_send(
-                self.channel, self.date, self.campaign, self.segment, LoadSegments(date=self.date).customers_path(),
-                progress=self._show_progress,
+                self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
             ).as_dict()
         channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
         _write_result(self.output(), self.result_path(), result)
@@ -186,16 +220,13 @@ class SendShard(luigi.Task):
                               f"shard-{self.shard + 1}-of-{self.shards}")
 
     def run(self) -> None:
-        segments = LoadSegments(date=self.date)
-        if not segments.complete():  # shared state: this host has not loaded the day's segment file yet
-            # run here, in this task's process: its status reaches luigid as this shard's (Luigi's TaskProcess sets
-            # these callbacks the same way on the task it runs)
-            segments.set_status_message = self.set_status_message
-            segments.set_progress_percentage = self.set_progress_percentage
-            segments.run()
+        customers = _segments_here(self)
+        shard = Shard(self.shard, self.shards)
+        if reconcile.supported(channel_core.channel_config(self.channel)):  # this shard's unknowns, first
+            reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers, shard=shard)
         result = channel_core.run_channel_send(
-            self.channel, self.date, self.campaign, self.segment, segments.customers_path(),
-            progress=self._show_progress, shard=Shard(self.shard, self.shards),
+            self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
+            shard=shard,
         )
         _write_result(self.output(), self.result_path(), result.as_dict())
         self.set_progress_percentage(100)
@@ -233,3 +264,75 @@ class SendPushNotification(_SendChannelCampaign):
         default="all", config_path={"section": "push_campaign", "name": "segment"},
         description="Target segment ('all' = every segment); default [push_campaign] segment.",
     )
+
+
+SEND_TASKS: dict[str, type[_SendChannelCampaign]] = {
+    "email": SendEmailCampaign, "sms": SendSmsCampaign, "push": SendPushNotification,
+}
+
+
+class ExportSegmentLoad(luigi.Task):
+    """LoadSegments' counts into [results] segment_loads_table (one row per date).
+
+    Input: LoadSegments(date)'s summary.json. Output: marker row `segment_loads:<date>`.
+    Idempotence key: `date`; a re-run replaces the date's row in one transaction. A separate
+    task so that a warehouse outage fails only the export, never the load or the sends.
+    """
+
+    date = RunDateParameter()
+
+    def requires(self) -> LoadSegments:
+        return LoadSegments(date=self.date)
+
+    def output(self) -> MarkerTableTarget:
+        return MarkerTableTarget(results_core.load_marker_id(self.date), config.results().segment_loads_table)
+
+    def run(self) -> None:
+        table = config.results().segment_loads_table
+        summary = json.loads(Path(self.input().path).read_text(encoding="utf-8"))
+        rejects = self.requires().output_dir() / segments_core.REJECTS_FILE
+        row = results_core.segment_load_row(self.date, summary, rejects)
+        with session() as client:
+            results_core.replace_segment_load(client, table, row, self.date, config.var_dir() / "results")
+            self.output().touch(client, row.column("loaded_at")[0].as_py().isoformat())
+        self.set_status_message(f"{table}: the row of {self.date} loaded")
+
+
+class ExportSendResults(luigi.Task):
+    """One channel send's per-recipient outcomes into [results] campaign_sends_table.
+
+    Input: the send task (its result JSON: provider and counts) and its ledger rows, limited
+    to the segment's recipients. Output: marker row
+    `campaign_sends:<campaign>:<date>:<channel>:<segment>` holding the digest of the result file
+    it exported, so a result rewritten since (a re-run, a reconcile) is exported again.
+    Idempotence key: (date, channel, campaign, segment); a re-run replaces that send's rows in
+    one transaction. No address leaves the ledger: customer_id is the join key.
+    """
+
+    date = RunDateParameter()
+    channel = luigi.ChoiceParameter(choices=list(SEND_TASKS), description="email, sms or push.")
+    campaign = luigi.Parameter(default="demo", description="The send's campaign name.")
+    segment = luigi.Parameter(default="", description="The send's segment; empty: [<channel>_campaign] segment.")
+
+    def requires(self) -> _SendChannelCampaign:
+        extra = {"segment": self.segment} if self.segment else {}
+        return SEND_TASKS[self.channel](date=self.date, campaign=self.campaign, **extra)
+
+    def key(self) -> SendKey:
+        return SendKey(self.campaign, self.date.isoformat(), self.channel)
+
+    def output(self) -> MarkerTableTarget:
+        return results_core.send_target(self.key(), self.requires().segment)
+
+    def complete(self) -> bool:
+        send = self.requires()
+        return results_core.send_exported(self.key(), send.segment, send.result_path())
+
+    def run(self) -> None:
+        send = self.requires()
+        path = _local_result(send)  # with shared state the send may have finished on another host
+        result = json.loads(path.read_text(encoding="utf-8"))
+        count = results_core.export_send(self.channel, self.date, self.campaign, send.segment, _segments_here(self),
+                                         str(result.get("provider", "")), path, expected=result.get("counts"))
+        self.set_status_message(f"{config.results().campaign_sends_table}: {count} rows of {self.channel} "
+                                f"{self.campaign}/{send.segment} loaded")

@@ -95,6 +95,14 @@ class HttpTransport:
                 f"{self.provider}: broken response ({type(exc).__name__})", maybe_delivered=True
             ) from None
 
+    def get(self, path: str, params: dict[str, str] | None = None) -> requests.Response:
+        """GET `path` (relative to base_url, query included or in `params`); transport failures become
+        RetriableApiError. A GET changes nothing at the provider, so a retry is always safe."""
+        try:
+            return self._session().get(self.base_url + path, params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RetriableApiError(f"{self.provider}: GET failed ({type(exc).__name__})") from None
+
     def close(self) -> None:
         with self._sessions_lock:
             for session in self._sessions:

@@ -270,6 +270,18 @@ class SendLedger:
         self._move(key, customer_ids, "state = 'pending', reason = :reason, next_attempt_at = :due",
                    {"reason": reason, "due": next_attempt_at}, (SENDING,))
 
+    def settle_unknown(self, key: SendKey, customer_id: str, provider_message_id: str | None) -> bool:
+        """`unknown` -> `sent` with the provider's id, once its lookup showed the message (reconcile);
+        True if this call changed the row."""
+        return bool(self._move(key, [customer_id], "state = 'sent', reason = NULL, provider_message_id = :mid",
+                               {"mid": provider_message_id}, (UNKNOWN,)))
+
+    def reopen(self, key: SendKey, customer_ids: Sequence[str], reason: str) -> list[str]:
+        """`unknown` -> `pending`, once the provider's lookup showed it never got the message (reconcile):
+        the next run sends it. Returns the ids this call changed."""
+        return self._move(key, customer_ids, "state = 'pending', reason = :reason, next_attempt_at = NULL",
+                          {"reason": reason}, (UNKNOWN,))
+
     def _move(self, key: SendKey, customer_ids: Sequence[str], assignments: str, values: dict[str, object],
               expect: tuple[str, ...]) -> list[str]:
         """Move the listed rows still in one of `expect`, in one statement; returns the ids it changed."""

@@ -7,10 +7,18 @@ numeric `code`: 21211 (invalid To), 21614 (not a mobile number), 21610 (recipien
 unsubscribed) and other 4xx are permanent; 429 / 20429 is never processed and safe to retry.
 Twilio has no idempotency key. The statuses follow status.py. Reads no luigi.cfg section
 (tasks/campaign/sends.py passes the transport and the account).
+
+Lookup (what settles an `unknown`): `GET .../Messages.json` filtered by `To`, `From` and
+`DateSent>` (on or after a GMT day, sent as `YYYY-MM-DDT00:00:00Z` like Twilio's own client
+and the spec's `date-time` format), paged by `PageSize` and the answer's `next_page_uri`. A
+Message resource exists as soon as a create was accepted; its `date_sent` is set once it left
+Twilio's queue, so a message still queued is not found by a DateSent filter yet.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +29,7 @@ from tasks.channels.http import HttpProviderClient, HttpTransport, json_body, re
 from tasks.channels.status import ProviderCodes, classify
 
 MAX_BODY_CHARS = 1600
+LIST_PAGE_SIZE = 1000  # Twilio's maximum
 # Known permanent codes and what they mean, for the ledger's reason (Twilio's own messages
 # quote the phone number, so they are never copied).
 CODES = ProviderCodes(
@@ -68,3 +77,40 @@ class TwilioClient(HttpProviderClient):
     def request(self, messages: Sequence[Message]) -> dict[str, Any]:
         (message,) = messages  # batch_size is 1
         return {"data": self.request_form(message)}
+
+    def list_params(self, to: str, since: dt.date) -> dict[str, str]:
+        """Query of the first Messages list page: messages to `to` from our sender, sent on or after `since`."""
+        # date-time as the spec's schema and Twilio's own client send it (midnight GMT: the day is what counts)
+        params = {"To": to, "DateSent>": f"{since.isoformat()}T00:00:00Z", "PageSize": str(LIST_PAGE_SIZE)}
+        if "From" in self.sender:
+            params["From"] = self.sender["From"]
+        return params
+
+    def list_messages(
+        self, to: str, since: dt.date, page_uri: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the Messages list (the first, or `page_uri` from the previous page's
+        `next_page_uri`): (messages sent by this account's sender, the next page's URI or None)."""
+        if page_uri is None:
+            response = self.transport.get(self.path, self.list_params(to, since))
+        else:
+            response = self.transport.get(page_uri)  # a path with its query, as Twilio gives it
+        classify_response(response)
+        body = json_body(response)
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict) and self._ours(m)]
+        return messages, body.get("next_page_uri") or None
+
+    def _ours(self, message: dict[str, Any]) -> bool:
+        if not str(message.get("direction", "outbound")).startswith("outbound"):
+            return False
+        if "MessagingServiceSid" in self.sender:
+            return message.get("messaging_service_sid") == self.sender["MessagingServiceSid"]
+        return message.get("from") == self.sender["From"]
+
+
+def created_at(message: dict[str, Any]) -> float | None:
+    """A Message resource's `date_created` (RFC 2822, GMT) as epoch seconds, or None."""
+    try:
+        return email.utils.parsedate_to_datetime(str(message["date_created"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None

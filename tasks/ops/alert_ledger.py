@@ -116,6 +116,27 @@ class AlertLedger:
         finally:
             conn.close()
 
+    def run_counts(self, run_id: str) -> tuple[int, int]:
+        """(tasks that failed in run `run_id`, of which alerted individually) for the run summary."""
+        conn = self._connect()
+        try:
+            failed, alerted = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(alerted), 0) FROM failures WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return int(failed), int(alerted)
+        finally:
+            conn.close()
+
+    def run_tasks(self, run_id: str, limit: int = 20) -> list[str]:
+        """What failed in run `run_id` (the redacted one-line summaries), first failure first."""
+        conn = self._connect()
+        try:
+            rows = conn.execute("SELECT summary FROM failures WHERE run_id = ? ORDER BY first_at LIMIT ?",
+                                (run_id, limit)).fetchall()
+            return [r[0] for r in rows]
+        finally:
+            conn.close()
+
     def take_pending(self, run_id: str | None = None, since: float | None = None) -> list[PendingFailure]:
         """Failures not yet reported in full (of one run, or of every run since `since`), marked reported."""
         conn = self._connect()

@@ -142,7 +142,7 @@ def _alert(task: luigi.Task, kind: str, error_type: str, message: str, key_suffi
             return
         payload = failure_message(
             task_id=task.task_id, family=family, params=params, kind=kind,
-            error_type=error_type, message=message, attempt=decision.count,
+            error_type=error_type, message=message, attempt=decision.count, run_date=task_run_date(task),
         )
         deliver(payload)
     except Exception as exc:  # noqa: BLE001 - an alert must never change the task's outcome: log and go on
@@ -219,8 +219,12 @@ def failure_message(
     error_type: str,
     message: str,
     attempt: int = 1,
+    run_date: str | None = None,
 ) -> dict[str, Any]:
-    """Block Kit payload (with a plain `text` fallback) for one failed task, redacted and truncated."""
+    """Block Kit payload (with a plain `text` fallback) for one failed task, redacted and truncated.
+
+    `run_date` is the task's own date (its `date` parameter): the day whose data failed, which a
+    backfill or catch-up runs long after; when it failed is shown apart, as *Failed at*."""
     slack_cfg, alerts_cfg = config.slack(), config.alerts()
     region = alerts_cfg.phone_region
     host = socket.gethostname()
@@ -232,7 +236,8 @@ def failure_message(
         f"*Task*\n`{family}`",
         f"*Event*\n{kind}" + (f" (attempt {attempt})" if attempt > 1 else ""),
         f"*Host*\n{host}",
-        f"*Run date*\n{when}",
+        f"*Run date*\n{run_date or '-'}",
+        f"*Failed at*\n{when}",
     ]
     if owner:
         fields.append(f"*Owner*\n{owner}")
@@ -294,6 +299,12 @@ def luigid_task_url(task_id: str) -> str | None:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def task_run_date(task: luigi.Task) -> str | None:
+    """The task's run date (its `date` parameter, YYYY-MM-DD), or None for a task without one."""
+    date = getattr(task, "date", None)
+    return date.isoformat() if hasattr(date, "isoformat") else None
 
 
 def _params(task: luigi.Task) -> str:

@@ -322,8 +322,8 @@ def record_run(summary: dict[str, object]) -> None:
 def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int:
     """One cron invocation (see the module docstring); returns the process exit code."""
     started = dt.datetime.now(dt.UTC)
-    base: dict[str, object] = {"started_at": started.isoformat(timespec="seconds"), "host": socket.gethostname(),
-                               "pid": os.getpid()}
+    base: dict[str, object] = {"kind": "cron", "started_at": started.isoformat(timespec="seconds"),
+                               "host": socket.gethostname(), "pid": os.getpid()}
     try:
         sched = load_schedule()
     except ConfigError as exc:

@@ -139,6 +139,20 @@ class WarehouseClient:
             return "(unknown role)"
         return str(role)
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The statements of the block commit together, or none of them (ROLLBACK on any error).
+
+        Only DML belongs inside: on Snowflake every DDL statement commits by itself."""
+        self.run("tx_begin")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(WarehouseError):
+                self.run("tx_rollback")
+            raise
+        self.run("tx_commit")
+
     def columns(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Column names and rows of a query (the `sql` command's output)."""
         cur = self.conn.cursor()

@@ -14,6 +14,8 @@ comments, build bookkeeping) is the same SQL on both.
 - QUERY_TAG: Snowflake `ALTER SESSION SET QUERY_TAG`; fakesnow implements neither that nor
   QUERY_HISTORY.
 - Bulk load: Snowflake PUT to the table's stage + COPY INTO; DuckDB reads the Parquet file.
+  `replace_rows` deletes a slice of a table and loads its new rows in one transaction (the
+  PUT goes first, outside it: it is no DML), never row by row.
 
 Reads no luigi.cfg section.
 """
@@ -57,6 +59,13 @@ class Dialect:
         """Append a Parquet file's rows to `table` (columns matched by name)."""
         raise NotImplementedError
 
+    def replace_rows(
+        self, client: WarehouseClient, table: str, path: Path, delete: str, params: Mapping[str, object]
+    ) -> None:
+        """In one transaction: delete the rows the packaged statement `delete` selects (it takes
+        `${table}` and `params`), then load the Parquet file `path` (columns in the table's order)."""
+        raise NotImplementedError
+
 
 class SnowflakeDialect(Dialect):
     """Real Snowflake: CLONE ... COPY GRANTS publishes; GRANT; ALTER SESSION; PUT + COPY loads."""
@@ -82,6 +91,15 @@ class SnowflakeDialect(Dialect):
         client.run("put_table_stage", file_url=url, schema=schema, table_name=name)
         client.run("copy_into_table", schema=schema, table_name=name)
 
+    def replace_rows(self, client, table, path, delete, params):  # noqa: ANN001 (see Dialect)
+        # the file's name is unique per load: COPY names it, so a concurrent load's file is not taken
+        schema, name = qualified(table).split(".")
+        url = string_literal(f"file://{path.resolve().as_posix()}")
+        client.run("put_load_file", file_url=url, schema=schema, table_name=name)
+        with client.transaction():
+            client.run(delete, params, table=qualified(table))
+            client.run("copy_load_file", schema=schema, table_name=name, file_name=string_literal(path.name))
+
 
 class EmbeddedDialect(Dialect):
     """The fakesnow server: CREATE OR REPLACE ... AS SELECT publishes; no privileges, no query history."""
@@ -100,6 +118,11 @@ class EmbeddedDialect(Dialect):
 
     def load_parquet(self, client, table, path):  # noqa: ANN001 (see Dialect)
         client.run("load_parquet_embedded", {"path": str(path.resolve())}, table=qualified(table))
+
+    def replace_rows(self, client, table, path, delete, params):  # noqa: ANN001 (see Dialect)
+        with client.transaction():
+            client.run(delete, params, table=qualified(table))
+            self.load_parquet(client, table, path)
 
 
 DIALECTS: dict[str, type[Dialect]] = {"snowflake": SnowflakeDialect, "embedded": EmbeddedDialect}

@@ -87,10 +87,12 @@ def start_cron(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen:
                             stdout=fh, stderr=subprocess.STDOUT)
 
 
-def runs(var_path: Path) -> list[dict[str, Any]]:
-    """The wrapper's run records (<var_dir>/runs/runs.jsonl)."""
+def runs(var_path: Path, kind: str = "cron") -> list[dict[str, Any]]:
+    """The run records of the wrapper (`kind` cron) or of its luigi runs (`kind` luigi), from
+    <var_dir>/runs/runs.jsonl."""
     path = var_path / "runs" / "runs.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [r for r in records if r.get("kind") == kind]
 
 
 def run_summary_alerts(var_path: Path) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 playing SendGrid, Twilio and FCM, with faults on demand.
 
 Routes: `POST /v3/mail/send` (SendGrid), `POST /2010-04-01/Accounts/{sid}/Messages.json`
-(Twilio), `POST /v1/projects/{project}/messages:send` (FCM), and `POST /token`, Google's OAuth2
+(Twilio), `POST /v1/projects/{project}/messages:send` (FCM), Twilio's Messages list, `GET
+/2010-04-01/Accounts/{sid}/Messages.json` (below), and `POST /token`, Google's OAuth2
 token endpoint for service accounts (RFC 7523 JWT bearer grant, as google-auth sends it): it
 checks `grant_type`, the assertion's RS256 signature against the public half of the key that
 `write_service_account(path)` generated, its `kid`, `iss`, `aud`, `scope` and lifetime, and
@@ -10,7 +11,7 @@ assertion: 400 `invalid_grant`, counted in `counters["token_errors"]`). FCM acce
 FCM_ACCESS_TOKEN of `env()` or an issued token until it expires or `revoke_tokens()` (or
 `revoke_at`, FCM request numbers at which every issued token is revoked first) drops it.
 
-Each provider request is, in order:
+Each provider POST is, in order:
 counted and time-stamped; checked for the credentials in `FakeProvider.env()` (401);
 validated (SendGrid and Twilio against the official OpenAPI specs in <repo>/../shared/specs/,
 plus Twilio's documented "From or MessagingServiceSid" and "Body" rules; FCM against its
@@ -28,6 +29,17 @@ message IS accepted and logged, then the answer comes after `hang` seconds, past
 client's read timeout), "drop" (accepted and logged, then the connection is closed without
 an answer), "hangup" (closed without an answer, NOT processed).
 
+Twilio's Messages list: every accepted Twilio message is a Message resource (`sid`, `to`,
+`from`, `body`, `date_created`, `date_sent` as RFC 2822 GMT dates, `direction`
+"outbound-api"); `date_sent` stays null while `twilio_queued` is true (a queued message). The
+GET is checked for credentials, validated against the spec's ListMessage operation and
+throttled by the same bucket as the POSTs; it filters by `To`, `From`, `DateSent` (that GMT
+day; the spec's schema says date-time, so `YYYY-MM-DDT00:00:00Z` as Twilio's client sends it), `DateSent<`
+(on or before), `DateSent>` (on or after; a message without `date_sent`
+never matches a DateSent filter), newest first, paged by `PageSize` (default 50) with
+`Page`/`PageToken` in `next_page_uri` as Twilio does. `add_twilio_message()` plants a message
+(another day's, another campaign's) without a POST. Counted in `counters["twilio_list_requests"]`.
+
     with FakeProvider(rate=10, burst=5, latency=0.05) as fake:
         env.update(fake.env()); cfg "base_url" = fake.base_url
         ...
@@ -44,6 +56,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
+import email.utils
 import json
 import os
 import random
@@ -61,7 +75,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -177,6 +191,7 @@ class FakeProvider:
         validate: bool = True,
         port: int = 0,
         token_lifetime: int = 3600,
+        twilio_queued: bool = False,
     ):
         self.rate, self.burst = rate, burst
         self.token_lifetime = token_lifetime  # expires_in of the access tokens /token issues
@@ -200,6 +215,8 @@ class FakeProvider:
         self._log = None
         self._port = port
         self._server: ThreadingHTTPServer | None = None
+        self.twilio_queued = twilio_queued
+        self.twilio_messages: list[dict[str, Any]] = []  # Message resources, oldest first
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeProvider:
@@ -215,6 +232,9 @@ class FakeProvider:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 fake._handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                fake._handle_list(self)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -288,7 +308,93 @@ class FakeProvider:
             times = [t for t, p in self.request_times if provider in (None, p)]
         return max_in_window(times, window)
 
+    def add_twilio_message(self, to: str, body: str, *, from_: str = TWILIO_FROM, created: float | None = None,
+                           sent: float | None = None) -> dict[str, Any]:
+        """Plant a Message resource (sent at `sent`, default `created`, default now) without a POST."""
+        created = time.time() if created is None else created
+        return self._twilio_resource(to, from_, None, body, created, created if sent is None else sent)
+
+    def _twilio_resource(self, to: str, from_: str | None, service: str | None, body: str, created: float,
+                         sent: float | None) -> dict[str, Any]:
+        sid = "SM" + uuid.uuid4().hex
+        resource = {
+            "account_sid": TWILIO_SID, "api_version": "2010-04-01", "body": body, "direction": "outbound-api",
+            "date_created": _rfc2822(created), "date_updated": _rfc2822(sent or created),
+            "date_sent": None if sent is None else _rfc2822(sent), "error_code": None, "error_message": None,
+            "from": from_, "messaging_service_sid": service, "num_media": "0", "num_segments": "1", "price": None,
+            "price_unit": "USD", "sid": sid, "status": "queued" if sent is None else "sent", "to": to,
+            "uri": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/{sid}.json", "_sent": sent,
+        }
+        with self._lock:
+            self.twilio_messages.append(resource)
+        return resource
+
     # -- the server ------------------------------------------------------------------
+    def _handle_list(self, request: BaseHTTPRequestHandler) -> None:
+        """GET Messages.json (Twilio's list; the only GET route)."""
+        parts = urlsplit(request.path)
+        match = _ROUTES[1][1].match(parts.path)
+        if match is None:
+            return self._send(request, _Reply(404, {"error": "no such route"}))
+        with self._lock:
+            self.counters["twilio_list_requests"] += 1
+            self.counters["requests"] += 1
+            self.request_times.append((time.time(), "twilio"))
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        try:
+            self._check_auth("twilio", request, match)
+            if self.validate:
+                problems = _spec_problems("twilio", request, b"", parts.path, "", method="get", query=query)
+                if problems:
+                    with self._lock:
+                        self.counters["spec_errors"] += 1
+                        self.spec_problems.append(f"twilio list: {'; '.join(problems)}"[:500])
+                    raise _invalid("twilio", problems)
+            self._throttle("twilio")
+            reply = self._list_page(parts.path, dict(query))
+        except _Reply as reply_exc:
+            reply = reply_exc
+        self._send(request, reply)
+        return None
+
+    def _list_page(self, path: str, query: dict[str, str]) -> _Reply:
+        def day(value: float) -> str:
+            return time.strftime("%Y-%m-%d", time.gmtime(value))
+
+        with self._lock:
+            found = list(reversed(self.twilio_messages))  # newest first, as Twilio lists them
+        filters = {k: v for k, v in query.items() if k in ("To", "From", "DateSent", "DateSent<", "DateSent>")}
+        for name, value in filters.items():
+            value = value if name in ("To", "From") else value[:10]  # a GMT day; a date-time counts by its day
+            if name in ("To", "From"):
+                found = [m for m in found if m[name.lower()] == value]
+                continue
+            found = [m for m in found if m["_sent"] is not None]
+            if name == "DateSent":
+                found = [m for m in found if day(m["_sent"]) == value]
+            elif name == "DateSent<":
+                found = [m for m in found if day(m["_sent"]) <= value]
+            else:
+                found = [m for m in found if day(m["_sent"]) >= value]
+        size = int(query.get("PageSize", 50))
+        page = int(query.get("Page", 0))
+        offset = int(query.get("PageToken", "PA0")[2:]) if page else 0
+        chunk = found[offset:offset + size]
+        base = {**filters, "PageSize": str(size)}
+
+        def uri(number: int, token: int | None) -> str:
+            extra = {"Page": str(number), **({"PageToken": f"PA{token}"} if token is not None else {})}
+            return f"{path}?{urlencode({**base, **extra})}"
+
+        more = offset + size < len(found)
+        return _Reply(200, {
+            "messages": [{k: v for k, v in m.items() if not k.startswith("_")} for m in chunk],
+            "page": page, "page_size": size, "start": offset, "end": offset + len(chunk) - 1,
+            "first_page_uri": uri(0, None), "uri": uri(page, offset if page else None),
+            "next_page_uri": uri(page + 1, offset + size) if more else None,
+            "previous_page_uri": uri(page - 1, max(0, offset - size)) if page else None,
+        })
+
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
@@ -401,7 +507,8 @@ class FakeProvider:
                     problems.append("21602: 'Body' is required")
                 if len(form.get("Body", "")) > 1600:
                     problems.append("21617: body exceeds 1600 characters")
-                messages.append({"to": form.get("To"), "send_id": None, "customer_id": None, "body": form.get("Body")})
+                messages.append({"to": form.get("To"), "send_id": None, "customer_id": None, "body": form.get("Body"),
+                                 "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid")})
             else:
                 problems += _fcm_problems(ctype, raw)
                 if not problems:
@@ -451,6 +558,11 @@ class FakeProvider:
 
     def _accept(self, provider: str, messages: list[dict[str, Any]]) -> _Reply:
         now = time.time()
+        if provider == "twilio":
+            m = messages[0]
+            resource = self._twilio_resource(m["to"], m.get("from"), m.get("messaging_service_sid"), m["body"], now,
+                                             None if self.twilio_queued else now)
+            m["sid"] = resource["sid"]
         with self._lock:
             self.counters["accepted_requests"] += 1
             self.counters["accepted_messages"] += len(messages)
@@ -461,7 +573,7 @@ class FakeProvider:
         if provider == "sendgrid":
             return _Reply(202, None, {"X-Message-Id": uuid.uuid4().hex[:22]})
         if provider == "twilio":
-            return _Reply(201, {"sid": "SM" + uuid.uuid4().hex, "status": "queued", "to": messages[0]["to"]})
+            return _Reply(201, {"sid": messages[0]["sid"], "status": "queued", "to": messages[0]["to"]})
         return _Reply(200, {"name": f"projects/{FCM_PROJECT}/messages/{uuid.uuid4().hex}"})
 
     @staticmethod
@@ -493,6 +605,11 @@ def read_accepted(log_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _rfc2822(epoch: float) -> str:
+    """Twilio's date format: `Fri, 24 May 2019 17:44:50 +0000`."""
+    return email.utils.format_datetime(datetime.datetime.fromtimestamp(epoch, datetime.UTC))
+
+
 def _hang_up(request: BaseHTTPRequestHandler) -> None:
     request.close_connection = True
     try:
@@ -501,20 +618,22 @@ def _hang_up(request: BaseHTTPRequestHandler) -> None:
         pass
 
 
-def _spec_problems(provider: str, request: BaseHTTPRequestHandler, raw: bytes, path: str, ctype: str) -> list[str]:
+def _spec_problems(provider: str, request: BaseHTTPRequestHandler, raw: bytes, path: str, ctype: str,
+                   method: str = "post", query: list[tuple[str, str]] | None = None) -> list[str]:
     from openapi_core.datatypes import RequestParameters
     from werkzeug.datastructures import Headers, ImmutableMultiDict
 
     class _Req:
         host_url = SPEC_HOSTS[provider]
-        method = "post"
 
         def __init__(self) -> None:
+            self.method = method
             self.path = path
             self.body = raw
             self.content_type = ctype
             self.parameters = RequestParameters(
-                query=ImmutableMultiDict(), header=Headers(list(request.headers.items())), cookie=ImmutableMultiDict()
+                query=ImmutableMultiDict(query or []), header=Headers(list(request.headers.items())),
+                cookie=ImmutableMultiDict(),
             )
 
     errors = list(load_spec(provider).iter_request_errors(_Req()))
@@ -653,11 +772,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-validate", action="store_true")
     parser.add_argument("--bad-address", action="append", default=[], help="answer a permanent error for it")
+    parser.add_argument("--twilio-queued", action="store_true", help="accepted SMS stay queued (no date_sent)")
     args = parser.parse_args(argv)
     fake = FakeProvider(
         rate=args.rate, burst=args.burst, latency=args.latency, log_path=args.log, port=args.port,
         faults=Faults(ratio=args.fault_ratio, kind=args.fault_kind, seed=args.seed, hang=args.hang),
-        validate=not args.no_validate, bad_addresses=set(args.bad_address),
+        validate=not args.no_validate, bad_addresses=set(args.bad_address), twilio_queued=args.twilio_queued,
     ).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

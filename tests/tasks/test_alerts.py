@@ -73,6 +73,7 @@ def test_failure_in_the_worker_process_sends_one_well_formed_alert(slack, luigi_
 def test_failed_validation_gives_exactly_one_alert_naming_the_checks(slack):
     assert build(ft.FailsValidation(date=datetime.date(2024, 1, 5)), workers=2) is False
     (msg,) = slack.wait_for(1)
+    assert "*Run date*\\n2024-01-05" in block_text(msg), "the task's date, not the wall clock"
     time.sleep(0.3)
     assert len(slack.received) == 1
     assert "DataValidationError" in msg.payload["text"] and "date=2024-01-05" in block_text(msg)

@@ -29,6 +29,14 @@ def test_failure_message_is_block_kit_with_a_text_fallback(luigi_cfg):
     assert "visualiser" not in blob  # no central scheduler configured
 
 
+def test_the_run_date_is_the_tasks_date_and_the_failure_time_is_apart(luigi_cfg):
+    fields = json.dumps(message(run_date="2024-01-05")["blocks"][1])
+    assert "*Run date*\\n2024-01-05" in fields
+    failed_at = fields.split("*Failed at*\\n", 1)[1][:10]
+    assert failed_at == datetime.now(UTC).date().isoformat()
+    assert "*Run date*\\n-" in json.dumps(message()["blocks"][1]), "a task without a date says so"
+
+
 def test_long_errors_are_cut_to_the_configured_length(luigi_cfg):
     luigi_cfg.set("slack", "max_error_chars", 200)
     payload = message(message="row failed check; " * 600)

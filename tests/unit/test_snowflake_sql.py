@@ -56,6 +56,7 @@ IDENTIFIERS = {
     "role": "ANALYST",
     "limit": "7",
     "file_url": string_literal("file:///tmp/it's here/session_timestamp.parquet"),
+    "file_name": string_literal("analytics__campaign_sends-0a1b2c3d4e5f.parquet"),
 }
 # values per %(parameter)s (a new parameter must be added here)
 PARAMS = {
@@ -66,6 +67,7 @@ PARAMS = {
     "target_table": "analytics.mau_summary", "schema": "ANALYTICS", "staging": "TEMP_MAU_SUMMARY",
     "comment": "Monthly active users ('MAU')", "tag": query_tag_json({"task": "StageTable", "date": "2026-06-30"}),
     "path": "/tmp/x.parquet", "table": "MAU_SUMMARY",
+    "campaign": "demo", "date": "2026-06-30", "channel": "sms", "segment": "all",
 }
 
 
@@ -140,6 +142,8 @@ def test_the_snowflake_dialect_sends_parseable_statements(tmp_path: Path) -> Non
     with client.query_tag(task="PublishTable", table="analytics.mau_summary", date="2026-06-30"):
         client.run("row_count", table="analytics.mau_summary")
     dialect.load_parquet(client, "raw_data.session_timestamp", Path("/tmp/it's here/s.parquet"))
+    dialect.replace_rows(client, "analytics.campaign_sends", Path("/tmp/load/cs-0a1b.parquet"), "campaign_sends_delete",
+                         {"campaign": "demo", "date": "2026-06-30", "channel": "sms", "segment": "all"})
     statements = recorded(record)
     assert statements == [
         "CREATE OR REPLACE TABLE analytics.mau_summary CLONE analytics.temp_mau_summary__20260630_0a1b2c3d4e5f "
@@ -154,9 +158,18 @@ def test_the_snowflake_dialect_sends_parseable_statements(tmp_path: Path) -> Non
         "PUT 'file:///tmp/it\\'s here/s.parquet' @raw_data.%session_timestamp OVERWRITE = TRUE",
         "COPY INTO raw_data.session_timestamp FROM @raw_data.%session_timestamp FILE_FORMAT = (TYPE = PARQUET) "
         "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE PURGE = TRUE",
+        # a results load: PUT first (no DML), then the delete and the COPY of exactly that file in one transaction
+        "PUT 'file:///tmp/load/cs-0a1b.parquet' @analytics.%campaign_sends OVERWRITE = TRUE AUTO_COMPRESS = FALSE",
+        "BEGIN",
+        "DELETE FROM analytics.campaign_sends WHERE campaign = 'demo' AND date = '2026-06-30' AND channel = 'sms' "
+        "AND segment = 'all'",
+        "COPY INTO analytics.campaign_sends FROM @analytics.%campaign_sends FILES = ('cs-0a1b.parquet') "
+        "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE PURGE = TRUE",
+        "COMMIT",
     ]
     kinds = [type(assert_snowflake_sql(s)).__name__ for s in statements]
-    assert kinds == ["Create", "Grant", "Grant", "Grant", "Alter", "Select", "Alter", "Put", "Copy"]
+    assert kinds == ["Create", "Grant", "Grant", "Grant", "Alter", "Select", "Alter", "Put", "Copy",
+                     "Put", "Transaction", "Delete", "Copy", "Commit"]
 
 
 def test_the_tag_is_sent_only_when_it_changes(tmp_path: Path) -> None:

@@ -1,0 +1,252 @@
+"""Reconcile: settle `unknown` recipients with the provider's own record, where it keeps one.
+
+An `unknown` is a request that may have reached the provider (a read timeout, a connection
+dropped after the request was written, a run killed while it was in flight). Twilio can say:
+a Message resource exists as soon as a create was accepted, and `GET .../Messages.json` lists
+them by `To`, `From` and `DateSent`. For each unknown SMS of a send:
+
+- found (to this number, from our sender, with this send's body, created no earlier than the
+  recipient entered the ledger): `sent`, with the message's sid;
+- not found and its last attempt older than `[sms_campaign] reconcile_grace_minutes`: back to
+  `pending` (the provider never got it), and the next run sends it;
+- not found but younger: stays `unknown` (a message still in Twilio's queue has no DateSent).
+
+Every lookup request takes a token from a bucket with the channel's limit ([sms_campaign] rate,
+burst), as a send would; a 429 or 5xx is asked again after its Retry-After (3 tries a page).
+The send that follows starts its own bucket, so the first second after a reconcile may see up
+to twice the burst; the sender retries a 429 (never delivered) like any other. SendGrid (its
+Email Activity API is a paid add-on at 6 requests/minute) and FCM (no lookup at all) cannot
+say, so their unknowns stay unknown. `reconcile_send` runs before every Twilio send (tasks.py)
+and from `python -m tasks reconcile`; `reconcile_day` also fixes the send's result file
+(counts; removed when rows went back to pending, so the next run sends them) and reloads its
+rows into the warehouse. Reads [<channel>_campaign], [paths], [results].
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tasks import config, state
+from tasks.campaign import results as results_core
+from tasks.campaign import sends as channel_core
+from tasks.channels.ledger import UNKNOWN, SendKey, SendLedger, Shard, ledger_path
+from tasks.channels.limiter import ChannelLimiter
+from tasks.channels.templates import load_template
+from tasks.channels.twilio import TwilioClient, created_at
+from tasks.errors import ApiError, ConfigError, RetriableApiError, TasksError
+from tasks.files import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+LOOKUP_PROVIDERS = frozenset({"twilio"})
+WHY_NO_LOOKUP = {
+    "outbox": "the outbox has no delivery record to ask",
+    "sendgrid": "SendGrid has no idempotency key and its Email Activity API is a paid add-on (6 requests/min)",
+    "fcm": "FCM has no message lookup",
+}
+CLOCK_SKEW_S = 300.0  # a message created this much before its ledger row still counts as ours
+LOOKUP_ATTEMPTS = 3  # per page: a 429 / 5xx / timeout waits (Retry-After, else 1 s) and asks again
+
+
+@dataclass
+class ReconcileResult:
+    """What one reconcile of one send did."""
+
+    channel: str
+    campaign: str
+    date: str
+    segment: str
+    provider: str
+    unknown_before: int = 0
+    settled_sent: int = 0
+    reopened: int = 0
+    still_unknown: int = 0
+    lookups: int = 0
+    note: str = ""
+    settled: dict[str, str] = field(default_factory=dict, repr=False)  # customer_id -> sid (never logged)
+
+    def as_dict(self) -> dict[str, object]:
+        payload = asdict(self)
+        payload.pop("settled")
+        return payload
+
+    def __str__(self) -> str:
+        text = (f"{self.channel} {self.campaign}/{self.segment} {self.date} via {self.provider}: "
+                f"{self.unknown_before} unknown -> {self.settled_sent} sent, {self.reopened} pending again, "
+                f"{self.still_unknown} still unknown ({self.lookups} lookups)")
+        return text + (f"; {self.note}" if self.note else "")
+
+
+def _sum_results(total: ReconcileResult, parts: list[ReconcileResult]) -> ReconcileResult:
+    """One send's result from its shards' results."""
+    for part in parts:
+        for name in ("unknown_before", "lookups", "settled_sent", "reopened", "still_unknown"):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.settled.update(part.settled)
+        total.note = total.note or part.note
+    return total
+
+
+def supported(cfg: config._channel_campaign) -> bool:
+    """True when the section's provider can look a message up (Twilio)."""
+    return cfg.provider in LOOKUP_PROVIDERS
+
+
+def reconcile_send(
+    channel: str, date: dt.date, campaign: str, segment: str, customers_path: str | os.PathLike[str],
+    now: float | None = None, shard: Shard | None = None,
+) -> ReconcileResult:
+    """Settle the unknown recipients of one send (or of one `shard` of it) with the provider's lookup (see the
+    module docstring). A sharded send without `shard` is settled shard by shard, each under its own lock."""
+    cfg = channel_core.channel_config(channel)
+    key = SendKey(campaign, date.isoformat(), channel)
+    result = ReconcileResult(channel, campaign, key.date, segment, cfg.provider)
+    with SendLedger(state.database(ledger_path(config.var_dir(), channel))) as ledger:
+        rows = [r for r in ledger.rows(key) if r["state"] == UNKNOWN]
+        count = max((int(r["shard"]) for r in rows), default=0) + 1
+        if shard is None and count > 1:  # e.g. `python -m tasks reconcile`: every shard under its own lock
+            parts = [reconcile_send(channel, date, campaign, segment, customers_path, now, Shard(i, shards))
+                     for shards in [max(count, cfg.shards)] for i in range(shards)]
+            return _sum_results(result, parts)
+        shard = shard or Shard()
+        unknown = {r["customer_id"]: r for r in rows if shard.count == 1 or int(r["shard"]) == shard.index}
+        if not unknown:
+            return result
+        source = channel_core.ParquetRecipients(customers_path, channel, segment, campaign, date)
+        recipients = {r.customer_id: r for batch in source.batches() for r in batch.build(set(unknown))}
+        result.unknown_before = len(recipients)
+        if not supported(cfg):
+            result.still_unknown = len(recipients)
+            result.note = WHY_NO_LOOKUP.get(cfg.provider, f"{cfg.provider} has no lookup")
+            return result
+        problems = channel_core.config_problems(channel, cfg)
+        if problems:
+            raise ConfigError("; ".join(what for _, _, what in problems))
+        template = load_template(config.resolve_path(cfg.template), channel)
+        client = channel_core.make_client(channel, cfg, config.var_dir(), key)
+        assert isinstance(client, TwilioClient)
+        grace_s = 60.0 * config.sms_campaign().reconcile_grace_minutes
+        rate, burst = channel_core.limits(cfg)
+        now = time.time() if now is None else now
+        try:
+            with ChannelLimiter(rate, burst, name=f"{channel}-lookup") as limiter, ledger.run_lock(key, shard):
+                for cid, recipient in sorted(recipients.items()):
+                    row = unknown[cid]
+                    body = template.render(recipient.fields)["body"]
+                    sid, lookups = _find(client, limiter, recipient.address, body, float(row["created_at"]))
+                    result.lookups += lookups
+                    if sid is not None:
+                        if ledger.settle_unknown(key, cid, sid):
+                            result.settled_sent += 1
+                            result.settled[cid] = sid
+                    elif now - float(row["updated_at"]) >= grace_s:
+                        minutes = config.sms_campaign().reconcile_grace_minutes
+                        result.reopened += len(ledger.reopen(
+                            key, [cid], f"not found at {cfg.provider} {minutes:g} min after the last attempt"))
+                    else:
+                        result.still_unknown += 1
+        finally:
+            client.close()
+    logger.info("reconcile %s", result)
+    return result
+
+
+def _find(client: TwilioClient, limiter: ChannelLimiter, address: str, body: str,
+          entered_at: float) -> tuple[str | None, int]:
+    """(sid of our message to `address`, requests made): every page costs one token."""
+    since = (dt.datetime.fromtimestamp(entered_at - CLOCK_SKEW_S, dt.UTC) - dt.timedelta(days=1)).date()
+    page: str | None = None
+    requests_made = 0
+    candidates: list[tuple[float, str]] = []
+    while True:
+        for attempt in range(1, LOOKUP_ATTEMPTS + 1):
+            limiter.acquire()
+            requests_made += 1
+            try:
+                messages, page = client.list_messages(address, since, page)
+                break
+            except RetriableApiError as exc:  # a GET changes nothing: retrying is always safe
+                if attempt == LOOKUP_ATTEMPTS:
+                    raise
+                time.sleep(min(exc.retry_after or 1.0, 30.0))
+        for message in messages:
+            created = created_at(message)
+            if message.get("to") != address or message.get("body") not in (None, body):
+                continue
+            if created is not None and created < entered_at - CLOCK_SKEW_S:
+                continue  # an older message to this number (another day's send)
+            candidates.append((created or 0.0, str(message.get("sid"))))
+        if page is None:
+            break
+    return (min(candidates)[1] if candidates else None), requests_made
+
+
+# ---------------------------------------------------------------- a day, from the CLI
+
+
+def sends_of_day(date: dt.date, campaign: str | None = None) -> list[tuple[str, str, str]]:
+    """(channel, campaign, segment) of every send of `date` with a result file, plus each channel's
+    configured send of `campaign` (default `demo`): a send that died has no result file yet."""
+    found: set[tuple[str, str, str]] = set()
+    base = config.var_dir() / "campaigns" / date.isoformat()
+    for path in sorted(base.glob("*/*.json")) if base.is_dir() else []:
+        channel, _, segment = path.stem.partition("-")
+        if channel in channel_core.CHANNELS and campaign in (None, path.parent.name):
+            found.add((channel, path.parent.name, segment))
+    for channel in channel_core.CHANNELS:
+        found.add((channel, campaign or "demo", channel_core.channel_config(channel).segment))
+    return sorted(found)
+
+
+def reconcile_day(date: dt.date, campaign: str | None, customers_path: Path) -> tuple[list[ReconcileResult], bool]:
+    """Reconcile every send of `date` (of `campaign`); (results, whether every step worked)."""
+    out: list[ReconcileResult] = []
+    ok = True
+    for channel, name, segment in sends_of_day(date, campaign):
+        try:
+            result = reconcile_send(channel, date, name, segment, customers_path)
+        except (ApiError, ConfigError) as exc:
+            logger.error("reconcile %s %s/%s %s: %s", channel, name, segment, date, exc)
+            ok = False
+            continue
+        if result.unknown_before == 0:
+            continue
+        out.append(result)
+        if result.settled_sent or result.reopened:
+            ok = _refresh(result, customers_path) and ok
+    return out, ok
+
+
+def _refresh(result: ReconcileResult, customers_path: Path) -> bool:
+    """After rows changed state: fix the send's result file and reload its warehouse rows."""
+    date = dt.date.fromisoformat(result.date)
+    path = channel_core.result_path(config.var_dir(), date, result.campaign, result.channel, result.segment)
+    if not path.exists():
+        return True  # the send never finished: its next run writes the file and exports
+    if result.reopened:
+        # rows are pending again: the send is not complete any more, so its next run sends them
+        path.unlink()
+        logger.info("reconcile: %d recipient(s) of %s are pending again; removed %s so the next run sends them",
+                    result.reopened, result.channel, path)
+        return True
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    counts = dict(payload.get("counts") or {})
+    counts[UNKNOWN] = counts.get(UNKNOWN, 0) - result.settled_sent
+    counts["sent"] = counts.get("sent", 0) + result.settled_sent
+    payload["counts"], payload["unknown"] = counts, counts[UNKNOWN]
+    payload.setdefault("reconciled", []).append({**result.as_dict(), "at": dt.datetime.now(dt.UTC).isoformat()})
+    write_json_atomic(path, payload)
+    try:
+        results_core.export_send(result.channel, date, result.campaign, result.segment, customers_path,
+                                 str(payload.get("provider", "")), expected=counts, result_path=path)
+    except TasksError as exc:
+        logger.error("reconcile: %s rows not reloaded into the warehouse (%s); the next run's export does it",
+                     result.channel, exc)
+        return False
+    return True

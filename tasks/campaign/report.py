@@ -1,0 +1,66 @@
+"""What the campaign did for one date, from what is stored, for the run summary and `status` (no luigi).
+
+- the segment load: LoadSegments' summary.json (counts by reason and channel) and where its
+  rejects.csv is; a rejects.csv without a summary means the reject gate failed the load;
+- every send of the date (each result file under <var_dir>/campaigns/<date>/, and each channel's
+  configured send): its result file when it finished (counts by state, rate, duration,
+  provider), else its ledger's counts (a send that failed or is still going). States are
+  copied as they are: a state the ledger gains later shows without a change here.
+
+Reads [paths] and the channel sections (configured segments). Holds no address: counts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from tasks import config, state
+from tasks.campaign import segments as segments_core
+from tasks.campaign import sends as channel_core
+from tasks.campaign.reconcile import sends_of_day
+from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+
+
+def segment_report(date: dt.date) -> dict[str, object] | None:
+    """The date's segment load: summary counts plus `rejects_file`; None when it never ran."""
+    out_dir = segments_core.output_dir(config.var_dir(create=False), date)
+    summary_path = out_dir / segments_core.SUMMARY_FILE
+    rejects = out_dir / segments_core.REJECTS_FILE
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        return {**summary, "rejects_file": str(rejects), "done": True}
+    if rejects.exists():
+        return {"done": False, "rejects_file": str(rejects), "note": "failed its reject gate (no customers.parquet)"}
+    return None
+
+
+def send_reports(date: dt.date) -> list[dict[str, object]]:
+    """One dict per send of the date: channel, campaign, segment, provider, counts, rate, duration_s, done."""
+    var_dir = config.var_dir(create=False)
+    out = []
+    for channel, campaign, segment in sends_of_day(date):
+        path = channel_core.result_path(var_dir, date, campaign, channel, segment)
+        base = {"channel": channel, "campaign": campaign, "segment": segment}
+        if path.exists():
+            result = json.loads(path.read_text(encoding="utf-8"))
+            out.append({**base, "provider": result.get("provider"), "target": result.get("target"),
+                        "counts": {k: v for k, v in (result.get("counts") or {}).items() if v},
+                        "rate": result.get("achieved_rate"), "duration_s": result.get("duration_s"), "done": True,
+                        "result_file": str(path)})
+            continue
+        counts = _ledger_counts(var_dir, SendKey(campaign, date.isoformat(), channel))
+        if counts:
+            out.append({**base, "provider": channel_core.channel_config(channel).provider,
+                        "target": sum(counts.values()), "counts": counts, "rate": None, "duration_s": None,
+                        "done": False})
+    return out
+
+
+def _ledger_counts(var_dir: Path, key: SendKey) -> dict[str, int]:
+    path = ledger_path(var_dir, key.channel)
+    if not state.settings().shared and not path.exists():
+        return {}
+    with SendLedger(state.database(path)) as ledger:
+        return ledger.counts(key)

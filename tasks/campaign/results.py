@@ -1,0 +1,205 @@
+"""Campaign results in the warehouse: per-recipient outcomes and per-day segment loads (no luigi).
+
+- `analytics.campaign_sends` ([results] campaign_sends_table): one row per recipient of a channel
+  send, from the send ledger: campaign, date, channel, segment, provider, customer_id, state,
+  reason, attempts, provider_message_id, first and last attempt time. No address ever goes
+  there: customer_id is the join key. Every state string of the ledger is copied as it is.
+- `analytics.segment_loads` ([results] segment_loads_table): one row per LoadSegments date,
+  from its summary.json: counts read / valid / rejected / blank, valid addresses per channel,
+  rejects by reason and channel issues by reason (JSON text), where rejects.csv is.
+
+Both are loaded in bulk (a Parquet file; Snowflake PUT + COPY INTO, the embedded warehouse reads
+the file) and idempotently: one transaction deletes that send's (that date's) rows and loads
+the new ones (`Dialect.replace_rows`), so a re-run replaces, never duplicates. The Parquet file
+is written owner-only under <var_dir>/results/ and removed after the load. `export_send` reads
+[results] and [paths]; the other functions take what they need as arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks import config, state
+from tasks.campaign import segments as segments_core
+from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+from tasks.files import private_dir, private_file
+from tasks.warehouse import MarkerTableTarget
+from tasks.warehouse.client import WarehouseClient, session
+from tasks.warehouse.sql import qualified
+
+logger = logging.getLogger(__name__)
+
+# column order = the CREATE TABLE order (the embedded load matches columns by position)
+SENDS_SCHEMA = pa.schema([
+    ("campaign", pa.string()), ("date", pa.date32()), ("channel", pa.string()), ("segment", pa.string()),
+    ("provider", pa.string()), ("customer_id", pa.string()), ("state", pa.string()), ("reason", pa.string()),
+    ("attempts", pa.int32()), ("provider_message_id", pa.string()), ("first_attempt_at", pa.timestamp("us")),
+    ("last_attempt_at", pa.timestamp("us")), ("loaded_at", pa.timestamp("us")),
+])
+LOADS_SCHEMA = pa.schema([
+    ("date", pa.date32()), ("input_file", pa.string()), ("rows_read", pa.int32()), ("valid", pa.int32()),
+    ("rejected", pa.int32()), ("blank_lines", pa.int32()), ("valid_email", pa.int32()), ("valid_sms", pa.int32()),
+    ("valid_push", pa.int32()), ("rejected_by_reason", pa.string()), ("channel_issues_by_reason", pa.string()),
+    ("rejects_file", pa.string()), ("duration_s", pa.float64()), ("loaded_at", pa.timestamp("us")),
+])
+
+
+def utc_now() -> dt.datetime:
+    """Now in UTC without a zone (the tables' TIMESTAMP_NTZ columns are UTC)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _utc(epoch: float | None) -> dt.datetime | None:
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None)
+
+
+def send_marker_id(key: SendKey, segment: str) -> str:
+    """The marker-table row of one send's export: `campaign_sends:<campaign>:<date>:<channel>:<segment>`."""
+    return f"campaign_sends:{key.campaign}:{key.date}:{key.channel}:{segment}"
+
+
+def load_marker_id(date: dt.date) -> str:
+    """The marker-table row of one day's segment-load export: `segment_loads:<date>`."""
+    return f"segment_loads:{date.isoformat()}"
+
+
+def send_rows(
+    rows: Iterable[Mapping[str, object]],
+    key: SendKey,
+    segment: str,
+    provider: str,
+    customer_ids: set[str] | None = None,
+    loaded_at: dt.datetime | None = None,
+) -> pa.Table:
+    """campaign_sends rows of one send from its ledger rows (only `customer_ids`, the send's
+    recipients, when given: one ledger holds every segment of a campaign's day and channel).
+
+    The ledger keeps when a row was created (just before its first attempt) and last changed;
+    a row never attempted (attempts 0) has neither time."""
+    loaded_at = loaded_at or utc_now()
+    cols: dict[str, list] = {name: [] for name in SENDS_SCHEMA.names}
+    day = dt.date.fromisoformat(key.date)
+    for row in rows:
+        cid = str(row["customer_id"])
+        if customer_ids is not None and cid not in customer_ids:
+            continue
+        attempted = int(row.get("attempts") or 0) > 0
+        cols["customer_id"].append(cid)
+        cols["state"].append(str(row["state"]))
+        cols["reason"].append(row.get("reason"))
+        cols["attempts"].append(int(row.get("attempts") or 0))
+        cols["provider_message_id"].append(row.get("provider_message_id"))
+        cols["first_attempt_at"].append(_utc(row.get("created_at")) if attempted else None)  # type: ignore[arg-type]
+        cols["last_attempt_at"].append(_utc(row.get("updated_at")) if attempted else None)  # type: ignore[arg-type]
+    n = len(cols["customer_id"])
+    for name, value in (("campaign", key.campaign), ("date", day), ("channel", key.channel), ("segment", segment),
+                        ("provider", provider), ("loaded_at", loaded_at)):
+        cols[name] = [value] * n
+    return pa.table({name: pa.array(cols[name], type=SENDS_SCHEMA.field(name).type) for name in SENDS_SCHEMA.names})
+
+
+def segment_load_row(
+    date: dt.date, summary: Mapping[str, object], rejects_file: str | os.PathLike[str] | None,
+    loaded_at: dt.datetime | None = None,
+) -> pa.Table:
+    """The segment_loads row of one LoadSegments date, from its summary.json."""
+    per_channel = summary.get("valid_per_channel") or {}
+    assert isinstance(per_channel, Mapping)
+    row = {
+        "date": date, "input_file": summary.get("input_path"), "rows_read": summary.get("rows_read"),
+        "valid": summary.get("valid"), "rejected": summary.get("rejected"), "blank_lines": summary.get("blank_lines"),
+        "valid_email": per_channel.get("email"), "valid_sms": per_channel.get("sms"),
+        "valid_push": per_channel.get("push"),
+        "rejected_by_reason": json.dumps(summary.get("rejected_by_reason") or {}, sort_keys=True),
+        "channel_issues_by_reason": json.dumps(summary.get("channel_issues_by_reason") or {}, sort_keys=True),
+        "rejects_file": None if rejects_file is None else str(rejects_file),
+        "duration_s": summary.get("duration_s"), "loaded_at": loaded_at or utc_now(),
+    }
+    return pa.table({name: pa.array([row[name]], type=LOADS_SCHEMA.field(name).type) for name in LOADS_SCHEMA.names})
+
+
+def replace_send(client: WarehouseClient, table: str, rows: pa.Table, key: SendKey, segment: str,
+                 work_dir: Path) -> int:
+    """Replace the send's rows in `table` with `rows` in one transaction; returns the row count."""
+    params = {"campaign": key.campaign, "date": key.date, "channel": key.channel, "segment": segment}
+    _load(client, table, "campaign_sends_create", "campaign_sends_delete", params, rows, work_dir)
+    return rows.num_rows
+
+
+def replace_segment_load(client: WarehouseClient, table: str, row: pa.Table, date: dt.date, work_dir: Path) -> None:
+    """Replace the date's row in `table` in one transaction."""
+    _load(client, table, "segment_loads_create", "segment_loads_delete", {"date": date.isoformat()}, row, work_dir)
+
+
+def _load(client: WarehouseClient, table: str, create: str, delete: str, params: Mapping[str, object],
+          rows: pa.Table, work_dir: Path) -> None:
+    table = qualified(table)
+    client.ensure("create_schema", schema=table.split(".")[0])
+    client.ensure(create, table=table)
+    private_dir(work_dir)
+    # a unique name: Snowflake's COPY names the staged file, so a concurrent load's file is never taken
+    path = private_file(work_dir / f"{table.replace('.', '__')}-{uuid.uuid4().hex[:12]}.parquet")
+    try:
+        pq.write_table(rows, path, compression="zstd")
+        client.dialect.replace_rows(client, table, path, delete, params)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def state_counts(rows: pa.Table) -> dict[str, int]:
+    """Rows per state (what an analyst's GROUP BY state gives)."""
+    counts: dict[str, int] = {}
+    for name in rows.column("state").to_pylist():
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def result_digest(result_path: str | os.PathLike[str]) -> str | None:
+    """A short digest of a send's result file (what its export marker records), None without one."""
+    try:
+        return hashlib.sha256(Path(result_path).read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        return None
+
+
+def send_target(key: SendKey, segment: str) -> MarkerTableTarget:
+    """The marker row of one send's export; its build id is the digest of the result file exported."""
+    return MarkerTableTarget(send_marker_id(key, segment), config.results().campaign_sends_table)
+
+
+def send_exported(key: SendKey, segment: str, result_path: str | os.PathLike[str]) -> bool:
+    """True when the send's current result file is the one last exported: a result rewritten since
+    (a re-run, a reconcile) makes the export due again."""
+    digest = result_digest(result_path)
+    return digest is not None and send_target(key, segment).build_id() == digest
+
+
+def export_send(channel: str, date: dt.date, campaign: str, segment: str, customers_path: str | os.PathLike[str],
+                provider: str, result_path: str | os.PathLike[str], expected: Mapping[str, int] | None = None) -> int:
+    """Load one send's ledger rows (its segment's recipients) into campaign_sends and mark the result
+    file exported; returns the row count. ExportSendResults runs it, and `python -m tasks reconcile`
+    after settling unknowns."""
+    key = SendKey(campaign, date.isoformat(), channel)
+    ids = set(segments_core.customers_for_channel(customers_path, channel, segment).column("customer_id").to_pylist())
+    with SendLedger(state.database(ledger_path(config.var_dir(), channel))) as ledger:
+        rows = send_rows(ledger.rows(key), key, segment, provider, ids)
+    counts = state_counts(rows)
+    wanted = {k: v for k, v in (expected or {}).items() if v}
+    if expected is not None and wanted != counts:
+        logger.warning("%s %s/%s %s: the ledger's counts %s differ from the result file's %s (settled since?)",
+                       channel, campaign, segment, date, counts, wanted)
+    digest = result_digest(result_path) or "no-result-file"
+    with session() as client:
+        replace_send(client, config.results().campaign_sends_table, rows, key, segment, config.var_dir() / "results")
+        send_target(key, segment).touch(client, digest)
+    return rows.num_rows

@@ -1,0 +1,174 @@
+"""The run summary: one compact table per day, the run records, and the success post to Slack.
+
+`DaySummary` holds what one day produced, gathered from what is stored (tasks/status.py does
+the gathering across the wings): per table, the rows published and the checks; the segment
+load's counts and where its rejects are; per send, counts by state, rate and duration; the
+alerts of the run. `render()` prints it the way `dbt run` ends; `slack_message()` is the same
+for Slack (`[slack] notify_success`). Run records (one JSON line per `luigi` run or cron
+invocation) are appended to <var_dir>/runs/runs.jsonl (`record_run`, also the cron wrapper's
+file) and read back by `python -m tasks status`. Holds counts and file paths, never an address.
+Reads [paths] and [slack].
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks import config
+from tasks.files import append_json_line
+from tasks.ops.slack import Delivery, deliver
+
+FAILED_RUN = "failed"
+# statuses of a run record that mean the run did not fail (the cron wrapper's describe_code names
+# and "ok"/"failed" of a luigi run record)
+NOT_FAILED = {"ok", "skipped", "already_running"}
+STATE_ORDER = ("sent", "failed", "unknown", "pending", "sending")
+
+
+@dataclass
+class DaySummary:
+    """What one run date produced (counts only), and the run that produced it when there was one."""
+
+    date: str
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    segments: dict[str, Any] | None = None
+    sends: list[dict[str, Any]] = field(default_factory=list)
+    run: dict[str, Any] | None = None  # status, task, duration_s, failed_tasks, alerts, alerts_where
+    problems: list[str] = field(default_factory=list)  # what could not be read (warehouse down, ...)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def ok(self) -> bool:
+        return self.run is None or self.run.get("status") in NOT_FAILED
+
+
+def runs_file() -> Path:
+    """<var_dir>/runs/runs.jsonl: one JSON line per luigi run and per cron invocation."""
+    return config.var_dir() / "runs" / "runs.jsonl"
+
+
+def record_run(record: dict[str, Any]) -> None:
+    """Append one run record (a single O_APPEND write, owner-only file)."""
+    append_json_line(runs_file(), record)
+
+
+def read_runs(path: Path | None = None) -> list[dict[str, Any]]:
+    """Every run record, oldest first (a line cut by a crash is skipped)."""
+    path = path or config.var_dir(create=False) / "runs" / "runs.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def run_dates(record: dict[str, Any]) -> list[str]:
+    """The run dates a record covers (a luigi run: its date; a cron invocation: the days it ran)."""
+    return [str(d) for d in (record.get("dates") or ([record["run_date"]] if record.get("run_date") else []))]
+
+
+def run_failed(record: dict[str, Any]) -> bool:
+    return str(record.get("status")) not in NOT_FAILED
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _states(sends: Sequence[dict[str, Any]]) -> list[str]:
+    seen = {state for s in sends for state in (s.get("counts") or {})}
+    return [s for s in STATE_ORDER if s in seen] + sorted(seen - set(STATE_ORDER))
+
+
+def _grid(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                             enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
+
+
+def render(summary: DaySummary) -> str:
+    """The compact summary table (plain text, fixed width)."""
+    run = summary.run or {}
+    head = f"Summary for {summary.date}"
+    if run:
+        head += f": {run.get('task', 'run')} {run.get('status', '?')}"
+        if run.get("duration_s") is not None:
+            head += f" in {float(run['duration_s']):.1f} s"
+    lines = ["=" * len(head), head, "=" * len(head)]
+    if summary.tables:
+        rows = [["table", "published", "rows", "checks"]]
+        for t in summary.tables:
+            checks = ", ".join(f"{n} {k}" for k, n in sorted(t.get("checks", {}).items())) or "-"
+            if t.get("problems"):
+                checks += f" ({'; '.join(t['problems'])})"
+            rows.append([str(t["table"]), "yes" if t.get("published") else f"no ({t.get('status')})",
+                         "-" if t.get("rows") is None else f"{t['rows']:,}", checks])
+        lines += _grid(rows)
+    seg = summary.segments
+    if seg is not None:
+        if seg.get("done"):
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted((seg.get("rejected_by_reason") or {}).items()))
+            per = seg.get("valid_per_channel") or {}
+            lines.append(f"  segments: {seg.get('rows_read', 0):,} rows, {seg.get('valid', 0):,} valid "
+                         f"(email {per.get('email', 0):,}, sms {per.get('sms', 0):,}, push {per.get('push', 0):,}), "
+                         f"{seg.get('rejected', 0):,} rejected" + (f" ({reasons})" if reasons else ""))
+            if seg.get("rejected") or any((seg.get("channel_issues_by_reason") or {}).values()):
+                lines.append(f"    rejects and channel issues: {seg.get('rejects_file')}")
+        else:
+            lines.append(f"  segments: {seg.get('note', 'not loaded')}; see {seg.get('rejects_file')}")
+    if summary.sends:
+        states = _states(summary.sends)
+        rows = [["send", "provider", "target", *states, "msg/s", "time"]]
+        for s in summary.sends:
+            counts = s.get("counts") or {}
+            label = f"{s['channel']} {s['campaign']}/{s['segment']}" + ("" if s.get("done") else " (not done)")
+            rows.append([label, str(s.get("provider") or "-"), f"{s.get('target') or 0:,}",
+                         *(f"{counts.get(st, 0):,}" for st in states),
+                         "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
+                         "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
+        lines += _grid(rows)
+    if run:
+        alerts = int(run.get("alerts") or 0)
+        failed = run.get("failed_tasks") or []
+        text = f"  alerts: {alerts}"
+        if alerts or failed:
+            text += f" ({run.get('alerts_where')})"
+        if failed:
+            text += f"; {len(failed)} failed: {', '.join(failed[:5])}" + (" ..." if len(failed) > 5 else "")
+        lines.append(text)
+    for problem in summary.problems:
+        lines.append(f"  ! {problem}")
+    built = any(t.get("published") or t.get("status") != "not built" for t in summary.tables)
+    if not (built or summary.sends or seg):
+        lines.append("  nothing stored for this date")
+    return "\n".join(lines)
+
+
+def slack_message(summary: DaySummary) -> dict[str, Any]:
+    """The summary as a Slack message (the table in a code block; plain-text fallback)."""
+    text = render(summary)
+    title = f"Day {summary.date} done" + (f" in {float(summary.run['duration_s']):.0f} s"
+                                          if summary.run and summary.run.get("duration_s") else "")
+    body = text if len(text) <= 2800 else text[:2799] + "…"
+    return {"text": f"{title}\n{body[:2000]}",
+            "blocks": [{"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+                       {"type": "section", "text": {"type": "mrkdwn", "text": f"```{body}```"}}]}
+
+
+def notify_success(summary: DaySummary) -> Delivery | None:
+    """Post the summary when `[slack] notify_success` is on and the day is done; never raises."""
+    try:
+        if not config.slack().notify_success or not summary.ok:
+            return None
+        return deliver(slack_message(summary))
+    except Exception:  # noqa: BLE001 - a success note must never fail the run
+        return None
