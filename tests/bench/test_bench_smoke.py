@@ -28,6 +28,9 @@ FIGURES = {
     "campaign_pace": {f"campaign_pace.{mode}_{latency}" for mode in ("sender", "sequential", "fixed_window")
                       for latency in ("100ms", "300ms")},
     "campaign_resume": {"campaign_resume.restart_over_remaining_half", "campaign_resume.duplicates"},
+    "campaign_scale": {"campaign_scale.peak_rss_mb_20k", "campaign_scale.recipients_per_s_20k",
+                       "campaign_scale.first_request_s_per_million", "campaign_scale.noop_rerun_s_20k",
+                       "campaign_scale.restart_over_remaining_half"},
     "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import"},
 }
 NO_PEAK_RSS = {"campaign_resume.duplicates"}
