@@ -37,7 +37,8 @@ from luigi.task_register import Register
 from tasks import config, state
 from tasks.campaign import sends
 from tasks.elt.specs import load_specs
-from tasks.errors import TasksError
+from tasks.errors import StateBackendError, TasksError
+from tasks.state.db import PostgresDatabase
 
 # Sections Luigi reads with arbitrary keys or without a Config class.
 FREE_FORM = {"resources", "prometheus", "task_history", "hdfs", "spark", "batch_notifier"}
@@ -225,13 +226,10 @@ def _state(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
             dsn = state.dsn()
         except TasksError as exc:
             return [Problem("environment", str(exc))]
-        import psycopg
-
         try:
-            psycopg.connect(dsn, connect_timeout=5).close()
-        except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            what = f"backend = postgres, but the database of {state.DSN_ENV} does not answer: {first}"
+            PostgresDatabase(dsn).connect().close()
+        except StateBackendError as exc:
+            what = f"backend = postgres, but the database of {state.DSN_ENV} does not answer: {exc}"
             problems.append(Problem(_place(where, "state", "backend"), what))
     return problems
 

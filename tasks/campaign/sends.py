@@ -103,7 +103,7 @@ class ParquetRecipients:
 
     def batches(self) -> Iterator[SourceBatch]:
         column = segments_core.CHANNEL_COLUMNS[self.channel]
-        for batch in segments_core.iter_customers_for_channel(self.path, self.channel, self.segment, None,
+        for batch in segments_core.iter_customers_for_channel(self.path, self.channel, self.segment,
                                                               self.batch_rows):
             ids = [str(cid) for cid in batch.column("customer_id").to_pylist()]
             if self.shard.count > 1:

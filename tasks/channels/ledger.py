@@ -108,8 +108,8 @@ class SendLedger:
         self.path = getattr(self.db, "path", None)
         with self.db.transaction() as tx:
             if self.db.dialect == "sqlite":
-                _migrate_v1(tx, self._sql("schema"))
-            tx.script(self._sql("schema"))
+                _migrate_v1(tx, self._schema())
+            tx.script(self._schema())
 
     def close(self) -> None:
         self.db.close()
@@ -119,6 +119,9 @@ class SendLedger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _schema(self) -> str:
+        return self._sql("schema").format(table_options="WITHOUT ROWID" if self.db.dialect == "sqlite" else "")
 
     def _sql(self, name: str) -> str:
         return read_sql(str(SQL_DIR), name, self.db.dialect)
@@ -199,11 +202,6 @@ class SendLedger:
 
     # ------------------------------------------------------------------ reading
 
-    def pending(self, key: SendKey) -> list[PendingRow]:
-        """Rows still `pending`, by customer_id."""
-        with self.db.transaction() as tx:
-            return [PendingRow(*row) for row in tx.rows(self._sql("pending"), _key(key))]
-
     def pending_among(self, key: SendKey, customer_ids: Sequence[str]) -> list[PendingRow]:
         """The rows of `customer_ids` still `pending` (one query for a batch of recipients)."""
         with self.db.transaction() as tx:
@@ -216,11 +214,6 @@ class SendLedger:
             if shard is None:
                 return dict(tx.rows(self._sql("counts_send"), _key(key)))
             return dict(tx.rows(self._sql("counts"), {**_key(key), "shard": shard}))
-
-    def open_rows(self, key: SendKey, shard: int = 0) -> bool:
-        """True when some row of this shard is still pending or sending (one index probe)."""
-        with self.db.transaction() as tx:
-            return bool(tx.rows(self._sql("in_flight"), {**_key(key), "shard": shard}))
 
     def states(self, key: SendKey) -> dict[str, str]:
         """customer_id -> state for every row of this send (tests and small reports: it holds every id)."""

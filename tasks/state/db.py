@@ -111,15 +111,11 @@ class Tx:
                 self._cur.execute(statement)
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        """Bulk-write rows into `table` (an identifier of ours, never user input): COPY on Postgres,
-        one executemany on SQLite."""
-        if self.dialect == "postgres":
-            with self._cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join("?" for _ in columns)
-            self._cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        """Postgres only: bulk-write rows into `table` (an identifier of ours, never user input) with COPY.
+        SQLite bulk inserts go through `executemany_positional`."""
+        with self._cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 class SqliteDatabase(Database):
@@ -178,7 +174,7 @@ class PostgresDatabase(Database):
         import psycopg
 
         try:
-            return psycopg.connect(self.dsn, autocommit=True, **KEEPALIVES)
+            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10, **KEEPALIVES)
         except psycopg.OperationalError as exc:
             raise StateBackendError(f"state database unreachable: {_first_line(exc)}") from None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
+from tests.state_fixtures import free_port
 from tests.tasks.campaign_helpers import write_customers
 from tests.warehouse_fixtures import seed_raw
 
 CUSTOMERS = 60  # per channel at SEND_RATE/s: sends take well under a second
 SEND_RATE = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Luigid:

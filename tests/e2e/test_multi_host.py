@@ -24,6 +24,7 @@ import pytest
 from tasks import state
 from tasks.channels.ledger import SendKey, SendLedger
 from tests.conftest import REPO
+from tests.e2e.conftest import Luigid
 from tests.fakes.providers import read_accepted
 from tests.fakes.timing import max_in_window
 from tests.tasks.campaign_helpers import DAY, write_customers
@@ -57,8 +58,6 @@ def test_hosts_share_one_send_survive_a_sigkill_and_never_message_twice(
                            "concurrency": 4, "timeout": 5, "shards": SHARDS, "retry_count": 1}.items():
             luigi_cfg.set("sms_campaign", key, value)
         env = {**subprocess_env, **info["env"], "TASKS_STATE_DSN": postgres_state}
-        from tests.e2e.conftest import Luigid
-
         luigid = Luigid(env, tmp_path / "luigid.out")
         scheduler = ("--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid.port))
         output = tmp_path / "hosts.log"

@@ -88,9 +88,18 @@ def test_a_restart_skips_the_batches_seeded_before_the_crash(tmp_path):
 
 
 def test_a_source_without_identity_is_seeded_every_time(tmp_path):
-    run(tmp_path, CountingSource(source=None))
-    result, client = run(tmp_path, CountingSource(source=None))
-    assert result.extra["seeded_this_run"] == 0 and client.sent == []  # every row already there
+    class Unnamed(CountingSource):  # no `source`: nothing can tell a re-run that the ledger already has it
+        def __init__(self, batches: int):
+            super().__init__(source=None)
+            self.count = batches
+
+        def batches(self):
+            return (b for n, b in enumerate(super().batches()) if n < self.count)
+
+    run(tmp_path, Unnamed(10))
+    result, client = run(tmp_path, Unnamed(BATCHES))
+    assert result.extra["seeded_this_run"] == (BATCHES - 10) * BATCH, "the new batches were seeded"
+    assert len(client.sent) == (BATCHES - 10) * BATCH and result.complete
 
 
 def test_shards_partition_the_customers_the_same_way_everywhere():

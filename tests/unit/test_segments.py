@@ -468,3 +468,17 @@ def test_long_fields_on_the_csv_module_path_in_parallel_ranges(tmp_path: Path,
     reasons = collections.Counter(r["reason"] for r in out["rejects"])
     assert reasons == {"malformed_quotes": 8, "field_too_long": 152}
     assert out["summary"]["valid"] == 8000 - 160
+
+
+def test_the_same_segment_file_gives_byte_identical_customers_parquet(tmp_path):
+    """Hosts recognise each other's seeding by the file's CRC-32 (README: Running on several hosts)."""
+    import zlib
+
+    from tasks.campaign import segments
+    from tasks.config import PROJECT_ROOT, SAMPLE_SEGMENTS
+
+    crcs = set()
+    for host in ("a", "b"):
+        segments.load_segments(PROJECT_ROOT / SAMPLE_SEGMENTS, tmp_path / host)
+        crcs.add(zlib.crc32((tmp_path / host / segments.CUSTOMERS_FILE).read_bytes()))
+    assert len(crcs) == 1

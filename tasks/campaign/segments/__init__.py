@@ -78,37 +78,37 @@ def output_dir(var_dir: str | os.PathLike[str], date: datetime.date) -> Path:
     return Path(var_dir) / "segments" / date.isoformat()
 
 
+def _channel_filter(channel: str, segment: str) -> tuple[str, pc.Expression]:
+    """The channel's address column and the filter "has that address, and is in `segment`" ('all': any)."""
+    try:
+        address = CHANNEL_COLUMNS[channel]
+    except KeyError:
+        raise ValueError(f"unknown channel {channel!r}; expected one of {sorted(CHANNEL_COLUMNS)}") from None
+    wanted = pc.field(address).is_valid()
+    if segment != "all":
+        wanted = wanted & (pc.field("segment") == segment.strip().lower())
+    return address, wanted
+
+
 def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str) -> pa.Table:
     """The customers of `segment` ('all' for every segment) with an address for `channel`.
 
     Columns: customer_id, segment and the channel's address column (email, phone or
     device_token), sorted by customer_id. `channel` is 'email', 'sms' or 'push'.
     """
-    try:
-        address = CHANNEL_COLUMNS[channel]
-    except KeyError:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {sorted(CHANNEL_COLUMNS)}") from None
-    wanted = pc.field(address).is_valid()
-    if segment != "all":
-        wanted = wanted & (pc.field("segment") == segment.strip().lower())
+    address, wanted = _channel_filter(channel, segment)
     table = pq.read_table(parquet_path, columns=["customer_id", "segment", address], filters=wanted)
     return table.sort_by("customer_id")
 
 
 def iter_customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str,
-                               columns: list[str] | None = None, batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:
+                               batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:
     """Like customers_for_channel, in record batches of about `batch_rows` rows in file order (never the whole
-    file in memory). `columns` defaults to customer_id, segment and the channel's address column."""
-    try:
-        address = CHANNEL_COLUMNS[channel]
-    except KeyError:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {sorted(CHANNEL_COLUMNS)}") from None
-    wanted = pc.field(address).is_valid()
-    if segment != "all":
-        wanted = wanted & (pc.field("segment") == segment.strip().lower())
+    file in memory)."""
+    address, wanted = _channel_filter(channel, segment)
     dataset = ds.dataset(parquet_path, format="parquet")
-    scanner = dataset.scanner(columns=columns or ["customer_id", "segment", address], filter=wanted,
-                              batch_size=batch_rows, use_threads=False)
+    scanner = dataset.scanner(columns=["customer_id", "segment", address], filter=wanted, batch_size=batch_rows,
+                              use_threads=False)
     for batch in scanner.to_batches():
         if batch.num_rows:
             yield batch

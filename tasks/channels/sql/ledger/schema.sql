@@ -1,6 +1,6 @@
 -- The send ledger: one row per recipient of one send (campaign, date, channel), and one row per
--- seeded shard of a send (SQLite: the rows live in the primary key's b-tree, WITHOUT ROWID); created
--- idempotently. schema.postgres.sql is the same without WITHOUT ROWID.
+-- seeded shard of a send; created idempotently. {table_options} is WITHOUT ROWID on SQLite (the rows live in
+-- the primary key's b-tree) and nothing on Postgres.
 CREATE TABLE IF NOT EXISTS sends (
     campaign TEXT NOT NULL,
     date TEXT NOT NULL,
@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS sends (
     created_at DOUBLE PRECISION NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (campaign, date, channel, customer_id)
-) WITHOUT ROWID;
+)
+{table_options};
 -- a shard's rows by state: recovery, the pending check and the counts read it alone (a covering index)
 CREATE INDEX IF NOT EXISTS sends_shard_state ON sends (campaign, date, channel, shard, state);
 CREATE TABLE IF NOT EXISTS send_seeds (
