@@ -1,8 +1,9 @@
 """The durable send ledger: one SQLite row per (campaign, date, channel, customer_id).
 
-States: `pending` (not sent yet, or waiting for a retry), `sending` (the request is about to
-go out or is in flight), and the final states `sent`, `failed` (with a reason) and
-`unknown` (the request may or may not have reached the provider). The sender commits
+States: `pending` (not sent yet, or waiting for a retry or for quiet hours to end), `sending`
+(the request is about to go out or is in flight), and the final states `sent`, `failed` (with a
+reason), `unknown` (the request may or may not have reached the provider) and the skipped
+states `suppressed`, `capped` and `duplicate_address` (never sent, never a failure). The sender commits
 `sending` before each request and the outcome after it, so a process killed at any point
 leaves every recipient either untouched, final, or `sending`; the next run turns `sending`
 into `unknown` (`recover_in_flight`) and never sends those again unless asked once
@@ -32,8 +33,13 @@ from tasks.errors import ConfigError
 from tasks.files import FILE_MODE, private_file
 
 PENDING, SENDING, SENT, FAILED, UNKNOWN = "pending", "sending", "sent", "failed", "unknown"
-FINAL_STATES = (SENT, FAILED, UNKNOWN)
+# final states of recipients skipped before any request (opt-out, frequency cap, a shared address)
+SUPPRESSED, CAPPED, DUPLICATE_ADDRESS = "suppressed", "capped", "duplicate_address"
+SKIPPED_STATES = (SUPPRESSED, CAPPED, DUPLICATE_ADDRESS)
+FINAL_STATES = (SENT, FAILED, UNKNOWN, *SKIPPED_STATES)
 STATES = (PENDING, SENDING, *FINAL_STATES)
+# states in which the customer may have got (or is getting) a message: what a frequency cap counts
+MESSAGED_STATES = (SENDING, SENT, UNKNOWN)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sends (
@@ -52,6 +58,9 @@ CREATE TABLE IF NOT EXISTS sends (
     PRIMARY KEY (campaign, date, channel, customer_id)
 ) WITHOUT ROWID
 """
+
+# the frequency cap looks up one customer's recent messages across campaigns and dates
+_CUSTOMER_INDEX = "CREATE INDEX IF NOT EXISTS sends_by_customer ON sends (customer_id, updated_at)"
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,20 @@ class SendLedger:
         if mode.lower() != "wal":
             raise ConfigError(f"send ledger {self.path}: SQLite refused WAL mode (got {mode})")
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._migrate_states()
         self._conn.execute(_SCHEMA)
+        self._conn.execute(_CUSTOMER_INDEX)
+
+    def _migrate_states(self) -> None:
+        """A ledger made before the skipped states has a CHECK that rejects them: rebuild its table once."""
+        row = self._conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'sends'").fetchone()
+        if row is None or f"'{DUPLICATE_ADDRESS}'" in row[0]:
+            return
+        with self._tx() as conn:
+            conn.execute("ALTER TABLE sends RENAME TO sends_before_skipped_states")
+            conn.execute(_SCHEMA)
+            conn.execute("INSERT INTO sends SELECT * FROM sends_before_skipped_states")
+            conn.execute("DROP TABLE sends_before_skipped_states")
 
     def close(self) -> None:
         with self._lock:
@@ -214,6 +236,28 @@ class SendLedger:
             key, customer_ids, "state = 'pending', reason = ?, next_attempt_at = ?", (reason, next_attempt_at),
             expect=SENDING,
         )
+
+    def mark_skipped(self, key: SendKey, customer_ids: Sequence[str], state: str, reason: str) -> None:
+        """-> a skipped final state (`suppressed`, `capped`, `duplicate_address`) with the reason, from
+        `pending` (screened before the request) or `sending` (the provider answered an opt-out)."""
+        if state not in SKIPPED_STATES:
+            raise ValueError(f"{state!r} is not a skipped state; expected one of {SKIPPED_STATES}")
+        self._update(key, customer_ids, "state = ?, reason = ?", (state, reason))
+
+    def hold(self, key: SendKey, customer_ids: Sequence[str], reason: str, until: float) -> list[str]:
+        """Keep `pending` rows pending until `until` (quiet hours): a later run resumes them then."""
+        return self._update(key, customer_ids, "reason = ?, next_attempt_at = ?", (reason, until), expect=PENDING)
+
+    def recent_messages(self, key: SendKey, customer_id: str, since: float) -> int:
+        """Messages to `customer_id` on this ledger's channel updated since `since` (epoch s), in any
+        campaign and date but `key`'s own send: what a frequency cap counts."""
+        with self._lock:
+            (count,) = self._conn.execute(
+                f"SELECT COUNT(*) FROM sends WHERE customer_id = ? AND channel = ? AND updated_at >= ? "
+                f"AND state IN ({', '.join('?' * len(MESSAGED_STATES))}) AND NOT (campaign = ? AND date = ?)",
+                (customer_id, key.channel, since, *MESSAGED_STATES, key.campaign, key.date),
+            ).fetchone()
+        return int(count)
 
     def _update(
         self,
