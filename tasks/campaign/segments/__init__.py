@@ -57,6 +57,7 @@ from tasks.campaign.segments.model import (
 from tasks.campaign.segments.read import (
     count_lines,
     data_start,
+    extra_columns,
     read_header,
     read_range,
     required_positions,
@@ -76,11 +77,14 @@ def output_dir(var_dir: str | os.PathLike[str], date: datetime.date) -> Path:
     return Path(var_dir) / "segments" / date.isoformat()
 
 
-def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str) -> pa.Table:
+def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str,
+                          also: tuple[str, ...] = ()) -> pa.Table:
     """The customers of `segment` ('all' for every segment) with an address for `channel`.
 
-    Columns: customer_id, segment and the channel's address column (email, phone or
-    device_token), sorted by customer_id. `channel` is 'email', 'sms' or 'push'.
+    Columns: customer_id, segment, the channel's address column (email, phone or device_token),
+    the required columns named in `also` (e.g. phone, to place a push recipient in a time zone)
+    and every extra column of the CSV (template fields), sorted by customer_id. `channel` is
+    'email', 'sms' or 'push'.
     """
     try:
         address = CHANNEL_COLUMNS[channel]
@@ -89,7 +93,9 @@ def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, se
     wanted = pc.field(address).is_valid()
     if segment != "all":
         wanted = wanted & (pc.field("segment") == segment.strip().lower())
-    table = pq.read_table(parquet_path, columns=["customer_id", "segment", address], filters=wanted)
+    extras = [n for n in pq.read_schema(parquet_path).names if n not in REQUIRED_COLUMNS]
+    columns = list(dict.fromkeys(["customer_id", "segment", address, *also, *extras]))
+    table = pq.read_table(parquet_path, columns=columns, filters=wanted)
     return table.sort_by("customer_id")
 
 
@@ -109,12 +115,15 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
         raise DataValidationError("segments CSV", [CheckFailure("input_exists", f"no such file: {path}")])
     header = read_header(path, options.encoding)
     positions = required_positions(header)
+    extras, ignored = extra_columns(header)
+    positions += [index for _, index in extras]
     start = data_start(path)
     ranges = split_ranges(path, start, _range_bytes(path, start, options.chunk_rows))
+    names = tuple(name for name, _ in extras)
     counts = stream(path, out, options, ranges,
                     functools.partial(read_range, path, width=len(header), positions=positions),
-                    first_line=2, workers=_workers(len(ranges)))
-    return finish(path, out, options, counts, time.monotonic() - started)
+                    first_line=2, workers=_workers(len(ranges)), extras=names)
+    return finish(path, out, options, counts, time.monotonic() - started, names, ignored)
 
 
 
