@@ -8,7 +8,9 @@ luigi.cfg in the working directory, LUIGI_CONFIG_PATH), and reports:
   never silently fall back to a default such as the bundled demo sample;
 - values of the wrong type (Luigi's own parsing of each section of this package);
 - missing files: the segment CSV, the table specs and their SQL files, the templates, the
-  logging config;
+  suppression list, the logging config;
+- malformed campaign settings: quiet hours, default time zone, frequency cap, suppression-list
+  lines, an unsubscribe URL that is not https or lacks {token};
 - a provider without its environment variables;
 - the bundled demo sample used with a real provider (refused: 1,000 fictional customers must
   never reach SendGrid, Twilio or FCM).
@@ -36,6 +38,7 @@ from luigi.task_register import Register
 
 from tasks import config
 from tasks.campaign import sends
+from tasks.channels.templates import template_path
 from tasks.elt.specs import load_specs
 from tasks.errors import TasksError
 
@@ -193,9 +196,13 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
                 if not spec.sql_path.is_file():
                     problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
                                             f"file not found: {spec.sql_path}"))
+    with _quietly(problems):
+        need("campaign", "suppression_list", config.campaign().suppression_list)
     for channel in sends.CHANNELS:
         with _quietly(problems):
-            need(f"{channel}_campaign", "template", sends.channel_config(channel).template)
+            directory = config.resolve_path(config.campaign().templates_dir)
+            need(f"{channel}_campaign", "template",
+                 str(template_path(directory, channel, sends.channel_config(channel).template)))
     logging_conf = luigi.configuration.get_config().get("core", "logging_conf_file", "")
     need("core", "logging_conf_file", logging_conf)
     return problems
@@ -205,6 +212,10 @@ def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     """What each send would refuse to start on (sends.config_problems: provider, limits, environment,
     the demo sample with a real provider)."""
     problems = []
+    with _quietly(problems):
+        for section, key, what in sends.campaign_problems():
+            if "does not exist" not in what:  # a missing file: _files names it
+                problems.append(Problem(_place(where, section, key), what))
     for channel in sends.CHANNELS:
         with _quietly(problems):
             for section, key, what in sends.config_problems(channel, sends.channel_config(channel)):

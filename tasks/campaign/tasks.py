@@ -70,16 +70,27 @@ class _SendChannelCampaign(luigi.Task):
     Input: LoadSegments(date)'s customers.parquet. Output:
     <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.json (target count, counts by
     state, duration, achieved rate, provider), written atomically once every recipient has
-    reached a final ledger state. Idempotence: the send ledger, keyed by (campaign, date,
-    channel, customer_id): a rerun sends only what is still pending and never a customer
-    twice. Fails with CampaignFailedError when more than `max_failure_ratio` failed.
+    reached a final ledger state (sent, failed, unknown, or skipped: suppressed, capped,
+    duplicate_address). Idempotence: the send ledger, keyed by (campaign, date, channel,
+    customer_id): a rerun sends only what is still pending and never a customer twice. Fails
+    with CampaignFailedError when more than `max_failure_ratio` failed, and with
+    RecipientsHeldError when quiet hours hold recipients past `max_hold_hours` (they stay
+    pending for the next run). `template` names the template; it is not part of the identity:
+    a campaign reaches a customer once whatever the template.
     """
 
     channel = ""  # set by each subclass: email, sms or push
 
     date = RunDateParameter()
     campaign = luigi.Parameter(
-        default="demo", description="Campaign name: part of the ledger key, so a campaign reaches a customer once."
+        default="demo",
+        description="Campaign name: part of the ledger key with the date, so a campaign reaches a customer once "
+        "per date (the frequency cap keeps a daily schedule from doing so every day).",
+    )
+    template = luigi.Parameter(
+        default="", significant=False,
+        description="Template name, config/templates/<channel>/<name>.toml (the seed's 'Template Name'); "
+        "empty: [<channel>_campaign] template.",
     )
 
     @property
@@ -98,9 +109,10 @@ class _SendChannelCampaign(luigi.Task):
         cfg = channel_core.channel_config(self.channel)
         result = channel_core.run_channel_send(
             self.channel, self.date, self.campaign, self.segment, self.requires().customers_path(),
-            progress=self._show_progress,
+            progress=self._show_progress, template=self.template,
         )
         channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
+        channel_core.check_held(result, getattr(cfg, "max_hold_hours", 0.0))
         write_json_atomic(self.output().path, result.as_dict())
         self.set_progress_percentage(100)
 
