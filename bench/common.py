@@ -313,7 +313,9 @@ def private_env(name: str, overrides: Mapping[str, Mapping[str, object]] | None 
     var.mkdir(parents=True, exist_ok=True)
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(REPO / "luigi.cfg")
-    for section, values in (overrides or {}).items():
+    # benchmarks send to the same customers again and again to measure pacing: no cap, no demo list
+    overrides = {"campaign": {"frequency_cap": "off", "suppression_list": ""}, **(overrides or {})}
+    for section, values in overrides.items():
         if not parser.has_section(section):
             parser.add_section(section)
         for key, value in values.items():

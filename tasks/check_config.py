@@ -24,6 +24,7 @@ sections Luigi reads without a Config class.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import difflib
 import importlib
 import os
@@ -74,6 +75,8 @@ def config_files() -> list[Path]:
 def known_sections() -> dict[str, set[str] | None]:
     """Section -> its keys (normalised with `_`), or None when any key is allowed."""
     sections: dict[str, set[str] | None] = {name: None for name in FREE_FORM}
+    # sections of ours read without a Config class (see config.campaign)
+    sections[config.CAMPAIGN_SECTION] = {f.name for f in dataclasses.fields(config.CampaignSettings)}
     for name, cls in Register._get_reg().items():
         if cls is Register.AMBIGUOUS_CLASS or name.startswith("_") or name == "Config":
             continue

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import luigi
+import luigi.configuration
 
 from tasks.errors import ConfigError
 from tasks.files import DIR_MODE, private_dir
@@ -368,22 +369,33 @@ class push_campaign(_quiet_hours_campaign):
     """The push send (SendPushNotification): outbox or FCM HTTP v1 (FCM_PROJECT_ID, FCM_ACCESS_TOKEN)."""
 
 
-class campaign(luigi.Config):
-    """What every channel send shares: suppressions, the frequency cap, where templates live."""
+@dataclasses.dataclass(frozen=True)
+class CampaignSettings:
+    """[campaign]: what every channel send shares.
 
-    suppression_list = luigi.Parameter(
-        default="",
-        description="CSV with a header `channel,address` (channel email, sms, push or all) of addresses never to "
-        "message, re-read at every send, beside the store the project fills itself. Empty: none.",
-    )
-    frequency_cap = luigi.Parameter(
-        default="1/7d",
-        description="At most N messages per customer per channel in any window, across campaigns and dates, "
-        "counted from the ledger: N/<number>d or N/<number>h, or 'off'. Over it a recipient ends `capped`.",
-    )
-    templates_dir = luigi.Parameter(
-        default="config/templates", description="Folder of the templates, one subfolder per channel."
-    )
+    suppression_list: CSV with a header `channel,address` (channel email, sms, push or all) of
+    addresses never to message, re-read at every send, beside the store the project fills itself;
+    empty: none. frequency_cap: at most N messages per customer per channel in any window, across
+    campaigns and dates, counted from the ledger: N/<number>d or N/<number>h, or 'off'; over it a
+    recipient ends `capped`. templates_dir: folder of the templates, one subfolder per channel.
+    """
+
+    suppression_list: str = ""
+    frequency_cap: str = "1/7d"
+    templates_dir: str = "config/templates"
+
+
+CAMPAIGN_SECTION = "campaign"
+
+
+def campaign() -> CampaignSettings:
+    """The [campaign] section, read directly rather than through a luigi.Config class: a Config class
+    named `campaign` would give Luigi's command line global flags `--campaign-<key>`, and those make
+    the send tasks' own `--campaign` an ambiguous abbreviation (argparse refuses the command)."""
+    cfg = luigi.configuration.get_config()
+    return CampaignSettings(**{
+        f.name: cfg.get(CAMPAIGN_SECTION, f.name, f.default) for f in dataclasses.fields(CampaignSettings)
+    })
 
 
 class schedule(luigi.Config):

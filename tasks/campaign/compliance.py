@@ -156,6 +156,8 @@ def _zones_label(names: Sequence[str]) -> str:
 def parse_quiet_hours(text: str, provider: str, default_zone: str = "") -> QuietHours | None:
     """`21:00-08:00` -> QuietHours; `off` -> None; `auto` -> the TCPA window with a real provider and
     None with the outbox (the demo runs at any hour). ConfigError for anything else."""
+    if default_zone.strip() and _zone(default_zone) is None:
+        raise ConfigError(f"default_timezone = {default_zone!r} is not an IANA time zone")
     value = text.strip().lower()
     if value == "auto":
         value = "off" if provider == "outbox" else TCPA_QUIET_HOURS
@@ -167,8 +169,6 @@ def parse_quiet_hours(text: str, provider: str, default_zone: str = "") -> Quiet
     h1, m1, h2, m2 = (int(g) for g in match.groups())
     if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59 or (h1, m1) == (h2, m2):
         raise ConfigError(f"quiet_hours = {text!r}: not two different times of day")
-    if default_zone and _zone(default_zone) is None:
-        raise ConfigError(f"default_timezone = {default_zone!r} is not an IANA time zone")
     return QuietHours(h1 * 60 + m1, h2 * 60 + m2, default_zone.strip(), value)
 
 
