@@ -10,6 +10,9 @@
   check-config                  every problem of the effective luigi.cfg at once (exit 2 if any)
   reconcile --date D [--campaign C]   settle `unknown` SMS with Twilio's Messages list
   status [--date D] [--days N]  what ran: tables, sends, rejects, alerts, runs (exit 1 if the last run failed)
+  suppress add|remove|list|import   the suppression store (addresses never to message)
+  unsubscribe-server [--port N] the one-click unsubscribe endpoint (RFC 8058), standard library
+  preview --date D              dry run of the sends: counts per future state, first messages rendered
 """
 
 from __future__ import annotations
@@ -145,6 +148,68 @@ def _status(args: argparse.Namespace) -> int:
     from tasks import status
 
     return status.main(args.date, args.days)
+def _suppress(args: argparse.Namespace) -> int:
+    from tasks.campaign import compliance
+    from tasks.channels.suppressions import Suppression
+
+    region = config.segments().default_region
+    with compliance.open_suppressions(config.var_dir()) as store:
+        if args.action == "list":
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(["channel", "kind", "value", "source", "reason", "created_at"])
+            for e in store.entries():
+                created = datetime.datetime.fromtimestamp(e.created_at, datetime.UTC).isoformat(timespec="seconds")
+                writer.writerow([e.channel, e.kind, e.value, e.source, e.reason or "", created])
+            return 0
+        if args.action == "import":
+            if not args.values:
+                print("suppress import FILE: name a CSV with the header channel,address", file=sys.stderr)
+                return 2
+            listed = compliance.read_suppression_list(args.values[0], region)
+            added = store.add(Suppression(ch, "address", value, "import", args.reason or f"imported from "
+                                          f"{args.values[0]}") for ch, value in sorted(listed))
+            print(f"{added} added, {len(listed) - added} already suppressed")
+            return 0
+        if len(args.values) != 2:
+            print(f"suppress {args.action} CHANNEL ADDRESS (or --customer CHANNEL CUSTOMER_ID)", file=sys.stderr)
+            return 2
+        channel, value = args.values
+        if args.customer:
+            entry = (channel.strip().lower(), value.strip()) if channel.strip().lower() in (
+                "email", "sms", "push", "all") and value.strip() else None
+        else:
+            entry = compliance.parse_entry(channel, value, region)
+        if entry is None:
+            print(f"not a valid {channel} {'customer id' if args.customer else 'address'} (channel: email, sms, "
+                  f"push or all)", file=sys.stderr)
+            return 2
+        kind = "customer" if args.customer else "address"
+        if args.action == "add":
+            added = store.add([Suppression(entry[0], kind, entry[1], "cli", args.reason or "added by hand")])
+            print("added" if added else "already suppressed")
+        else:
+            print("removed" if store.remove(entry[0], kind, entry[1]) else "not suppressed")
+    return 0
+
+
+def _unsubscribe_server(args: argparse.Namespace) -> int:
+    from tasks.campaign import unsubscribes
+
+    unsubscribes.serve(args.host, args.port, config.var_dir())
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from tasks.campaign import preview, sends
+
+    channels = [args.channel] if args.channel else list(sends.CHANNELS)
+    reports = preview.preview(args.date, args.campaign, channels, template=args.template or "",
+                              segment=args.segment or "")
+    for report in reports.values():
+        print(preview.summary_line(report))
+    folder = preview.preview_dir(config.var_dir(), args.date, args.campaign)
+    print(f"first rendered messages (addresses masked): {folder}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--date", type=datetime.date.fromisoformat, help="the last day shown (default: today, UTC)")
     st.add_argument("--days", type=int, default=1, help="how many days up to --date (default 1)")
     st.set_defaults(func=_status)
+    sup = sub.add_parser("suppress", help="the suppression store: add, remove, list, import FILE")
+    sup.add_argument("action", choices=["add", "remove", "list", "import"])
+    sup.add_argument("values", nargs="*", help="add/remove: CHANNEL ADDRESS (channel email, sms, push or all); "
+                     "import: FILE (CSV channel,address)")
+    sup.add_argument("--customer", action="store_true", help="add/remove a customer id instead of an address")
+    sup.add_argument("--reason", help="why (kept with the entry)")
+    sup.set_defaults(func=_suppress)
+    unsub = sub.add_parser("unsubscribe-server", help="serve one-click unsubscribe (RFC 8058) for e-mail links")
+    unsub.add_argument("--port", type=int, default=8090)
+    unsub.add_argument("--host", default="127.0.0.1", help="put it behind your HTTPS proxy (default 127.0.0.1)")
+    unsub.set_defaults(func=_unsubscribe_server)
+    prev = sub.add_parser("preview", help="dry run: counts per future state and the first rendered messages")
+    prev.add_argument("--date", type=datetime.date.fromisoformat, default=datetime.date.today())
+    prev.add_argument("--campaign", default="demo")
+    prev.add_argument("--channel", choices=["email", "sms", "push"])
+    prev.add_argument("--template", help="template name (default: the channel's [<channel>_campaign] template)")
+    prev.add_argument("--segment", help="default: the channel's [<channel>_campaign] segment")
+    prev.set_defaults(func=_preview)
     return parser
 
 

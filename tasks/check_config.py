@@ -8,7 +8,9 @@ luigi.cfg in the working directory, LUIGI_CONFIG_PATH), and reports:
   never silently fall back to a default such as the bundled demo sample;
 - values of the wrong type (Luigi's own parsing of each section of this package);
 - missing files: the segment CSV, the table specs and their SQL files, the templates, the
-  logging config;
+  suppression list, the logging config;
+- malformed campaign settings: quiet hours, default time zone, frequency cap, suppression-list
+  lines, an unsubscribe URL that is not https or lacks {token};
 - a provider without its environment variables;
 - the bundled demo sample used with a real provider (refused: 1,000 fictional customers must
   never reach SendGrid, Twilio or FCM).
@@ -22,6 +24,7 @@ sections Luigi reads without a Config class.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import difflib
 import importlib
 import os
@@ -36,6 +39,7 @@ from luigi.task_register import Register
 
 from tasks import config, state
 from tasks.campaign import sends
+from tasks.channels.templates import template_path
 from tasks.elt.specs import load_specs
 from tasks.errors import StateBackendError, TasksError
 from tasks.state.db import PostgresDatabase
@@ -72,6 +76,8 @@ def config_files() -> list[Path]:
 def known_sections() -> dict[str, set[str] | None]:
     """Section -> its keys (normalised with `_`), or None when any key is allowed."""
     sections: dict[str, set[str] | None] = {name: None for name in FREE_FORM}
+    # sections of ours read without a Config class (see config.campaign)
+    sections[config.CAMPAIGN_SECTION] = {f.name for f in dataclasses.fields(config.CampaignSettings)}
     for name, cls in Register._get_reg().items():
         if cls is Register.AMBIGUOUS_CLASS or name.startswith("_") or name == "Config":
             continue
@@ -195,9 +201,13 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
                 if not spec.sql_path.is_file():
                     problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
                                             f"file not found: {spec.sql_path}"))
+    with _quietly(problems):
+        need("campaign", "suppression_list", config.campaign().suppression_list)
     for channel in sends.CHANNELS:
         with _quietly(problems):
-            need(f"{channel}_campaign", "template", sends.channel_config(channel).template)
+            directory = config.resolve_path(config.campaign().templates_dir)
+            need(f"{channel}_campaign", "template",
+                 str(template_path(directory, channel, sends.channel_config(channel).template)))
     logging_conf = luigi.configuration.get_config().get("core", "logging_conf_file", "")
     need("core", "logging_conf_file", logging_conf)
     return problems
@@ -207,6 +217,10 @@ def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     """What each send would refuse to start on (sends.config_problems: provider, limits, environment,
     the demo sample with a real provider)."""
     problems = []
+    with _quietly(problems):
+        for section, key, what in sends.campaign_problems():
+            if "does not exist" not in what:  # a missing file: _files names it
+                problems.append(Problem(_place(where, section, key), what))
     for channel in sends.CHANNELS:
         with _quietly(problems):
             for section, key, what in sends.config_problems(channel, sends.channel_config(channel)):

@@ -1,7 +1,7 @@
 """Thin luigi.Config classes, one per external system, and path resolution.
 
 Sections read: [paths], [state], [warehouse], [elt]. Other modules add their own sections here
-([segments], [email_campaign], [sms_campaign], [push_campaign], [slack], [schedule]).
+([segments], [campaign], [email_campaign], [sms_campaign], [push_campaign], [slack], [schedule]).
 Config objects are built inside functions, never at import time. Relative paths in
 luigi.cfg are resolved against the project root (the folder holding `tasks/`), so a
 run behaves the same from any working directory.
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import luigi
+import luigi.configuration
 
 from tasks.errors import ConfigError
 from tasks.files import DIR_MODE, private_dir
@@ -309,7 +310,11 @@ class _channel_campaign(luigi.Config):
         "makes the recipient `unknown` (it may have been delivered), never a blind retry.",
     )
     segment = luigi.Parameter(default="all", description="Default target segment of the task; 'all' = every segment.")
-    template = luigi.Parameter(default="", description="Template TOML file (relative to the project root).")
+    template = luigi.Parameter(
+        default="demo",
+        description="Default template name of the task: [campaign] templates_dir/<channel>/<name>.toml (a value "
+        "ending in .toml is a path, relative to the project root).",
+    )
     max_failure_ratio = luigi.FloatParameter(
         default=0.05, description="The task fails when more than this share of its recipients failed permanently."
     )
@@ -333,10 +338,43 @@ class _channel_campaign(luigi.Config):
     )
 
 
+class _quiet_hours_campaign(_channel_campaign):
+    """Quiet hours, for the channels that reach a phone at once (SMS, push); a base class, not a section."""
+
+    quiet_hours = luigi.Parameter(
+        default="off",
+        description="HH:MM-HH:MM in the recipient's local time when nothing is sent (21:00-08:00: send from 8:00 to "
+        "21:00, as the TCPA asks of marketing texts); 'off'; 'auto': 21:00-08:00 with a real provider, off with "
+        "the outbox. Held recipients are sent when their window opens.",
+    )
+    default_timezone = luigi.Parameter(
+        default="",
+        description="IANA zone for recipients whose zone is unknown, or whose number spans zones with no common "
+        "window. Empty: such recipients are held, not sent.",
+    )
+    max_hold_hours = luigi.FloatParameter(
+        default=12.0,
+        description="The send waits at most this long for held recipients; later ones stay pending and the task "
+        "fails saying so, so the next run resumes them.",
+    )
+
+
 class email_campaign(_channel_campaign):
     """The e-mail send (SendEmailCampaign): outbox or SendGrid (SENDGRID_API_KEY)."""
 
-    template = luigi.Parameter(default="config/templates/email.toml", description="E-mail template (subject, body).")
+    unsubscribe_url = luigi.Parameter(
+        default="",
+        description="One-click unsubscribe URL with {token}, e.g. https://example.com/u/{token}: every e-mail carries "
+        "RFC 8058 List-Unsubscribe and List-Unsubscribe-Post, and the template field unsubscribe_url. The token is "
+        "an HMAC of the send id under the environment variable UNSUBSCRIBE_SECRET. Empty: no headers.",
+    )
+    asm_group_id = luigi.IntParameter(
+        default=0, description="SendGrid unsubscribe (suppression) group id sent as asm.group_id; 0: none."
+    )
+    sandbox = luigi.BoolParameter(
+        default=False,
+        description="SendGrid mail_settings.sandbox_mode: requests are validated by SendGrid and delivered to nobody.",
+    )
     from_email = luigi.Parameter(
         default="campaigns@example.com", description="Sender address (a verified sender in SendGrid)."
     )
@@ -344,10 +382,14 @@ class email_campaign(_channel_campaign):
     batch_size = luigi.IntParameter(default=1000, description="SendGrid personalizations per request (at most 1000).")
 
 
-class sms_campaign(_channel_campaign):
+class sms_campaign(_quiet_hours_campaign):
     """The SMS send (SendSmsCampaign): outbox or Twilio (TWILIO_* environment variables)."""
 
-    template = luigi.Parameter(default="config/templates/sms.toml", description="SMS template (body, <= 1600 chars).")
+    quiet_hours = luigi.Parameter(
+        default="auto",
+        description="HH:MM-HH:MM in the recipient's local time when no SMS is sent; 'off'; 'auto' (default): "
+        "21:00-08:00 (TCPA: marketing texts 8:00-21:00) with a real provider, off with the outbox.",
+    )
     reconcile_grace_minutes = luigi.FloatParameter(
         default=60.0,
         description="Twilio: an `unknown` SMS the Messages list does not show this many minutes after its last "
@@ -356,16 +398,44 @@ class sms_campaign(_channel_campaign):
     )
 
 
-class push_campaign(_channel_campaign):
+class push_campaign(_quiet_hours_campaign):
     """The push send (SendPushNotification): outbox or FCM HTTP v1 (GOOGLE_APPLICATION_CREDENTIALS or
     FCM_ACCESS_TOKEN; FCM_PROJECT_ID)."""
 
-    template = luigi.Parameter(default="config/templates/push.toml", description="Push template (title, body).")
     token_refresh_margin = luigi.FloatParameter(
         default=300.0,
         description="With a service account (GOOGLE_APPLICATION_CREDENTIALS): seconds before the access token "
         "expires at which a new one is minted (at most half its lifetime).",
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignSettings:
+    """[campaign]: what every channel send shares.
+
+    suppression_list: CSV with a header `channel,address` (channel email, sms, push or all) of
+    addresses never to message, re-read at every send, beside the store the project fills itself;
+    empty: none. frequency_cap: at most N messages per customer per channel in any window, across
+    campaigns and dates, counted from the ledger: N/<number>d or N/<number>h, or 'off'; over it a
+    recipient ends `capped`. templates_dir: folder of the templates, one subfolder per channel.
+    """
+
+    suppression_list: str = ""
+    frequency_cap: str = "1/7d"
+    templates_dir: str = "config/templates"
+
+
+CAMPAIGN_SECTION = "campaign"
+
+
+def campaign() -> CampaignSettings:
+    """The [campaign] section, read directly rather than through a luigi.Config class: a Config class
+    named `campaign` would give Luigi's command line global flags `--campaign-<key>`, and those make
+    the send tasks' own `--campaign` an ambiguous abbreviation (argparse refuses the command)."""
+    cfg = luigi.configuration.get_config()
+    return CampaignSettings(**{
+        f.name: cfg.get(CAMPAIGN_SECTION, f.name, f.default) for f in dataclasses.fields(CampaignSettings)
+    })
 
 
 class schedule(luigi.Config):

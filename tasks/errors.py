@@ -102,6 +102,16 @@ class FatalApiError(ApiError):
     """Raised for permanent failures (validation, invalid recipient, bad credentials): never retried."""
 
 
+class OptedOutError(FatalApiError):
+    """Raised when a provider says an address may never be messaged again (Twilio 21610 after STOP, FCM
+    UNREGISTERED): the recipient ends `suppressed` and the address goes into the suppression store."""
+
+
+class MissingFieldError(FatalApiError):
+    """Raised when a template field is empty for a recipient and the template declares no default: that
+    recipient fails `missing_field` before any request."""
+
+
 class AuthApiError(FatalApiError):
     """Raised when a provider rejects our credentials (401/403): the send stops, no recipient is marked failed."""
 
@@ -118,3 +128,6 @@ class StateBackendError(TasksError):
 class LockHeldError(TasksError):
     """Raised when another live process (on any host sharing the state) holds the lock of this send: wait for
     it, or stop it; never run two senders on one send's `sending` rows."""
+class RecipientsHeldError(TasksError):
+    """Raised when recipients are still held for quiet hours past `max_hold_hours` (or have no known time
+    zone): they stay `pending`, and the next run of the same send resumes them."""

@@ -37,7 +37,6 @@ from tasks.campaign import results as results_core
 from tasks.campaign import sends as channel_core
 from tasks.channels.ledger import UNKNOWN, SendKey, SendLedger, Shard, ledger_path
 from tasks.channels.limiter import ChannelLimiter
-from tasks.channels.templates import load_template
 from tasks.channels.twilio import TwilioClient, created_at
 from tasks.errors import ApiError, ConfigError, RetriableApiError, TasksError
 from tasks.files import write_json_atomic
@@ -100,10 +99,11 @@ def supported(cfg: config._channel_campaign) -> bool:
 
 def reconcile_send(
     channel: str, date: dt.date, campaign: str, segment: str, customers_path: str | os.PathLike[str],
-    now: float | None = None, shard: Shard | None = None,
+    now: float | None = None, shard: Shard | None = None, template: str = "",
 ) -> ReconcileResult:
     """Settle the unknown recipients of one send (or of one `shard` of it) with the provider's lookup (see the
-    module docstring). A sharded send without `shard` is settled shard by shard, each under its own lock."""
+    module docstring). A sharded send without `shard` is settled shard by shard, each under its own lock.
+    `template` names the send's template (empty: the section's), whose body the lookup matches."""
     cfg = channel_core.channel_config(channel)
     key = SendKey(campaign, date.isoformat(), channel)
     result = ReconcileResult(channel, campaign, key.date, segment, cfg.provider)
@@ -111,7 +111,7 @@ def reconcile_send(
         rows = [r for r in ledger.rows(key) if r["state"] == UNKNOWN]
         count = max((int(r["shard"]) for r in rows), default=0) + 1
         if shard is None and count > 1:  # e.g. `python -m tasks reconcile`: every shard under its own lock
-            parts = [reconcile_send(channel, date, campaign, segment, customers_path, now, Shard(i, shards))
+            parts = [reconcile_send(channel, date, campaign, segment, customers_path, now, Shard(i, shards), template)
                      for shards in [max(count, cfg.shards)] for i in range(shards)]
             return _sum_results(result, parts)
         shard = shard or Shard()
@@ -128,7 +128,7 @@ def reconcile_send(
         problems = channel_core.config_problems(channel, cfg)
         if problems:
             raise ConfigError("; ".join(what for _, _, what in problems))
-        template = load_template(config.resolve_path(cfg.template), channel)
+        render = channel_core.make_render(channel_core.channel_template(channel, template or cfg.template), key, cfg)
         client = channel_core.make_client(channel, cfg, config.var_dir(), key)
         assert isinstance(client, TwilioClient)
         grace_s = 60.0 * config.sms_campaign().reconcile_grace_minutes
@@ -138,7 +138,7 @@ def reconcile_send(
             with ChannelLimiter(rate, burst, name=f"{channel}-lookup") as limiter, ledger.run_lock(key, shard):
                 for cid, recipient in sorted(recipients.items()):
                     row = unknown[cid]
-                    body = template.render(recipient.fields)["body"]
+                    body = render(recipient)["body"]
                     sid, lookups = _find(client, limiter, recipient.address, body, float(row["created_at"]))
                     result.lookups += lookups
                     if sid is not None:

@@ -1,8 +1,11 @@
-"""One channel send, wired from config: recipients, template, provider client, limiter, ledger.
+"""One channel send, wired from config: recipients, template, provider client, limiter, ledger, and
+the compliance screen (suppressions, one message per address, frequency cap, quiet hours).
 
-Sections read: [email_campaign], [sms_campaign], [push_campaign] (tasks/config.py), [paths].
-Credentials come from the environment only: SENDGRID_API_KEY; TWILIO_ACCOUNT_SID,
-TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID; for FCM either
+Sections read: [email_campaign], [sms_campaign], [push_campaign], [campaign] (tasks/config.py),
+[segments] default_region, [paths], [state]. UNSUBSCRIBE_SECRET signs the one-click links when
+[email_campaign] unsubscribe_url is set. Credentials come from the environment only:
+SENDGRID_API_KEY; TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or
+TWILIO_MESSAGING_SERVICE_SID; for FCM either
 FCM_ACCESS_TOKEN (a token minted outside, for sends shorter than its hour; it wins when set) or
 GOOGLE_APPLICATION_CREDENTIALS (a service-account key file, refreshed as needed), and FCM_PROJECT_ID
 unless the key file's `project_id` names the project. A missing one is a ConfigError naming the
@@ -21,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from tasks import config, pii, state
+from tasks.campaign import compliance
 from tasks.campaign import segments as segments_core
 from tasks.channels.base import ProviderClient
 from tasks.channels.fcm import FcmClient
 from tasks.channels.http import HttpTransport
-from tasks.channels.ledger import SendKey, SendLedger, Shard, ledger_path
+from tasks.channels.ledger import PENDING, SendKey, SendLedger, Shard, ledger_path
 from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.oauth import CREDENTIALS_ENV, ServiceAccountToken, StaticToken, load_service_account
 from tasks.channels.outbox import OutboxClient, outbox_path
+from tasks.channels.screen import SYSTEM_CLOCK, Clock
 from tasks.channels.sender import (
     WHOLE_SEND,
     Progress,
@@ -39,13 +44,16 @@ from tasks.channels.sender import (
     send_campaign,
 )
 from tasks.channels.sendgrid import SendGridClient
-from tasks.channels.templates import load_template
+from tasks.channels.suppressions import SuppressionStore
+from tasks.channels.templates import FIELDS, ChannelTemplate, load_template, template_path
 from tasks.channels.twilio import TwilioClient
-from tasks.errors import CampaignFailedError, ConfigError
+from tasks.channels.unsubscribe import MIN_SECRET_CHARS, SECRET_ENV, make_token
+from tasks.errors import CampaignFailedError, ConfigError, RecipientsHeldError
 
 logger = logging.getLogger(__name__)
 
 CHANNELS = ("email", "sms", "push")
+QUIET_HOURS_CHANNELS = ("sms", "push")  # the channels that reach a phone at once
 PROVIDERS = {"email": ("outbox", "sendgrid"), "sms": ("outbox", "twilio"), "push": ("outbox", "fcm")}
 # (rate per second, burst) when the section leaves them at 0: the seed's limits for the APIs,
 # and a pace for the outbox that sends the ~1,000-customer demo in well under a minute.
@@ -100,11 +108,19 @@ class ParquetRecipients:
         self.shard = shard
         self.batch_rows = batch_rows
         self.source = f"{self.path.name}:{_content_id(self.path)}:{channel}:{segment}:{shard.index}/{shard.count}"
+        # push recipients also carry `phone`, which places them in a time zone for quiet hours
+        self.also = ("phone",) if channel == "push" else ()
+
+    def fields(self) -> set[str]:
+        """The template fields these recipients have: the four every send sets and every extra column of the
+        segment CSV (None when empty; and `phone` for push)."""
+        columns, _ = segments_core.channel_scan(self.path, self.channel, self.segment, self.also)
+        return set(FIELDS) | set(columns[3:])
 
     def batches(self) -> Iterator[SourceBatch]:
         column = segments_core.CHANNEL_COLUMNS[self.channel]
         for batch in segments_core.iter_customers_for_channel(self.path, self.channel, self.segment,
-                                                              self.batch_rows):
+                                                              self.batch_rows, self.also):
             ids = [str(cid) for cid in batch.column("customer_id").to_pylist()]
             if self.shard.count > 1:
                 keep = [i for i, cid in enumerate(ids) if self.shard.owns(cid)]
@@ -113,11 +129,18 @@ class ParquetRecipients:
 
     def _build(self, batch: Any, ids: list[str], column: str, keep: set[str]) -> list[Recipient]:
         """The recipients of `batch` whose id is in `keep` (addresses read only when something is pending)."""
-        segments, addresses = batch.column("segment").to_pylist(), batch.column(column).to_pylist()
+        rows = [i for i, cid in enumerate(ids) if cid in keep]
+        if not rows:
+            return []
+        part = batch.take(rows)
+        segments, addresses = part.column("segment").to_pylist(), part.column(column).to_pylist()
+        extras = {name: part.column(name).to_pylist() for name in part.schema.names
+                  if name not in ("customer_id", "segment", column)}
         return [
-            Recipient(cid, str(addresses[i]), {"customer_id": cid, "segment": str(segments[i]),
-                                               "campaign": self.campaign, "date": self.day})
-            for i, cid in enumerate(ids) if cid in keep
+            Recipient(ids[i], str(addresses[n]), {"customer_id": ids[i], "segment": str(segments[n]),
+                                                  "campaign": self.campaign, "date": self.day,
+                                                  **{name: values[n] for name, values in extras.items()}})
+            for n, i in enumerate(rows)
         ]
 
 
@@ -131,6 +154,75 @@ def _content_id(path: Path) -> str:
     return f"{size}:{crc:08x}"
 
 
+def channel_template(channel: str, name: str) -> ChannelTemplate:
+    """Template `name` of `channel`, from [campaign] templates_dir/<channel>/<name>.toml."""
+    templates_dir = config.resolve_path(config.campaign().templates_dir)
+    return load_template(config.resolve_path(template_path(templates_dir, channel, name)), channel)
+
+
+def available_fields(channel: str, cfg: config._channel_campaign, recipients: ParquetRecipients) -> set[str]:
+    """The template fields the recipients can have (ParquetRecipients.fields) and, for e-mail with an
+    unsubscribe URL, unsubscribe_url."""
+    fields = recipients.fields()
+    if channel == "email" and cfg.unsubscribe_url:
+        fields.add("unsubscribe_url")
+    return fields
+
+
+def make_render(template: ChannelTemplate, key: SendKey, cfg: config._channel_campaign) -> Callable[
+        [Recipient], dict[str, str]]:
+    """The sender's render function: the template with the recipient's fields, plus (e-mail with
+    [email_campaign] unsubscribe_url) the recipient's one-click unsubscribe URL, signed with
+    UNSUBSCRIBE_SECRET, as a field and as content the provider turns into RFC 8058 headers."""
+    url_template = cfg.unsubscribe_url if key.channel == "email" else ""
+    secret = os.environ.get(SECRET_ENV, "").encode() if url_template else b""
+
+    def render(recipient: Recipient) -> dict[str, str]:
+        if not url_template:
+            return template.render(recipient.fields)
+        url = url_template.replace("{token}", make_token(secret, key, recipient.customer_id))
+        content = template.render({**recipient.fields, "unsubscribe_url": url})
+        content["unsubscribe_url"] = url
+        return content
+
+    return render
+
+
+def build_screen(channel: str, cfg: config._channel_campaign, key: SendKey, provider: str,
+                 customers_path: str | os.PathLike[str], segment: str, ledger: SendLedger | None,
+                 store: SuppressionStore | None, clock: Clock = SYSTEM_CLOCK) -> compliance.CampaignScreen:
+    """The compliance screen of one send ([campaign] suppression_list, re-read now; frequency_cap; the
+    channel's quiet hours; the duplicate addresses among the whole send's customers, every shard's)."""
+    shared = config.campaign()
+    region = config.segments().default_region
+    listed = (compliance.read_suppression_list(config.resolve_path(shared.suppression_list), region)
+              if shared.suppression_list else set())
+    quiet = (compliance.parse_quiet_hours(cfg.quiet_hours, provider, cfg.default_timezone)
+             if channel in QUIET_HOURS_CHANNELS else None)
+    return compliance.CampaignScreen(
+        key, provider, listed=listed, store=store, ledger=ledger, clock=clock, quiet=quiet,
+        duplicates=compliance.send_duplicates(customers_path, channel, segment),
+        cap=compliance.parse_frequency_cap(shared.frequency_cap),
+    )
+
+
+def campaign_problems() -> list[tuple[str, str, str]]:
+    """(section, key, problem) of the [campaign] section every send shares; [] when fine."""
+    shared = config.campaign()
+    problems = []
+    try:
+        compliance.parse_frequency_cap(shared.frequency_cap)
+    except ConfigError as exc:
+        problems.append(("campaign", "frequency_cap", str(exc)))
+    if shared.suppression_list:
+        try:
+            compliance.read_suppression_list(config.resolve_path(shared.suppression_list),
+                                             config.segments().default_region)
+        except ConfigError as exc:
+            problems.append(("campaign", "suppression_list", str(exc)))
+    return problems
+
+
 def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[str, str, str]]:
     """(section, key, problem) for each reason `cfg` cannot send; [] when it can. The send refuses
     to start on any of them, and `python -m tasks check-config` reports them all."""
@@ -141,6 +233,19 @@ def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[s
     for key in ("concurrency", "max_attempts", "shards"):
         if getattr(cfg, key) < 1:
             problems.append((section, key, f"{key} = {getattr(cfg, key)}; must be at least 1"))
+    if channel in QUIET_HOURS_CHANNELS:
+        try:
+            compliance.parse_quiet_hours(cfg.quiet_hours, provider, cfg.default_timezone)
+        except ConfigError as exc:
+            key = "default_timezone" if "default_timezone" in str(exc) else "quiet_hours"
+            problems.append((section, key, str(exc)))
+    if channel == "email" and cfg.unsubscribe_url:
+        if not cfg.unsubscribe_url.startswith("https://") or "{token}" not in cfg.unsubscribe_url:
+            problems.append((section, "unsubscribe_url", f"unsubscribe_url = {cfg.unsubscribe_url!r}: RFC 8058 needs "
+                             "an https:// URL, and it must hold {token}"))
+        if len(os.environ.get(SECRET_ENV, "")) < MIN_SECRET_CHARS:
+            problems.append(("environment", None, f"{SECRET_ENV} is not set (or shorter than {MIN_SECRET_CHARS} "
+                             f"characters); [{section}] unsubscribe_url needs it to sign the links"))
     if provider in PROVIDERS[channel] and provider != "outbox":
         problems += [("environment", None, f"{names} is not set; [{section}] provider = {provider} needs it")
                      for names in missing_env(provider)]
@@ -166,7 +271,7 @@ def make_client(channel: str, cfg: config._channel_campaign, var_dir: Path, key:
     if provider == "sendgrid":
         headers = {"Authorization": f"Bearer {env['SENDGRID_API_KEY']}"}
         transport = HttpTransport("sendgrid", base_url, headers=headers, **timeouts)
-        return SendGridClient(transport, cfg.from_email, cfg.from_name, cfg.batch_size)
+        return SendGridClient(transport, cfg.from_email, cfg.from_name, cfg.batch_size, cfg.asm_group_id, cfg.sandbox)
     if provider == "twilio":
         sid = env["TWILIO_ACCOUNT_SID"]
         auth = (sid, env["TWILIO_AUTH_TOKEN"])
@@ -216,29 +321,56 @@ def run_channel_send(
     customers_path: str | os.PathLike[str],
     progress: Callable[[Progress], None] | None = None,
     shard: Shard = WHOLE_SEND,
+    template: str = "",
+    clock: Clock = SYSTEM_CLOCK,
 ) -> SendResult:
-    """Send `campaign` to `segment` on `channel` (or one shard of it) until every recipient is final."""
+    """Send `campaign` to `segment` on `channel` (or one shard of it) until every recipient is final (or held
+    past max_hold_hours); returns the result. `template` is a template name (empty: the section's)."""
     cfg = channel_config(channel)
-    problems = config_problems(channel, cfg)
+    problems = config_problems(channel, cfg) + campaign_problems()
     if problems:
         raise ConfigError("; ".join(f"[{section}] {key}: {what}" if key else what for section, key, what in problems))
-    template = load_template(config.resolve_path(cfg.template), channel)
+    chosen = channel_template(channel, template or cfg.template)
     var_dir = config.var_dir()
     key = SendKey(campaign, date.isoformat(), channel)
     recipients = ParquetRecipients(customers_path, channel, segment, campaign, date, shard)
+    chosen.check_fields(available_fields(channel, cfg, recipients))
     policy = config.settings(SendPolicy, cfg)
     client = make_client(channel, cfg, var_dir, key)
     try:
-        with make_limiter(channel, cfg, var_dir, shard) as limiter, \
-                SendLedger(state.database(ledger_path(var_dir, channel))) as ledger:
+        with (
+            make_limiter(channel, cfg, var_dir, shard) as limiter,
+            SendLedger(state.database(ledger_path(var_dir, channel))) as ledger,
+            compliance.open_suppressions(var_dir) as store,
+        ):
+            screen = build_screen(channel, cfg, key, client.provider, customers_path, segment, ledger, store, clock)
             result = send_campaign(
-                key, recipients, lambda r: template.render(r.fields), client, limiter, ledger, policy,
-                progress=progress, mask=MASKS[channel], shard=shard,
+                key, recipients, make_render(chosen, key, cfg), client, limiter, ledger, policy,
+                progress=progress, mask=MASKS[channel], shard=shard, screen=screen, clock=clock,
             )
     finally:
         client.close()
     result.extra["segment"] = segment
+    result.extra["template"] = str(chosen.path)
     return result
+
+
+def check_held(result: dict, max_hold_hours: float) -> None:
+    """RecipientsHeldError when recipients are still pending (held for quiet hours past max_hold_hours, or
+    without a known zone): no result file, and the next run of the same send resumes them (`result`: a
+    send's result document)."""
+    pending = result["counts"].get(PENDING, 0)
+    if not pending:
+        return
+    extra = result.get("extra", {})
+    until, no_time = extra.get("held_until"), extra.get("held_without_time", 0)
+    raise RecipientsHeldError(
+        f"{result['channel']} campaign {result['campaign']!r} {result['date']}: {pending} recipient(s) still "
+        f"pending, held for quiet hours beyond max_hold_hours ({max_hold_hours:g} h)"
+        + (f" until {until[0]} to {until[1]}" if until else "")
+        + (f"; {no_time} without a known time zone (set default_timezone)" if no_time else "")
+        + "; run the task again after that to send them"
+    )
 
 
 def make_limiter(channel: str, cfg: config._channel_campaign, var_dir: Path, shard: Shard) -> ChannelLimiter:
@@ -275,8 +407,20 @@ def combine_results(parts: list[dict]) -> dict:
         "complete": all(p["complete"] for p in parts),
         "unknown": counts.get("unknown", 0),
         "failed_share": round(counts.get("failed", 0) / target, 6) if target else 0.0,
-        "extra": {"segment": first["extra"].get("segment"), "shards": len(parts)},
+        "extra": {"segment": first["extra"].get("segment"), "template": first["extra"].get("template"),
+                  "shards": len(parts), **_combined_holds([p["extra"] for p in parts])},
     }
+
+
+def _combined_holds(extras: list[dict]) -> dict:
+    """The shards' held counts added up, and the earliest and latest time any of them may go."""
+    held = [e for e in extras if e.get("held")]
+    if not held:
+        return {}
+    times = [t for e in held if e.get("held_until") for t in e["held_until"]]
+    return {"held": sum(e["held"] for e in held),
+            "held_without_time": sum(e.get("held_without_time", 0) for e in held),
+            "held_until": [min(times), max(times)] if times else None}
 
 
 def check_failure_ratio(result: dict, max_failure_ratio: float) -> None:

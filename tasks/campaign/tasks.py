@@ -126,19 +126,30 @@ class _SendChannelCampaign(luigi.Task):
     Input: LoadSegments(date)'s customers.parquet. Output:
     <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.json (target count, counts by
     state, duration, achieved rate, provider), written atomically once every recipient has
-    reached a final ledger state; with `[state] backend = postgres` also a marker row in the
-    shared database, which is then the completion target. Idempotence: the send ledger, keyed
-    by (campaign, date, channel, customer_id): a rerun sends only what is still pending and
-    never a customer twice. Fails with CampaignFailedError when more than `max_failure_ratio`
-    failed. With `[<channel>_campaign] shards = N > 1` it requires N SendShard tasks, which do the
-    sending (any worker, any host), and adds up their results.
+    reached a final ledger state (sent, failed, unknown, or skipped: suppressed, capped,
+    duplicate_address); with `[state] backend = postgres` also a marker row in the shared
+    database, which is then the completion target. Idempotence: the send ledger, keyed by
+    (campaign, date, channel, customer_id): a rerun sends only what is still pending and never a
+    customer twice. Fails with CampaignFailedError when more than `max_failure_ratio` failed, and
+    with RecipientsHeldError when quiet hours hold recipients past `max_hold_hours` (they stay
+    pending for the next run). `template` names the template; it is not part of the identity: a
+    campaign reaches a customer once whatever the template. With `[<channel>_campaign] shards =
+    N > 1` it requires N SendShard tasks, which do the sending (any worker, any host), and adds
+    up their results.
     """
 
     channel = ""  # set by each subclass: email, sms or push
 
     date = RunDateParameter()
     campaign = luigi.Parameter(
-        default="demo", description="Campaign name: part of the ledger key, so a campaign reaches a customer once."
+        default="demo",
+        description="Campaign name: part of the ledger key with the date, so a campaign reaches a customer once "
+        "per date (the frequency cap keeps a daily schedule from doing so every day).",
+    )
+    template = luigi.Parameter(
+        default="", significant=False,
+        description="Template name, config/templates/<channel>/<name>.toml (the seed's 'Template Name'); "
+        "empty: [<channel>_campaign] template.",
     )
 
     @property
@@ -151,7 +162,7 @@ class _SendChannelCampaign(luigi.Task):
         if count <= 1:
             return []
         return [SendShard(channel=self.channel, date=self.date, campaign=self.campaign, segment=self.segment,
-                          shard=i, shards=count) for i in range(count)]
+                          template=self.template, shard=i, shards=count) for i in range(count)]
 
     def requires(self) -> list[luigi.Task]:
         shards = self.shards()
@@ -167,16 +178,20 @@ class _SendChannelCampaign(luigi.Task):
     def run(self) -> None:
         cfg = channel_core.channel_config(self.channel)
         shards = self.shards()
+        hold_hours = getattr(cfg, "max_hold_hours", 0.0)
         if shards:
             result = channel_core.combine_results([_read_result(task.output()) for task in shards])
         else:
             customers = LoadSegments(date=self.date).customers_path()
             if reconcile.supported(cfg):  # a Twilio re-run first settles its unknowns with the provider
-                reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers)
+                reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers,
+                                         template=self.template)
             result = channel_core.run_channel_send(
                 self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
+                template=self.template,
             ).as_dict()
         channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
+        channel_core.check_held(result, hold_hours)
         _write_result(self.output(), self.result_path(), result)
         self.set_progress_percentage(100)
 
@@ -199,6 +214,8 @@ class SendShard(luigi.Task):
     date = RunDateParameter()
     campaign = luigi.Parameter(description="Campaign name (part of the ledger key).")
     segment = luigi.Parameter(description="Target segment ('all' = every segment).")
+    template = luigi.Parameter(default="", significant=False,
+                               description="Template name (empty: [<channel>_campaign] template).")
     shard = luigi.IntParameter(description="This shard's index, 0..shards-1.")
     shards = luigi.IntParameter(description="How many shards the send is split into.")
 
@@ -223,12 +240,15 @@ class SendShard(luigi.Task):
         customers = _segments_here(self)
         shard = Shard(self.shard, self.shards)
         if reconcile.supported(channel_core.channel_config(self.channel)):  # this shard's unknowns, first
-            reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers, shard=shard)
+            reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers, shard=shard,
+                                         template=self.template)
         result = channel_core.run_channel_send(
             self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
-            shard=shard,
-        )
-        _write_result(self.output(), self.result_path(), result.as_dict())
+            shard=shard, template=self.template,
+        ).as_dict()
+        # a shard with recipients held past max_hold_hours is not done: its next run resumes them
+        channel_core.check_held(result, getattr(channel_core.channel_config(self.channel), "max_hold_hours", 0.0))
+        _write_result(self.output(), self.result_path(), result)
         self.set_progress_percentage(100)
 
     def _show_progress(self, progress: channel_core.Progress) -> None:

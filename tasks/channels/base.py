@@ -10,7 +10,8 @@ from typing import Protocol
 @dataclass(frozen=True)
 class Message:
     """One rendered message to one recipient; `content` keys depend on the channel
-    (email: subject, body; sms: body; push: title, body). `address` is PII: never log it raw."""
+    (email: subject, body, optional html and unsubscribe_url, the one-click URL a provider turns
+    into RFC 8058 headers; sms: body; push: title, body). `address` is PII: never log it raw."""
 
     customer_id: str
     address: str

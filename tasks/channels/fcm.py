@@ -10,7 +10,8 @@ read per request from a token source (oauth.py):
   and is never refreshed, so only for sends shorter than that.
 One token per request (batch send was shut down in 2024). Success is 200 `{"name": ...}`.
 Errors come in Google's envelope with `details[].errorCode`: UNREGISTERED (the token is
-dead), INVALID_ARGUMENT, SENDER_ID_MISMATCH are permanent; QUOTA_EXCEEDED (429, honour
+dead; so is a 404 NOT_FOUND without a detail: both go into the suppression store),
+INVALID_ARGUMENT, SENDER_ID_MISMATCH are permanent; QUOTA_EXCEEDED (429, honour
 Retry-After), UNAVAILABLE (503) and INTERNAL (500) are retriable (Google's docs say to
 retry them with backoff). A 401 after the one renewal stops the send. FCM has no idempotency
 key. The statuses follow status.py. Reads no luigi.cfg section (tasks/campaign/sends.py passes
@@ -31,9 +32,11 @@ from tasks.channels.status import ProviderCodes, classify
 CODES = ProviderCodes(
     permanent={
         "UNREGISTERED": "the token is no longer registered",
+        "NOT_FOUND": "the token is no longer valid",
         "INVALID_ARGUMENT": "invalid message or token",
         "SENDER_ID_MISMATCH": "the token belongs to another sender",
     },
+    opt_out=frozenset({"UNREGISTERED", "NOT_FOUND"}),
     auth=frozenset({"THIRD_PARTY_AUTH_ERROR"}),
     rate_limit=frozenset({"QUOTA_EXCEEDED"}),
     retriable=frozenset({"UNAVAILABLE", "INTERNAL"}),

@@ -1,8 +1,9 @@
 """The durable send ledger: one row per (campaign, date, channel, customer_id), on SQLite or Postgres.
 
-States: `pending` (not sent yet, or waiting for a retry), `sending` (the request is about to
-go out or is in flight), and the final states `sent`, `failed` (with a reason) and
-`unknown` (the request may or may not have reached the provider). The sender commits
+States: `pending` (not sent yet, or waiting for a retry or for quiet hours to end), `sending`
+(the request is about to go out or is in flight), and the final states `sent`, `failed` (with a
+reason), `unknown` (the request may or may not have reached the provider) and the skipped states
+`suppressed`, `capped` and `duplicate_address` (never sent, never a failure). The sender commits
 `sending` before each request and the outcome after it, so a process killed at any point
 leaves every recipient either untouched, final, or `sending`; the next run turns `sending`
 into `unknown` (`recover_in_flight`) and never sends those again unless asked once
@@ -37,8 +38,13 @@ from tasks.state import locks
 from tasks.state.db import Database, SqliteDatabase, Tx, read_sql
 
 PENDING, SENDING, SENT, FAILED, UNKNOWN = "pending", "sending", "sent", "failed", "unknown"
-FINAL_STATES = (SENT, FAILED, UNKNOWN)
+# final states of recipients skipped before any request (opt-out, frequency cap, a shared address)
+SUPPRESSED, CAPPED, DUPLICATE_ADDRESS = "suppressed", "capped", "duplicate_address"
+SKIPPED_STATES = (SUPPRESSED, CAPPED, DUPLICATE_ADDRESS)
+FINAL_STATES = (SENT, FAILED, UNKNOWN, *SKIPPED_STATES)
 STATES = (PENDING, SENDING, *FINAL_STATES)
+# states in which the customer may have got (or is getting) a message: what a frequency cap counts
+MESSAGED_STATES = (SENDING, SENT, UNKNOWN)
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "ledger"
 
@@ -220,6 +226,15 @@ class SendLedger:
         with self.db.transaction() as tx:
             return dict(tx.rows(self._sql("states"), _key(key)))
 
+    def recent_messages(self, key: SendKey, customer_ids: Sequence[str], since: float) -> dict[str, int]:
+        """customer_id -> messages on this channel updated since `since` (epoch s) in any campaign and date but
+        `key`'s own send (what a frequency cap counts), for the listed customers that have any (one query)."""
+        if not customer_ids:
+            return {}
+        with self.db.transaction() as tx:
+            return dict(tx.rows(self._sql("recent_messages"), {**_key(key), "ids": list(customer_ids),
+                                                               "since": since}))
+
     def rows(self, key: SendKey) -> list[dict[str, object]]:
         """Every row of this send as a dict (for reports and tests; holds raw ids, never log it whole)."""
         with self.db.transaction() as tx:
@@ -274,6 +289,20 @@ class SendLedger:
         the next run sends it. Returns the ids this call changed."""
         return self._move(key, customer_ids, "state = 'pending', reason = :reason, next_attempt_at = NULL",
                           {"reason": reason}, (UNKNOWN,))
+
+    def mark_skipped(self, key: SendKey, customer_ids: Sequence[str], state: str, reason: str) -> list[str]:
+        """-> a skipped final state (`suppressed`, `capped`, `duplicate_address`) with the reason, from `pending`
+        (screened before the request) or `sending` (the provider answered an opt-out)."""
+        if state not in SKIPPED_STATES:
+            raise ValueError(f"{state!r} is not a skipped state; expected one of {SKIPPED_STATES}")
+        return self._move(key, customer_ids, f"state = '{state}', reason = :reason", {"reason": reason},
+                          (PENDING, SENDING))
+
+    def hold(self, key: SendKey, customer_ids: Sequence[str], reason: str, until: float | None) -> list[str]:
+        """Keep `pending` rows pending until `until` (quiet hours; None: no known time, screened again by the
+        next run), with the reason."""
+        return self._move(key, customer_ids, "reason = :reason, next_attempt_at = :due",
+                          {"reason": reason, "due": until}, (PENDING,))
 
     def _move(self, key: SendKey, customer_ids: Sequence[str], assignments: str, values: dict[str, object],
               expect: tuple[str, ...]) -> list[str]:

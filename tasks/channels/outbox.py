@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.channels.base import Message
+from tasks.channels.unsubscribe import unsubscribe_headers
 from tasks.files import private_file
 
 
@@ -55,6 +56,8 @@ class OutboxClient:
                     **message.content,
                     "queued_at": round(time.time(), 6),
                 }
+                if message.content.get("unsubscribe_url"):
+                    line["headers"] = unsubscribe_headers(message.content["unsubscribe_url"])
                 self._fh.write(json.dumps(line, sort_keys=True) + "\n")
                 self._fh.flush()
                 ids.append(f"outbox-{os.getpid()}-{self._count}")

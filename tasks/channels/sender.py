@@ -21,7 +21,15 @@ client and brings every recipient to a final ledger state (`sent`, `failed` or `
   customer twice, and none of our providers has an idempotency key (a client that has one
   sets `idempotent = True`, and then it is retried like the others).
 - Permanent errors become `failed` with the reason; an auth error stops the whole send and
-  leaves the remaining recipients `pending` for a later run.
+  leaves the remaining recipients `pending` for a later run. An opt-out answer (OptedOutError:
+  Twilio 21610, FCM UNREGISTERED) makes the recipient `suppressed` and is reported to the screen.
+- A `screen` (tasks/channels/screen.py), when given, is asked about each request's recipients
+  (one call per batch, so its lookups are set-based) just before the request and again once the
+  limiter's token is in hand: it may skip a recipient (a skipped final state: `suppressed`,
+  `capped`, `duplicate_address`) or hold it (quiet hours: it stays `pending` and is queued again
+  for when it may go, like a retry, unless that is more than `max_hold_hours` after the start;
+  such recipients stay pending for the next run).
+- Time comes from a `clock` (tasks/channels/screen.py), so tests control it.
 
 Reads no luigi.cfg section: tasks/campaign/sends.py builds the policy from the config.
 """
@@ -29,11 +37,11 @@ Reads no luigi.cfg section: tasks/campaign/sends.py builds the policy from the c
 from __future__ import annotations
 
 import collections
+import datetime
 import heapq
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -46,6 +54,8 @@ from tasks.channels.ledger import (
     PENDING,
     SENDING,
     SENT,
+    SKIPPED_STATES,
+    SUPPRESSED,
     UNKNOWN,
     SeedMark,
     SendKey,
@@ -53,7 +63,8 @@ from tasks.channels.ledger import (
     Shard,
 )
 from tasks.channels.limiter import ChannelLimiter
-from tasks.errors import AuthApiError, FatalApiError, RetriableApiError
+from tasks.channels.screen import SYSTEM_CLOCK, Clock, Hold, Screen, Skip
+from tasks.errors import AuthApiError, FatalApiError, OptedOutError, RetriableApiError
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +92,7 @@ class SendPolicy:
     resend_unknown: bool = False
     progress_interval: float = 2.0
     log_interval: float = 5.0
+    max_hold_hours: float = 12.0  # recipients held for longer than this after the start wait for the next run
 
     def delay_after(self, attempts: int, retry_after: float | None) -> float:
         """Seconds before the next attempt after `attempts` failed ones."""
@@ -90,25 +102,45 @@ class SendPolicy:
 
 @dataclass(frozen=True)
 class Progress:
-    """A snapshot for the Luigi shell: counts of this send and the recent message rate."""
+    """A snapshot for the Luigi shell: counts by final state, the recent message rate, and the
+    recipients held for quiet hours (with the earliest and latest time they may go, epoch s)."""
 
     target: int
-    sent: int
-    failed: int
-    unknown: int
+    counts: Mapping[str, int]
     remaining: int
     rate: float
     elapsed: float
+    held: int = 0
+    held_until: tuple[float, float] | None = None
+
+    @property
+    def sent(self) -> int:
+        return self.counts.get(SENT, 0)
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get(FAILED, 0)
+
+    @property
+    def unknown(self) -> int:
+        return self.counts.get(UNKNOWN, 0)
 
     @property
     def done_fraction(self) -> float:
         return 1.0 if self.target == 0 else (self.target - self.remaining) / self.target
 
     def __str__(self) -> str:
-        return (
-            f"{self.sent} sent, {self.failed} failed, {self.unknown} unknown, {self.remaining} remaining "
+        skipped = "".join(f", {self.counts[s]} {s}" for s in SKIPPED_STATES if self.counts.get(s))
+        text = (
+            f"{self.sent} sent, {self.failed} failed, {self.unknown} unknown{skipped}, {self.remaining} remaining "
             f"of {self.target}; {self.rate:.1f} msg/s"
         )
+        if self.held:
+            text += f"; {self.held} held for quiet hours"
+            if self.held_until:
+                first, last = (_utc(t) for t in self.held_until)
+                text += f" until {first}" if first == last else f" until {first} to {last}"
+        return text
 
 
 @dataclass
@@ -160,6 +192,8 @@ class _Outcome:
     retry_in: float | None = None
     retry: list[Recipient] = field(default_factory=list)
     abort: BaseException | None = None
+    skipped: collections.Counter = field(default_factory=collections.Counter)
+    held: list[tuple[Recipient, float | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -212,16 +246,20 @@ def send_campaign(
     progress: Callable[[Progress], None] | None = None,
     mask: Callable[[str], str] = lambda _: "***",
     shard: Shard = WHOLE_SEND,
+    screen: Screen | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> SendResult:
     """Send to every recipient of `shard` not final in the ledger yet; returns the counts of the shard."""
     with ledger.run_lock(key, shard):
-        return _Run(key, recipients, render, client, limiter, ledger, policy, progress, mask, shard).run()
+        return _Run(key, recipients, render, client, limiter, ledger, policy, progress, mask, shard, screen,
+                    clock).run()
 
 
 class _Run:
     """One pass of the sender over a send's (or a shard's) pending recipients, streamed in batches."""
 
-    def __init__(self, key, recipients, render, client, limiter, ledger, policy, progress, mask, shard=WHOLE_SEND):
+    def __init__(self, key, recipients, render, client, limiter, ledger, policy, progress, mask, shard=WHOLE_SEND,
+                 screen=None, clock=SYSTEM_CLOCK):
         self.key: SendKey = key
         self.source: RecipientSource = recipients if hasattr(recipients, "batches") else ListSource(recipients)
         self.render = render
@@ -241,9 +279,13 @@ class _Run:
         self.recent: collections.deque[tuple[float, int]] = collections.deque()
         self.added = 0  # ledger rows this run seeded
         self.delayed: list = []  # (monotonic due, tie-breaker, _Batch): retries, and rows waiting for a due time
+        self.screen: Screen | None = screen
+        self.clock: Clock = clock
+        self.held: dict[str, float | None] = {}  # customer_id -> when it may go (None: no known time)
+        self.horizon = clock.time() + policy.max_hold_hours * 3600  # holds past this wait for the next run
 
     def run(self) -> SendResult:
-        start = time.monotonic()
+        start = self.clock.monotonic()
         key, ledger, shard = self.key, self.ledger, self.shard
         mark = ledger.seeding(key, shard)
         named = self.source.source
@@ -266,7 +308,7 @@ class _Run:
                     self.limiter, self.policy.concurrency)
         if to_send or not self.seeded_all:  # seeding goes with sending: the first request waits for one batch
             self._dispatch(self._feed(), start)
-        duration = time.monotonic() - start
+        duration = self.clock.monotonic() - start
         final = ledger.counts(key, shard.index)
         counts = {state: final.get(state, 0) for state in (PENDING, SENDING, *FINAL_STATES)}
         sent_now = self.counts[SENT]
@@ -281,6 +323,11 @@ class _Run:
             complete=counts[PENDING] == 0 and counts[SENDING] == 0,
         )
         result.extra.update({"shard": shard.index, "shards": shard.count, "seeded_this_run": self.added})
+        if self.held:  # still pending: held past max_hold_hours, or with no known time
+            times = [t for t in self.held.values() if t is not None]
+            result.extra["held"] = len(self.held)
+            result.extra["held_without_time"] = len(self.held) - len(times)
+            result.extra["held_until"] = [_utc(min(times)), _utc(max(times))] if times else None
         logger.info("%s done in %.1f s: %s; %.1f msg/s (%.1f req/s, limit %g/s)", self._label(), duration,
                     _fmt_counts(counts), result.achieved_rate, result.achieved_request_rate, self.limiter.rate)
         return result
@@ -310,7 +357,7 @@ class _Run:
                 continue
             by_id = {r.customer_id: r for r in batch.build({row.customer_id for row in pending})}
             pending.sort(key=lambda row: (row.attempts, row.next_attempt_at or 0.0, row.customer_id))
-            now_wall, now_mono = time.time(), time.monotonic()
+            now_wall, now_mono = self.clock.time(), self.clock.monotonic()
             for (attempts, due), rows in itertools.groupby(pending, key=lambda r: (r.attempts, r.next_attempt_at)):
                 group: list[Recipient] = []
                 seen: set[str] = set()
@@ -329,6 +376,8 @@ class _Run:
     def _due(self, batch: _Batch, due_wall: float | None, now_wall: float, now_mono: float) -> Iterator[_Batch]:
         if due_wall is None or due_wall <= now_wall:
             yield batch
+        elif due_wall > self.horizon:  # held past max_hold_hours by an earlier run: left for a later one
+            self.held.update((r.customer_id, due_wall) for r in batch.recipients)
         else:
             heapq.heappush(self.delayed, (now_mono + due_wall - now_wall, id(batch), batch))
 
@@ -343,7 +392,7 @@ class _Run:
         with ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix=f"send-{self.key.channel}") as pool:
             running: dict[Future[_Outcome], _Batch] = {}
             while not (fed_all and not delayed and not running) and not (abort and not running):
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 while abort is None and len(running) < policy.concurrency:
                     if delayed and delayed[0][0] <= now:
                         batch = heapq.heappop(delayed)[2]
@@ -358,33 +407,72 @@ class _Run:
                 if abort is not None and not running:
                     break
                 wake = min(next_progress, delayed[0][0] if delayed else next_progress)
-                done, _ = wait(running, timeout=max(0.01, wake - time.monotonic()), return_when=FIRST_COMPLETED)
+                if not running:  # only delayed work (retries, holds): sleep until it is due
+                    self.clock.sleep(wake - self.clock.monotonic())
+                    done = set()
+                else:
+                    done, _ = wait(running, timeout=max(0.01, wake - self.clock.monotonic()),
+                                   return_when=FIRST_COMPLETED)
                 for future in done:
                     batch = running.pop(future)
                     outcome = future.result()  # _attempt catches provider errors; anything else is a bug
-                    self._count(outcome)
+                    self._count(outcome, batch)
+                    self._requeue_held(outcome, batch)
                     if outcome.abort is not None and abort is None:
                         abort = outcome.abort
                         self.aborting.set()
                     if outcome.retry_in is not None:
                         self.retries += 1
                         retry = _Batch(outcome.retry, batch.attempts + 1)
-                        heapq.heappush(delayed, (time.monotonic() + outcome.retry_in, id(retry), retry))
-                now = time.monotonic()
+                        heapq.heappush(delayed, (self.clock.monotonic() + outcome.retry_in, id(retry), retry))
+                now = self.clock.monotonic()
                 if now >= next_progress:
                     next_progress = now + policy.progress_interval
                     self._report(start, now, log=now >= next_log)
                     if now >= next_log:
                         next_log = now + policy.log_interval
-            self._report(start, time.monotonic(), log=False)
+            self._report(start, self.clock.monotonic(), log=False)
         if abort is not None:
             raise abort
+
+    def _requeue_held(self, outcome: _Outcome, batch: _Batch) -> None:
+        """Queue the recipients a screen held for when they may go (within max_hold_hours), like a retry."""
+        now_wall, now_mono = self.clock.time(), self.clock.monotonic()
+        for recipient, until in outcome.held:
+            self.held[recipient.customer_id] = until
+            if until is not None and until <= self.horizon:
+                later = _Batch([recipient], batch.attempts)
+                heapq.heappush(self.delayed, (now_mono + max(0.0, until - now_wall), id(later), later))
+
+    def _screened(self, recipients: Sequence[Recipient], outcome: _Outcome) -> list[Recipient]:
+        """The recipients the screen lets go now; the others are skipped (final) or held (pending). One
+        screen call, and one ledger statement per distinct verdict."""
+        if self.screen is None or not recipients:
+            return list(recipients)
+        verdicts = self.screen.check(recipients)
+        if not verdicts:
+            return list(recipients)
+        grouped: dict[Skip | Hold, list[Recipient]] = collections.defaultdict(list)
+        for recipient in recipients:
+            verdict = verdicts.get(recipient.customer_id)
+            if verdict is not None:
+                grouped[verdict].append(recipient)
+        for verdict, group in grouped.items():
+            ids = [r.customer_id for r in group]
+            if isinstance(verdict, Skip):
+                moved = set(self.ledger.mark_skipped(self.key, ids, verdict.state, verdict.reason))
+                outcome.skipped[verdict.state] += len(moved)
+            else:  # the row keeps the time for a later run; without one (None) a later run screens it again
+                self.ledger.hold(self.key, ids, verdict.reason, verdict.until)
+                outcome.held += [(r, verdict.until) for r in group]
+        return [r for r in recipients if r.customer_id not in verdicts]
 
     def _attempt(self, batch: _Batch) -> _Outcome:
         """One request for one batch (runs in a pool thread); returns what happened."""
         outcome = _Outcome()
         messages: list[Message] = []
-        for recipient in batch.recipients:
+        by_id = {r.customer_id: r for r in batch.recipients}
+        for recipient in self._screened(batch.recipients, outcome):
             message, reason = self._message(recipient)
             if reason is not None:
                 self.ledger.mark_failed(self.key, [recipient.customer_id], reason)
@@ -397,6 +485,11 @@ class _Run:
         self.limiter.acquire()
         if self.aborting.is_set():
             return outcome  # the rows stay pending for the next run
+        if self.screen is not None:  # again with the token in hand: a suppression added meanwhile counts
+            still = {r.customer_id for r in self._screened([by_id[m.customer_id] for m in messages], outcome)}
+            messages = [m for m in messages if m.customer_id in still]
+            if not messages:
+                return outcome
         ids = self.ledger.mark_sending(self.key, [m.customer_id for m in messages])
         if len(ids) < len(messages):  # another process claimed (or finished) these first: never send them
             logger.warning("%s: %d recipient(s) were claimed by another process; not sent by this one",
@@ -410,8 +503,13 @@ class _Run:
         try:
             provider_ids = self.client.send(messages)
         except AuthApiError as exc:
-            self.ledger.mark_retry(self.key, ids, str(exc), time.time())
+            self.ledger.mark_retry(self.key, ids, str(exc), self.clock.time())
             outcome.abort = exc
+        except OptedOutError as exc:
+            outcome.skipped[SUPPRESSED] += len(self.ledger.mark_skipped(self.key, ids, SUPPRESSED, str(exc)))
+            if self.screen is not None:
+                for message in messages:
+                    self.screen.opted_out(message, str(exc))
         except FatalApiError as exc:
             self.ledger.mark_failed(self.key, ids, str(exc))
             for recipient in batch.recipients[:3]:
@@ -430,7 +528,7 @@ class _Run:
                     outcome.failed += len(ids)
             else:
                 delay = self.policy.delay_after(attempts, exc.retry_after)
-                self.ledger.mark_retry(self.key, ids, str(exc), time.time() + delay)
+                self.ledger.mark_retry(self.key, ids, str(exc), self.clock.time() + delay)
                 outcome.retry_in = delay
                 claimed = set(ids)
                 outcome.retry = [r for r in batch.recipients if r.customer_id in claimed]
@@ -460,13 +558,19 @@ class _Run:
             elif self.logged_failures == MAX_LOGGED_FAILURES + 1:
                 logger.warning("%s: more failures; not logging each one (see the ledger)", self._label())
 
-    def _count(self, outcome: _Outcome) -> None:
+    def _count(self, outcome: _Outcome, batch: _Batch) -> None:
         self.counts[SENT] += outcome.sent
         self.counts[FAILED] += outcome.failed
         self.counts[UNKNOWN] += outcome.unknown
+        self.counts.update(outcome.skipped)
         self.requests += outcome.requests
         if outcome.sent:
-            self.recent.append((time.monotonic(), outcome.sent))
+            self.recent.append((self.clock.monotonic(), outcome.sent))
+        if self.held:
+            held_now = {r.customer_id for r, _ in outcome.held}
+            for recipient in batch.recipients:  # held before, not any more: it went, or was skipped
+                if recipient.customer_id not in held_now:
+                    self.held.pop(recipient.customer_id, None)
 
     def _report(self, start: float, now: float, log: bool) -> None:
         window = 5.0
@@ -475,10 +579,10 @@ class _Run:
         span = min(window, max(now - start, 1e-3))
         rate = sum(n for _, n in self.recent) / span
         target = sum(self.initial.values()) + self.added
-        sent = self.initial[SENT] + self.counts[SENT]
-        failed = self.initial[FAILED] + self.counts[FAILED]
-        unknown = self.initial[UNKNOWN] + self.counts[UNKNOWN]
-        snapshot = Progress(target, sent, failed, unknown, target - sent - failed - unknown, rate, now - start)
+        done = {state: self.initial[state] + self.counts[state] for state in FINAL_STATES}
+        times = [t for t in self.held.values() if t is not None]
+        snapshot = Progress(target, done, target - sum(done.values()), rate, now - start, len(self.held),
+                            (min(times), max(times)) if times else None)
         if log:
             logger.info("%s: %s", self._label(), snapshot)
         if self.progress is not None:
@@ -486,6 +590,11 @@ class _Run:
                 self.progress(snapshot)
             except Exception:  # noqa: BLE001 - a progress display must never stop a send
                 logger.warning("%s: progress callback failed", self._label(), exc_info=True)
+
+
+def _utc(epoch: float) -> str:
+    """An epoch time as `YYYY-MM-DD HH:MM UTC` for progress messages and the result file."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _fmt_counts(counts: Mapping[str, int]) -> str:

@@ -8,7 +8,8 @@ the rules, in this order, are the same for every provider:
 - 429 or a rate-limit code: `RetriableApiError` after `retry_after`; the request was not
   processed (maybe_delivered=False);
 - a known permanent code: `FatalApiError` with what the code means (this message or this
-  recipient can never succeed, even when the status is 401/403);
+  recipient can never succeed, even when the status is 401/403); `OptedOutError` when the code
+  says the address may never be messaged again (the sender suppresses it);
 - 401/403 or an auth code: `AuthApiError`: our credentials, so the whole send stops;
 - 5xx or a retriable code: `RetriableApiError` (`server_error`: 502/504 may have been delivered);
 - anything else (other 4xx): `FatalApiError`.
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tasks.errors import AuthApiError, FatalApiError, RetriableApiError
+from tasks.errors import AuthApiError, FatalApiError, OptedOutError, RetriableApiError
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ProviderCodes:
     auth: frozenset[str] = frozenset()
     rate_limit: frozenset[str] = frozenset()
     retriable: frozenset[str] = frozenset()
+    # permanent codes that mean "never message this address again" (opted out, dead token): OptedOutError
+    opt_out: frozenset[str] = frozenset()
     # what a 401/403 means for this provider (SendGrid: the key may lack a scope)
     auth_meaning: str = "credentials rejected"
 
@@ -61,7 +64,8 @@ def classify(
     if status == 429 or code in codes.rate_limit:
         raise RetriableApiError(f"{named}: rate limited", status=status, code=code, retry_after=retry_after)
     if code in codes.permanent:
-        raise FatalApiError(f"{named}: {codes.permanent[code]}", status=status, code=code)
+        error = OptedOutError if code in codes.opt_out else FatalApiError
+        raise error(f"{named}: {codes.permanent[code]}", status=status, code=code)
     if status in (401, 403) or code in codes.auth:
         raise AuthApiError(f"{named}: {codes.auth_meaning}", status=status, code=code)
     if status >= 500 or code in codes.retriable:

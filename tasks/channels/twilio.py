@@ -4,7 +4,8 @@
 `From` (TWILIO_FROM_NUMBER) or `MessagingServiceSid` (TWILIO_MESSAGING_SERVICE_SID), Basic
 auth TWILIO_ACCOUNT_SID:TWILIO_AUTH_TOKEN. Success is 201 with JSON `sid`. Errors carry a
 numeric `code`: 21211 (invalid To), 21614 (not a mobile number), 21610 (recipient
-unsubscribed) and other 4xx are permanent; 429 / 20429 is never processed and safe to retry.
+unsubscribed: an opt-out, mirrored into the suppression store) and other 4xx are
+permanent; 429 / 20429 is never processed and safe to retry.
 Twilio has no idempotency key. The statuses follow status.py. Reads no luigi.cfg section
 (tasks/campaign/sends.py passes the transport and the account).
 
@@ -39,7 +40,9 @@ CODES = ProviderCodes(
         "21610": "recipient unsubscribed (STOP)",
         "21408": "region not enabled for this account",
         "21606": "'From' number cannot send SMS",
+        "63014": "recipient blocked the sender or withdrew consent",
     },
+    opt_out=frozenset({"21610", "63014"}),
     rate_limit=frozenset({"20429", "14107"}),
 )
 

@@ -4,6 +4,9 @@ Reads no luigi.cfg section. Every address is fictional: e-mails at example.com/e
 phones in the 555-01xx range reserved for fiction (valid E.164 numbers for phonenumbers),
 device tokens random in the shape of FCM registration tokens. A share `invalid_ratio` of the
 rows carries one injected fault; the kinds are counted so tests can predict the outcome.
+An extra column `first_name` (a template field; empty for customers without an e-mail) and,
+without drawing from the random sequence, a shared address every `DUPLICATE_EVERY` rows (a
+second customer id with the previous row's e-mail, or phone) as segment exports often have.
 
     python -m tasks.demo.sample_segments config/sample_segments.csv --rows 1000
 """
@@ -25,6 +28,7 @@ ROW_FAULTS = ("duplicate_id", "bad_segment", "missing_id")
 CHANNEL_FAULTS = ("bad_email", "bad_phone", "bad_token")
 _AREA_CODES = ("201", "202", "212", "213", "305", "312", "415", "503", "617", "702", "718", "808")
 _FIRST = ("ada", "alan", "grace", "linus", "margaret", "dennis", "barbara", "ken", "frances", "edsger")
+DUPLICATE_EVERY = 150  # row i (i % 150 == 0) takes row i-1's e-mail; i % 150 == 75 its phone
 _LAST = ("lovelace", "turing", "hopper", "torvalds", "hamilton", "ritchie", "liskov", "thompson", "allen")
 
 
@@ -40,10 +44,16 @@ def write_sample_csv(path: str | os.PathLike[str], rows: int = 1000, invalid_rat
     kinds = ROW_FAULTS + CHANNEL_FAULTS
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(["customer_id", "segment", "email", "phone", "device_token"])
+        out.writerow(["customer_id", "segment", "email", "phone", "device_token", "first_name"])
         last_id = ""
+        previous: list[str] = []
         for i in range(1, rows + 1):
             row = _good_row(rng, i)
+            if previous and i % DUPLICATE_EVERY == 0 and row[2] and previous[2]:
+                row[2] = previous[2]  # another customer id, the same mailbox
+            if previous and i % DUPLICATE_EVERY == DUPLICATE_EVERY // 2 and row[3] and previous[3]:
+                row[3] = previous[3]
+            previous = list(row)
             if rng.random() < invalid_ratio:
                 kind = kinds[rng.randrange(len(kinds))]
                 if kind == "duplicate_id" and not last_id:
@@ -71,7 +81,8 @@ def _good_row(rng: random.Random, i: int) -> list[str]:
         phone = _phone(rng)
     if rng.random() < 0.5:
         token = _token(rng)
-    return [f"C{i:07d}", segment, email, phone, token]
+    first_name = email.strip().split(".")[0].capitalize() if email else ""
+    return [f"C{i:07d}", segment, email, phone, token, first_name]
 
 
 def _phone(rng: random.Random) -> str:

@@ -19,8 +19,17 @@ documented message shape), a violation is a 400 counted in `counters["spec_error
 throttled by the provider's own token bucket (`rate`, `burst`; 429 in the provider's format,
 counted in `counters["throttled"]`); delayed by `latency`; then given the fault planned for
 its number, if any; then permanent-failed when its address is in `bad_addresses` (SendGrid
-400, Twilio 21211, FCM UNREGISTERED); else accepted: every message is appended to the
-accepted log (JSONL, flushed per line, readable by another process after a SIGKILL).
+400, Twilio 21211, FCM UNREGISTERED) or opted out when it is in `opted_out` (Twilio 21610, as
+after the recipient texted STOP; FCM 404 NOT_FOUND without a detail); else accepted: every
+message is appended to the accepted log (JSONL, flushed per line, readable by another process
+after a SIGKILL), and `on_accept(messages)` is called (tests use it to act mid-send).
+
+SendGrid extras: per-personalization `headers` are checked beyond the spec's bare `object`:
+string values, none of the headers SendGrid forbids overriding, and RFC 8058's pair (a
+`List-Unsubscribe-Post: List-Unsubscribe=One-Click` needs a `List-Unsubscribe` holding an
+`<https://...>` URI); the accepted log keeps `headers`, `html`, `asm`. A request with
+`mail_settings.sandbox_mode.enable` is validated and answered 200, and delivers nothing
+(counted in `counters["sandbox"]`), as SendGrid's sandbox does.
 
 Faults (`Faults`): `script` maps a provider's 1-based request number to a kind, `ratio`
 draws `kind` for that share of requests (seeded). Kinds: "500", "502", "503" (server
@@ -187,6 +196,8 @@ class FakeProvider:
         latency: float = 0.0,
         faults: Faults | None = None,
         bad_addresses: set[str] | None = None,
+        opted_out: set[str] | None = None,
+        on_accept: Any = None,
         log_path: str | os.PathLike[str] | None = None,
         validate: bool = True,
         port: int = 0,
@@ -203,6 +214,8 @@ class FakeProvider:
         self.latency = latency
         self.faults = faults or Faults()
         self.bad_addresses = set(bad_addresses or ())
+        self.opted_out = set(opted_out or ())
+        self.on_accept = on_accept
         self.validate = validate
         # without log_path the accepted log lives in a temporary folder removed by stop()
         self._tmpdir = None if log_path else tempfile.TemporaryDirectory(prefix="fake-provider-")
@@ -426,6 +439,15 @@ class FakeProvider:
                 with self._lock:
                     self.counters["permanent"] += 1
                 raise _permanent(provider)
+            if provider != "sendgrid" and any(m["to"] in self.opted_out for m in messages):
+                with self._lock:
+                    self.counters["opted_out"] += 1
+                raise _opted_out(provider)
+            if provider == "sendgrid" and json.loads(raw).get("mail_settings", {}).get("sandbox_mode", {}).get(
+                    "enable"):
+                with self._lock:
+                    self.counters["sandbox"] += 1
+                raise _Reply(200, None)  # validated, delivered to nobody
             reply = self._accept(provider, messages)
         except _Reply as reply_exc:
             reply = reply_exc
@@ -495,10 +517,14 @@ class FakeProvider:
             if provider == "sendgrid":
                 body = json.loads(raw)
                 for p in body["personalizations"]:
+                    problems += _header_problems(p.get("headers"))
                     messages.append({"to": p["to"][0]["email"], "send_id": (p.get("custom_args") or {}).get("send_id"),
                                      "customer_id": (p.get("custom_args") or {}).get("customer_id"),
                                      "subject": p.get("subject"),
-                                     "body": (p.get("substitutions") or {}).get("-body-")})
+                                     "body": (p.get("substitutions") or {}).get("-body-"),
+                                     "html": (p.get("substitutions") or {}).get("-html-"),
+                                     "headers": p.get("headers"), "asm": body.get("asm"),
+                                     "content_types": [c.get("type") for c in body.get("content", [])]})
             elif provider == "twilio":
                 form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
                 if not (form.get("From") or form.get("MessagingServiceSid")):
@@ -570,6 +596,8 @@ class FakeProvider:
                 for m in messages:
                     self._log.write(json.dumps({"provider": provider, "at": now, **m}) + "\n")
                 self._log.flush()
+        if self.on_accept is not None:
+            self.on_accept(messages)
         if provider == "sendgrid":
             return _Reply(202, None, {"X-Message-Id": uuid.uuid4().hex[:22]})
         if provider == "twilio":
@@ -747,6 +775,35 @@ def _server_error(provider: str, status: int) -> _Reply:
     return _Reply(status, {"errors": [{"field": None, "message": "internal error"}]})
 
 
+# Headers SendGrid does not let a personalization override (its mail-send reference).
+_RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+                     "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
+
+
+def _header_problems(headers: Any) -> list[str]:
+    """SendGrid personalization headers: strings, nothing reserved, and RFC 8058's one-click pair."""
+    if headers is None:
+        return []
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        return ["headers must be an object of strings"]
+    problems = [f"header {name} may not be overridden" for name in headers if name.lower() in _RESERVED_HEADERS]
+    lowered = {name.lower(): value for name, value in headers.items()}
+    post = lowered.get("list-unsubscribe-post")
+    if post is not None:
+        if post != "List-Unsubscribe=One-Click":
+            problems.append("RFC 8058: List-Unsubscribe-Post must be List-Unsubscribe=One-Click")
+        if not re.fullmatch(r"<https://[^<>\s]+>(,\s*<[^<>]+>)*", lowered.get("list-unsubscribe", "")):
+            problems.append("RFC 8058: List-Unsubscribe-Post needs a List-Unsubscribe with an <https://...> URI")
+    return problems
+
+
+def _opted_out(provider: str) -> _Reply:
+    if provider == "twilio":
+        return _Reply(400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient",
+                            "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400})
+    return _Reply(404, {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}})
+
+
 def _permanent(provider: str) -> _Reply:
     if provider == "sendgrid":
         error = {"field": "personalizations.0.to", "message": "Does not contain a valid address."}
@@ -773,11 +830,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-validate", action="store_true")
     parser.add_argument("--bad-address", action="append", default=[], help="answer a permanent error for it")
     parser.add_argument("--twilio-queued", action="store_true", help="accepted SMS stay queued (no date_sent)")
+    parser.add_argument("--opted-out", action="append", default=[], help="answer Twilio 21610 / FCM NOT_FOUND for it")
     args = parser.parse_args(argv)
     fake = FakeProvider(
         rate=args.rate, burst=args.burst, latency=args.latency, log_path=args.log, port=args.port,
         faults=Faults(ratio=args.fault_ratio, kind=args.fault_kind, seed=args.seed, hang=args.hang),
         validate=not args.no_validate, bad_addresses=set(args.bad_address), twilio_queued=args.twilio_queued,
+        opted_out=set(args.opted_out),
     ).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -16,7 +16,7 @@ import requests
 
 from tasks.channels import fcm, sendgrid, twilio
 from tasks.channels.http import HttpTransport, retry_after_seconds
-from tasks.errors import AuthApiError, FatalApiError, RetriableApiError
+from tasks.errors import AuthApiError, FatalApiError, OptedOutError, RetriableApiError
 
 
 def response(status: int, body: object = None, headers: dict[str, str] | None = None) -> requests.Response:
@@ -50,13 +50,15 @@ def twilio_error(status: int, code: int) -> dict:
         (twilio, response(201, {"sid": "SM1"}), None, None),
         (twilio, response(400, twilio_error(400, 21211)), FatalApiError, None),
         (twilio, response(400, twilio_error(400, 21614)), FatalApiError, None),
-        (twilio, response(400, twilio_error(400, 21610)), FatalApiError, None),
+        (twilio, response(400, twilio_error(400, 21610)), OptedOutError, None),
         (twilio, response(429, twilio_error(429, 20429), {"Retry-After": "7"}), RetriableApiError, False),
         (twilio, response(503, twilio_error(503, 20500)), RetriableApiError, False),
         (twilio, response(502), RetriableApiError, True),
         (twilio, response(401, twilio_error(401, 20003)), AuthApiError, None),
         (fcm, response(200, {"name": "projects/p/messages/1"}), None, None),
-        (fcm, response(404, fcm_error(404, "UNREGISTERED")), FatalApiError, None),
+        (fcm, response(404, fcm_error(404, "UNREGISTERED")), OptedOutError, None),
+        # a dead token answered without FCM's detail: Google's own status, NOT_FOUND
+        (fcm, response(404, {"error": {"code": 404, "message": "m", "status": "NOT_FOUND"}}), OptedOutError, None),
         (fcm, response(400, fcm_error(400, "INVALID_ARGUMENT")), FatalApiError, None),
         (fcm, response(429, fcm_error(429, "QUOTA_EXCEEDED"), {"Retry-After": "12"}), RetriableApiError, False),
         (fcm, response(503, fcm_error(503, "UNAVAILABLE")), RetriableApiError, False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -135,3 +136,25 @@ def test_many_rows_commit_fast_enough_for_a_big_send(ledger):
         ledger.mark_sending(KEY, [cid])
         ledger.mark_sent(KEY, [(cid, None)])
     assert ledger.counts(KEY) == {"sent": 2000, "pending": 18_000}
+
+
+def test_skipped_states_holds_and_recent_messages_for_the_frequency_cap(ledger):
+    ledger.seed(KEY, ["a", "b", "c", "d"])
+    assert ledger.mark_skipped(KEY, ["a"], "suppressed", "on [campaign] suppression_list") == ["a"]
+    assert ledger.hold(KEY, ["b", "a"], "quiet hours 21:00-08:00 in America/New_York", 5000.0) == ["b"]
+    ledger.mark_sending(KEY, ["c", "d"])
+    assert ledger.mark_skipped(KEY, ["c"], "suppressed", "twilio: HTTP 400 code 21610") == ["c"]  # from sending
+    ledger.mark_sent(KEY, [("d", "SM1")])
+    rows = {r["customer_id"]: r for r in ledger.rows(KEY)}
+    assert (rows["a"]["state"], rows["b"]["state"], rows["c"]["state"]) == ("suppressed", "pending", "suppressed")
+    assert rows["b"]["next_attempt_at"] == 5000.0 and "quiet hours" in rows["b"]["reason"]
+    with pytest.raises(ValueError):
+        ledger.mark_skipped(KEY, ["b"], "failed", "not a skipped state")
+    later = SendKey("summer", "2026-03-09", "sms")
+    ledger.seed(later, ["d", "e"])
+    # d had one message in another send; the send's own rows and skipped rows do not count
+    assert ledger.recent_messages(later, ["d", "e", "a", "c"], since=0.0) == {"d": 1}
+    assert ledger.recent_messages(KEY, ["d"], since=0.0) == {}
+    assert ledger.recent_messages(later, ["d"], since=time.time() + 60) == {}
+    email = SendKey("summer", "2026-03-09", "email")
+    assert ledger.recent_messages(email, ["d"], since=0.0) == {}  # another channel

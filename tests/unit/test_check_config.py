@@ -143,3 +143,31 @@ def test_fcm_needs_a_token_or_a_usable_service_account_and_a_project(luigi_cfg, 
     assert problems() == [f"environment: FCM_PROJECT_ID is not set{needs}"]
     monkeypatch.setenv("FCM_PROJECT_ID", "my-project")
     assert problems() == []
+def test_campaign_compliance_settings_are_checked(luigi_cfg, tmp_path, monkeypatch) -> None:
+    listed = tmp_path / "s.csv"
+    listed.write_text("channel,address\nemail,not-an-address\n")
+    luigi_cfg.set("campaign", "frequency_caps", "1/7d").set("campaign", "frequency_cap", "weekly")
+    luigi_cfg.set("campaign", "suppression_list", listed)
+    luigi_cfg.set("sms_campaign", "quiet_hours", "9pm-8am").set("push_campaign", "default_timezone", "Mars/Base")
+    luigi_cfg.set("email_campaign", "unsubscribe_url", "http://example.com/u")
+    monkeypatch.delenv("UNSUBSCRIBE_SECRET", raising=False)
+    found = problems()
+    assert f"{luigi_cfg.path} [campaign] frequency_caps: unknown key; did you mean 'frequency_cap'?" in found
+    assert any(p.startswith(f"{luigi_cfg.path} [campaign] frequency_cap: [campaign] frequency_cap = 'weekly'")
+               for p in found)
+    assert any(p.startswith(f"{luigi_cfg.path} [campaign] suppression_list:") and "line(s) [2]" in p for p in found)
+    assert any(p.startswith(f"{luigi_cfg.path} [sms_campaign] quiet_hours:") for p in found)
+    assert any(p.startswith(f"{luigi_cfg.path} [push_campaign] default_timezone:") for p in found)
+    assert any(p.startswith(f"{luigi_cfg.path} [email_campaign] unsubscribe_url:") and "https" in p for p in found)
+    assert any(p.startswith("environment: UNSUBSCRIBE_SECRET is not set") for p in found)
+    assert len(found) == 7
+
+
+def test_the_send_tasks_take_campaign_and_template_on_luigis_command_line(luigi_cfg) -> None:
+    # a luigi.Config named `campaign` would add global flags --campaign-<key> and make --campaign ambiguous
+    from luigi.cmdline_parser import CmdlineParser
+
+    args = ["SendEmailCampaign", "--date", "2026-03-02", "--campaign", "spring", "--template", "spring"]
+    with CmdlineParser.global_instance(args) as parser:
+        task = parser.get_task_obj()
+    assert (task.campaign, task.template) == ("spring", "spring")

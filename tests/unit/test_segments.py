@@ -17,6 +17,7 @@ import pytest
 from tasks import pii
 from tasks.campaign import segments
 from tasks.campaign.segments import LoadOptions, customers_for_channel, load_segments, read, validate
+from tasks.campaign.segments.model import customers_schema
 from tasks.config import PROJECT_ROOT
 from tasks.demo.sample_segments import write_sample_csv
 from tasks.errors import DataValidationError
@@ -35,7 +36,7 @@ def load(tmp_path: Path, text: str | bytes, **options) -> dict:
     assert s["rows_read"] == s["valid"] + s["rejected"] + s["blank_lines"]
     assert json.loads(result.summary_path.read_text()) == s
     customers = pq.read_table(result.customers_path)
-    assert customers.schema == segments.CUSTOMERS_SCHEMA
+    assert customers.schema == customers_schema(tuple(s["extra_columns"]))
     assert customers.num_rows == s["valid"]
     with open(result.rejects_path, newline="", encoding="utf-8") as fh:
         rejects = list(csv.DictReader(fh))
@@ -68,8 +69,26 @@ def test_header_is_matched_ignoring_case_whitespace_order_bom_and_extra_columns(
     text = "\ufeff Phone ,EMAIL,notes, Customer_ID,Segment ,device_token\n+12025550123,a@example.com,hi,c1,new,\n"
     out = load(tmp_path, text)
     assert out["customers"] == [
-        {"customer_id": "c1", "segment": "new", "email": "a@example.com", "phone": "+12025550123", "device_token": None}
+        {"customer_id": "c1", "segment": "new", "email": "a@example.com", "phone": "+12025550123", "device_token": None,
+         "notes": "hi"}
     ]
+
+
+def test_extra_columns_are_carried_as_template_fields(tmp_path: Path) -> None:
+    text = ("customer_id,segment,email,phone,device_token, First Name ,plan,date,notes,Notes,2nd\n"
+            "c1,new,a@example.com,,, Ann ,gold,2020-01-01,x,y,z\n"
+            "c2,new,b@example.com,,,,  ,,,,\n"
+            ",,,,,,,,,,\n"
+            "c3,gold,c@example.com,,,Bob,basic,,,,\n")
+    out = load(tmp_path, text)
+    s = out["summary"]
+    assert s["extra_columns"] == ["first_name", "plan", "notes", "_2nd"]
+    assert s["ignored_columns"] == ["date", "Notes"]  # a field the send sets itself; a repeated name
+    assert (s["valid"], s["rejected"], s["blank_lines"]) == (2, 1, 1)
+    assert [(c["customer_id"], c["first_name"], c["plan"], c["notes"], c["_2nd"]) for c in out["customers"]] == [
+        ("c1", "Ann", "gold", "x", "z"), ("c2", None, None, None, None)]  # trimmed; empty is null
+    (reject,) = [r for r in out["rejects"] if r["scope"] == "row"]
+    assert (reject["reason"], reject["first_name"], reject["plan"]) == ("invalid_segment", "Bob", "basic")
 
 
 def test_missing_columns_are_named(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ from tasks.campaign.segments.model import (
 from tasks.campaign.segments.read import (
     count_lines,
     data_start,
+    extra_columns,
     read_header,
     read_range,
     required_positions,
@@ -69,7 +70,8 @@ from tasks.errors import CheckFailure, DataValidationError
 
 __all__ = [
     "CHANNEL_COLUMNS", "CUSTOMERS_FILE", "CUSTOMERS_SCHEMA", "REJECTS_FILE", "REQUIRED_COLUMNS", "SUMMARY_FILE",
-    "LoadOptions", "LoadResult", "customers_for_channel", "load_segments", "output_dir",
+    "LoadOptions", "LoadResult", "channel_scan", "customers_for_channel", "iter_customers_for_channel",
+    "load_segments", "output_dir",
 ]
 
 
@@ -78,8 +80,14 @@ def output_dir(var_dir: str | os.PathLike[str], date: datetime.date) -> Path:
     return Path(var_dir) / "segments" / date.isoformat()
 
 
-def _channel_filter(channel: str, segment: str) -> tuple[str, pc.Expression]:
-    """The channel's address column and the filter "has that address, and is in `segment`" ('all': any)."""
+def channel_scan(parquet_path: str | os.PathLike[str], channel: str, segment: str,
+                 also: tuple[str, ...] = ()) -> tuple[list[str], pc.Expression]:
+    """The columns to read for `channel` and the filter "has that address, and is in `segment`" ('all': any).
+
+    Columns: customer_id, segment, the channel's address column (email, phone or device_token), the
+    required columns named in `also` (e.g. phone, to place a push recipient in a time zone) and every
+    extra column of the CSV (template fields).
+    """
     try:
         address = CHANNEL_COLUMNS[channel]
     except KeyError:
@@ -87,28 +95,26 @@ def _channel_filter(channel: str, segment: str) -> tuple[str, pc.Expression]:
     wanted = pc.field(address).is_valid()
     if segment != "all":
         wanted = wanted & (pc.field("segment") == segment.strip().lower())
-    return address, wanted
+    extras = [n for n in pq.read_schema(parquet_path).names if n not in REQUIRED_COLUMNS]
+    return list(dict.fromkeys(["customer_id", "segment", address, *also, *extras])), wanted
 
 
-def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str) -> pa.Table:
-    """The customers of `segment` ('all' for every segment) with an address for `channel`.
-
-    Columns: customer_id, segment and the channel's address column (email, phone or
-    device_token), sorted by customer_id. `channel` is 'email', 'sms' or 'push'.
-    """
-    address, wanted = _channel_filter(channel, segment)
-    table = pq.read_table(parquet_path, columns=["customer_id", "segment", address], filters=wanted)
+def customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str,
+                          also: tuple[str, ...] = ()) -> pa.Table:
+    """The customers of `segment` ('all' for every segment) with an address for `channel`, sorted by
+    customer_id, with the columns of channel_scan. `channel` is 'email', 'sms' or 'push'."""
+    columns, wanted = channel_scan(parquet_path, channel, segment, also)
+    table = pq.read_table(parquet_path, columns=columns, filters=wanted)
     return table.sort_by("customer_id")
 
 
 def iter_customers_for_channel(parquet_path: str | os.PathLike[str], channel: str, segment: str,
-                               batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:
+                               batch_rows: int = 10_000, also: tuple[str, ...] = ()) -> Iterator[pa.RecordBatch]:
     """Like customers_for_channel, in record batches of about `batch_rows` rows in file order (never the whole
     file in memory)."""
-    address, wanted = _channel_filter(channel, segment)
+    columns, wanted = channel_scan(parquet_path, channel, segment, also)
     dataset = ds.dataset(parquet_path, format="parquet")
-    scanner = dataset.scanner(columns=["customer_id", "segment", address], filter=wanted, batch_size=batch_rows,
-                              use_threads=False)
+    scanner = dataset.scanner(columns=columns, filter=wanted, batch_size=batch_rows, use_threads=False)
     for batch in scanner.to_batches():
         if batch.num_rows:
             yield batch
@@ -130,12 +136,15 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
         raise DataValidationError("segments CSV", [CheckFailure("input_exists", f"no such file: {path}")])
     header = read_header(path, options.encoding)
     positions = required_positions(header)
+    extras, ignored = extra_columns(header)
+    positions += [index for _, index in extras]
     start = data_start(path)
     ranges = split_ranges(path, start, _range_bytes(path, start, options.chunk_rows))
+    names = tuple(name for name, _ in extras)
     counts = stream(path, out, options, ranges,
                     functools.partial(read_range, path, width=len(header), positions=positions),
-                    first_line=2, workers=_workers(len(ranges)))
-    return finish(path, out, options, counts, time.monotonic() - started)
+                    first_line=2, workers=_workers(len(ranges)), extras=names)
+    return finish(path, out, options, counts, time.monotonic() - started, names, ignored)
 
 
 

@@ -18,6 +18,21 @@ REQUIRED_COLUMNS = ("customer_id", "segment", "email", "phone", "device_token")
 CHANNEL_COLUMNS = {"email": "email", "sms": "phone", "push": "device_token"}
 CUSTOMERS_SCHEMA = pa.schema([(name, pa.string()) for name in REQUIRED_COLUMNS])
 REJECTS_HEADER = ("line_number", "scope", "reason", "detail", *REQUIRED_COLUMNS, "raw_line")
+# Template fields a send sets itself: an extra column of one of these names is ignored (and reported).
+RESERVED_FIELDS = ("campaign", "date", "unsubscribe_url")
+# The optional extra column naming a customer's IANA time zone (quiet hours).
+TIMEZONE_COLUMN = "timezone"
+
+
+def customers_schema(extras: tuple[str, ...] = ()) -> pa.Schema:
+    """customers.parquet's columns: the required ones, then the extra columns of the CSV (strings, null
+    when empty), each a template field."""
+    return pa.schema([(name, pa.string()) for name in (*REQUIRED_COLUMNS, *extras)])
+
+
+def rejects_header(extras: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """rejects.csv's columns: where, why, the raw fields (extras too), and the raw line of malformed rows."""
+    return ("line_number", "scope", "reason", "detail", *REQUIRED_COLUMNS, *extras, "raw_line")
 
 # Row reasons, in precedence order: a row gets the first that applies.
 UNDECODABLE = "undecodable"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from tasks.campaign.segments.model import (
     BLANK_LINE,
     MALFORMED_QUOTES,
     REQUIRED_COLUMNS,
+    RESERVED_FIELDS,
     WRONG_FIELD_COUNT,
     Malformed,
     RawChunk,
@@ -84,6 +86,31 @@ def required_positions(header: Sequence[str]) -> list[int]:
     if failures:
         raise DataValidationError("segments CSV header", failures)
     return [normalised.index(name) for name in REQUIRED_COLUMNS]
+
+
+def extra_columns(header: Sequence[str]) -> tuple[list[tuple[str, int]], list[str]]:
+    """([(field name, index)], [ignored header names]) of the columns beyond the required ones.
+
+    A name becomes a template field: lower-cased, runs of anything but letters, digits and `_`
+    turned into `_` (`First Name` -> `first_name`), a leading digit prefixed with `_`. Ignored:
+    empty names, names that repeat another column's, and the fields a send sets itself
+    (campaign, date, unsubscribe_url).
+    """
+    taken = set(REQUIRED_COLUMNS)
+    extras: list[tuple[str, int]] = []
+    ignored: list[str] = []
+    for index, raw in enumerate(header):
+        if raw.strip().lower() in REQUIRED_COLUMNS:
+            continue
+        name = re.sub(r"[^a-z0-9_]+", "_", raw.strip().lower()).strip("_")
+        if name[:1].isdigit():
+            name = "_" + name
+        if not name or name in taken or name in RESERVED_FIELDS:
+            ignored.append(raw.strip())
+            continue
+        taken.add(name)
+        extras.append((name, index))
+    return extras, ignored
 
 
 def data_start(path: Path) -> int:

@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers.phonemetadata import PhoneMetadata
 
+from tasks.addresses import normalise_email, normalise_phone
 from tasks.campaign.segments.model import (
     BLANK_LINE,
     CHANNEL_COLUMNS,
-    CUSTOMERS_SCHEMA,
     DUPLICATE_ID,
     FIELD_TOO_LONG,
     INVALID_SEGMENT,
@@ -35,6 +35,7 @@ from tasks.campaign.segments.model import (
     UNDECODABLE,
     LoadOptions,
     RawChunk,
+    customers_schema,
 )
 from tasks.campaign.segments.read import decode
 
@@ -124,21 +125,12 @@ def _mask(array: pa.Array) -> np.ndarray:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _slow_email(value: str) -> str | None:
-    try:
-        return email_validator.validate_email(value, check_deliverability=False).normalized.lower()
-    except email_validator.EmailNotValidError:
-        return None
+    return normalise_email(value)  # trimmed already
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _slow_phone(value: str, region: str) -> str | None:
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return normalise_phone(value, region)
 
 
 @dataclass(frozen=True)
@@ -407,8 +399,11 @@ class Validator:
     threads do. Remembers the ids already seen (SeenIds).
     """
 
-    def __init__(self, options: LoadOptions, first_line: int = 2):
+    def __init__(self, options: LoadOptions, first_line: int = 2, extras: tuple[str, ...] = ()):
         self.options = options
+        self.extras = tuple(extras)  # extra columns, carried as template fields (null when empty)
+        self.names = (*REQUIRED_COLUMNS, *self.extras)
+        self.schema = customers_schema(self.extras)
         self.allowed = pa.array(sorted({s.strip().lower() for s in options.segments if s.strip()}), pa.string())
         self.seen = SeenIds()
         self.phone_fast = _PhoneFastPath.for_region(options.default_region)
@@ -434,7 +429,8 @@ class Validator:
             long_field[over & (long_field < 0)] = i
             too_long |= over
         values = [_trim(pc.fill_null(c, "")) for c in decoded]
-        cid, seg_raw, email_raw, phone_raw, token_raw = values
+        cid, seg_raw, email_raw, phone_raw, token_raw = values[:len(REQUIRED_COLUMNS)]
+        extra_values = values[len(REQUIRED_COLUMNS):]
         blank = ~undecodable
         for v in values:
             blank &= np.diff(_buffers(v)[0]) == 0
@@ -470,11 +466,12 @@ class Validator:
             list(range(1, len(_REASONS))), default=0,
         )
         valid = reasons == 0
-        columns = (cid, segment, email, phone, token)
+        extra_columns = [_empty_as_null(v) for v in extra_values]
+        columns = (cid, segment, email, phone, token, *extra_columns)
         if not valid.all():
             keep = pa.array(valid)
             columns = tuple(pc.filter(a, keep) for a in columns)
-        customers = pa.Table.from_arrays(list(columns), schema=CUSTOMERS_SCHEMA)
+        customers = pa.Table.from_arrays(list(columns), schema=self.schema)
 
         issues = {"email": email_issue & valid, "sms": phone_issue & valid, "push": token_issue & valid}
         rejected = ~valid & ~blank
@@ -548,7 +545,7 @@ class Validator:
                      reasons: np.ndarray, rejected: np.ndarray, issues: dict[str, np.ndarray],
                      long_field: np.ndarray) -> list[tuple]:
         """rejects.csv rows of this chunk, in line order: rejected rows and per-channel issues."""
-        out: list[tuple] = [(m.line_number + offset, "row", m.reason, m.detail, *[""] * 5, m.raw_line)
+        out: list[tuple] = [(m.line_number + offset, "row", m.reason, m.detail, *[""] * len(self.names), m.raw_line)
                             for m in chunk.malformed]
         wanted = rejected.copy()
         for mask in issues.values():
@@ -566,7 +563,7 @@ class Validator:
                 reason = _REASONS[reasons[i]]
                 detail = _ROW_DETAIL.get(reason, "")
                 if reason == FIELD_TOO_LONG:
-                    detail = f"{REQUIRED_COLUMNS[long_field[i]]} longer than {self.options.max_field_length} chars"
+                    detail = f"{self.names[long_field[i]]} longer than {self.options.max_field_length} chars"
                 out.append((line, "row", reason, detail, *fields, ""))
             else:
                 for scope, mask in issues.items():
@@ -603,6 +600,14 @@ def _special_domain(lower: pa.Array) -> np.ndarray:
     for name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
         special |= _mask(pc.ends_with(lower, "." + name))
     return special
+
+
+def _empty_as_null(column: pa.Array) -> pa.Array:
+    """An extra column with null for empty values (a template then uses its default)."""
+    empty = np.diff(_buffers(column)[0]) == 0
+    if not empty.any():
+        return column
+    return pc.if_else(pa.array(empty), pa.nulls(len(column), pa.string()), column)
 
 
 def _valid(array: pa.Array) -> np.ndarray:

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 from tasks.campaign.segments.model import (
     CHANNEL_COLUMNS,
     CUSTOMERS_FILE,
-    CUSTOMERS_SCHEMA,
     REJECTS_FILE,
-    REJECTS_HEADER,
     SUMMARY_FILE,
     LoadOptions,
     LoadResult,
     RawChunk,
+    customers_schema,
+    rejects_header,
 )
 from tasks.campaign.segments.validate import Checked, Validator
 from tasks.errors import CheckFailure, DataValidationError
@@ -57,16 +57,19 @@ def neutralize(row: tuple) -> tuple:
     return tuple("'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in row)
 
 
-# device tokens are random: snappy would spend time on them for ~3% of the file
-_COMPRESSION = {name: "none" if name == "device_token" else "snappy" for name in CUSTOMERS_SCHEMA.names}
+def _compression(schema) -> dict[str, str]:  # noqa: ANN001
+    # device tokens are random: snappy would spend time on them for ~3% of the file
+    return {name: "none" if name == "device_token" else "snappy" for name in schema.names}
 
 
 def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, int]],
-           read: Callable[[int, int], RawChunk], first_line: int, workers: int) -> Counts:
+           read: Callable[[int, int], RawChunk], first_line: int, workers: int, extras: tuple[str, ...] = ()) -> Counts:
     """Read and validate `ranges` of the file on `workers` threads (pyarrow and numpy release the GIL),
     and write the results in file order into customers.parquet and rejects.csv; the ratio gate
-    sits between. At most 2 x workers ranges are in flight, so memory stays bounded."""
-    validator = Validator(options, first_line)
+    sits between. At most 2 x workers ranges are in flight, so memory stays bounded. `extras` are
+    the names of the extra columns the reader passes after the required ones."""
+    validator = Validator(options, first_line, extras)
+    schema = customers_schema(extras)
     counts = Counts()
     customers_path, rejects_path = out / CUSTOMERS_FILE, out / REJECTS_FILE
 
@@ -84,11 +87,11 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
     with atomic_path(customers_path) as parquet_tmp:
         with (
             atomic_open(rejects_path, "w", encoding="utf-8", newline="") as rejects_fh,
-            pq.ParquetWriter(parquet_tmp, CUSTOMERS_SCHEMA, compression=_COMPRESSION, use_dictionary=["segment"],
+            pq.ParquetWriter(parquet_tmp, schema, compression=_compression(schema), use_dictionary=["segment"],
                              write_statistics=["customer_id", "segment"]) as writer,
             concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="segments") as pool,
         ):
-            csv.writer(rejects_fh).writerow(REJECTS_HEADER)
+            csv.writer(rejects_fh).writerow(rejects_header(extras))
             pending: collections.deque[concurrent.futures.Future] = collections.deque()
             try:
                 for index, (start, end) in enumerate(ranges):
@@ -134,9 +137,12 @@ def _add(counts: Counts, chunk: RawChunk, checked: Checked, rejects_text: str, w
     assert counts.rows_read == counts.valid + counts.rejected + counts.blank_lines, "a row is unaccounted"
 
 
-def finish(path: Path, out: Path, options: LoadOptions, counts: Counts, duration: float) -> LoadResult:
+def finish(path: Path, out: Path, options: LoadOptions, counts: Counts, duration: float,
+           extras: tuple[str, ...] = (), ignored: list[str] | None = None) -> LoadResult:
     """Write summary.json (the completion target) last."""
     summary = {
+        "extra_columns": list(extras),
+        "ignored_columns": list(ignored or ()),
         "rows_read": counts.rows_read,
         "valid": counts.valid,
         "rejected": counts.rejected,

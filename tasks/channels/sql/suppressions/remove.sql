@@ -1,0 +1,1 @@
+DELETE FROM suppressions WHERE channel = :channel AND kind = :kind AND value = :value
