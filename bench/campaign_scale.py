@@ -6,6 +6,8 @@ on loopback, `python -m tests.fakes.providers`, its own process, no rate limit, 
 validation off: 1,000-personalization bodies) . Each child runs the real streaming sender
 (tasks.campaign.sends.ParquetRecipients + send_campaign) on the SQLite ledger, batches of
 1,000 recipients, token bucket 1000/s burst 100, concurrency 4: the provider is not the limit.
+The compliance screen of every send is on (issue 14): the duplicate-address scan before the first
+request, the suppression store and the frequency cap (1/7d) looked up once per request.
 
 Figures, each against the goal of issue 13 (the baseline of its ratio):
 - peak RSS of the whole send, from /usr/bin/time -v around the child (goal <= 400 MB);
@@ -67,12 +69,14 @@ def _customers(count: int) -> Path:
 def child(args: list[str]) -> None:
     """One send: `--child <customers.parquet> <var dir> <fake base url>`; prints the result's figures."""
     customers, var_dir, base_url = Path(args[0]), Path(args[1]), args[2]
+    from tasks.campaign import compliance
     from tasks.campaign.sends import ParquetRecipients
     from tasks.channels.http import HttpTransport
     from tasks.channels.ledger import SendKey, SendLedger, ledger_path
     from tasks.channels.limiter import ChannelLimiter
     from tasks.channels.sender import SendPolicy, send_campaign
     from tasks.channels.sendgrid import SendGridClient
+    from tasks.channels.suppressions import SuppressionStore, suppressions_path
     from tests.fakes.providers import SENDGRID_KEY
 
     key = SendKey("bench", DAY.isoformat(), "email")
@@ -81,10 +85,17 @@ def child(args: list[str]) -> None:
                               connect_timeout=5, read_timeout=60)
     client = SendGridClient(transport, "bench@example.com", "", 1000)
     started = time.perf_counter()
-    with ChannelLimiter(RATE, BURST, name="email") as limiter, SendLedger(ledger_path(var_dir, "email")) as ledger:
+    with (
+        ChannelLimiter(RATE, BURST, name="email") as limiter,
+        SendLedger(ledger_path(var_dir, "email")) as ledger,
+        SuppressionStore(suppressions_path(var_dir)) as store,
+    ):
+        screen = compliance.CampaignScreen(
+            key, "sendgrid", store=store, ledger=ledger, cap=compliance.parse_frequency_cap("1/7d"),
+            duplicates=compliance.send_duplicates(customers, "email", "all"))
         result = send_campaign(key, source, lambda r: {"subject": "Hello", "body": f"Hi {r.customer_id}"}, client,
                                limiter, ledger, SendPolicy(concurrency=CONCURRENCY, progress_interval=5.0,
-                                                           log_interval=60.0))
+                                                           log_interval=60.0), screen=screen)
     client.close()
     common.child_report({"seconds": time.perf_counter() - started, "counts": result.counts,
                          "sent_this_run": result.messages_sent_this_run})
