@@ -43,8 +43,6 @@ SUPPRESSED, CAPPED, DUPLICATE_ADDRESS = "suppressed", "capped", "duplicate_addre
 SKIPPED_STATES = (SUPPRESSED, CAPPED, DUPLICATE_ADDRESS)
 FINAL_STATES = (SENT, FAILED, UNKNOWN, *SKIPPED_STATES)
 STATES = (PENDING, SENDING, *FINAL_STATES)
-# states in which the customer may have got (or is getting) a message: what a frequency cap counts
-MESSAGED_STATES = (SENDING, SENT, UNKNOWN)
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "ledger"
 
