@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import pyarrow.compute as pc
 from phonenumbers.phonemetadata import PhoneMetadata
 
 from tasks.addresses import normalise_email, normalise_phone
+from tasks.campaign.segments import kernels
+from tasks.campaign.segments.dfa import Dfa, Unsupported, compile_dfa
 from tasks.campaign.segments.model import (
     BLANK_LINE,
     CHANNEL_COLUMNS,
@@ -48,6 +51,10 @@ _EMAIL_FAST_RE = (
 )
 _PHONE_SHAPE_RE = r"^(?:\+?[0-9]+|\([0-9]+\))(?:[ .-]?(?:[0-9]+|\([0-9]+\)))*$"
 _PHONE_PUNCT = b" .()-"  # removed before the fast path's patterns are applied
+_PHONE_DROP = np.zeros(256, dtype=np.uint8)
+_PHONE_DROP[list(_PHONE_PUNCT)] = 1
+_TOKEN_BYTES = np.zeros(256, dtype=np.uint8)  # a device token: ^[A-Za-z0-9_:-]+$
+_TOKEN_BYTES[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:-")] = 1
 
 # pyarrow imports pandas the first time it converts from numpy (0.4 s): pay that on import, not in a load
 pa.array(np.zeros(1, dtype=bool))
@@ -80,39 +87,15 @@ def _trim(column: pa.Array) -> pa.Array:
     few values that need it is one look at each value's first and last byte: ASCII whitespace,
     or any non-ASCII byte (Unicode spaces are multi-byte), sends the value to the real trim.
     """
-    offsets, data = _buffers(column)
-    nonempty = np.flatnonzero(np.diff(offsets) > 0)
-    needs = np.zeros(len(column), dtype=bool)
-    needs[nonempty] = _EDGE_BYTES[data[offsets[nonempty]]] | _EDGE_BYTES[data[offsets[nonempty + 1] - 1]]
+    needs = kernels.edge_bytes(*_buffers(column), _EDGE_BYTES)
     if not needs.any():
         return column
     mask = pa.array(needs)
     return pc.replace_with_mask(column, mask, pc.utf8_trim_whitespace(pc.filter(column, mask)))
 
 
-_EDGE_BYTES = np.zeros(256, dtype=bool)
-_EDGE_BYTES[[*range(0x09, 0x0E), *range(0x1C, 0x21), *range(0x80, 0x100)]] = True
-
-
-def _remove_ascii(column: pa.Array, chars: bytes) -> pa.Array:
-    """`column` with every occurrence of the ASCII characters `chars` removed (one numpy pass).
-
-    Same as a regex replace of the character class with "", at a fraction of the cost: ASCII
-    bytes never occur inside a multi-byte UTF-8 sequence, so dropping them byte-wise is exact.
-    """
-    if column.null_count or column.offset or not len(column) or column.type != pa.string():
-        pattern = "[" + "".join("\\" + chr(c) for c in chars) + "]"
-        return pc.replace_substring_regex(column, pattern, "")
-    _, offsets_buf, data_buf = column.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=len(column) + 1)
-    data = np.frombuffer(data_buf, dtype=np.uint8, count=int(offsets[-1])) if data_buf else np.zeros(0, np.uint8)
-    drop = np.zeros(256, dtype=bool)
-    drop[list(chars)] = True
-    keep = ~drop[data]
-    kept_before = np.zeros(len(data) + 1, dtype=np.int32)  # int32 offsets: the data is < 2 GiB
-    np.cumsum(keep, out=kept_before[1:])
-    new_offsets = kept_before[offsets]
-    return pa.StringArray.from_buffers(len(column), pa.py_buffer(new_offsets), pa.py_buffer(data[keep]))
+_EDGE_BYTES = np.zeros(256, dtype=np.uint8)
+_EDGE_BYTES[[*range(0x09, 0x0E), *range(0x1C, 0x21), *range(0x80, 0x100)]] = 1
 
 
 def _mask(array: pa.Array) -> np.ndarray:
@@ -196,29 +179,40 @@ class _PhoneFastPath:
                                       for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())))
         fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types, all_types,
                               "".join(sorted({str(code)[0], prefix[:1], idd[:1]} - {""})))
-        probe = pa.array(["0"])
-        try:  # RE2 must accept every pattern, else no fast path at all
-            fast.valid(probe)
+        try:  # the valid-number patterns as DFAs, and RE2 must accept the impossible-number ones
+            fast.automata()
+            probe = pa.array(["0"])
             for pattern, _ in all_types:
                 pc.match_substring_regex(probe, pattern)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        except (Unsupported, pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
         return fast
 
-    def valid(self, nsn: pa.Array) -> pa.Array:
-        length = pc.utf8_length(nsn)
-
-        def matches(desc: tuple[str, tuple[int, ...]]) -> pa.Array:
-            pattern, lengths = desc
-            hit = pc.match_substring_regex(nsn, pattern)
-            return pc.and_(hit, pc.is_in(length, pa.array(lengths, pa.int32()))) if lengths else hit
-
-        any_type = functools.reduce(pc.or_, (matches(d) for d in self.types), pa.repeat(False, len(nsn)))
-        result = pc.and_(matches(self.general), any_type)
-        if self.national_prefix:
-            result = pc.and_(result, pc.invert(pc.starts_with(nsn, self.national_prefix)))
-        return result
-
+    @functools.cache  # noqa: B019 - one per region (for_region caches the instances)
+    def automata(self) -> tuple[np.ndarray, ...]:
+        """kernels.phone_fast's arguments from `calling_code` on: the patterns of `general` and of each
+        group of `types` as DFAs, each with a mask of the lengths it allows (the last entry standing
+        for every longer length)."""
+        descs = (self.general, *self.types)
+        dfas = [compile_dfa(pattern) for pattern, _ in descs]
+        width = max((n for _, lengths in descs for n in lengths), default=0) + 2
+        masks = np.zeros((len(descs), width), dtype=bool)
+        for row, (_, lengths) in zip(masks, descs, strict=True):
+            if lengths:
+                row[list(lengths)] = True
+            else:
+                row[:] = True
+        states = max(d.table.shape[0] for d in dfas[1:]) if self.types else 1
+        tables = np.zeros((max(1, len(self.types)), states * 256), dtype=np.uint32)
+        accepts = np.zeros((max(1, len(self.types)), states), dtype=np.uint8)
+        for i, d in enumerate(dfas[1:]):
+            tables[i, :len(d.flat)] = d.flat
+            accepts[i, :len(d.accepts)] = d.accepts
+        masks = masks.astype(np.uint8)
+        type_masks = masks[1:] if self.types else np.zeros((1, width), dtype=np.uint8)
+        return (np.frombuffer(self.calling_code.encode(), dtype=np.uint8),
+                np.frombuffer(self.national_prefix.encode(), dtype=np.uint8),
+                dfas[0].flat, dfas[0].accepts, masks[0], tables, accepts, np.ascontiguousarray(type_masks))
 
     def impossible(self, plain: pa.Array) -> np.ndarray:
         """National numbers (digits only) that are valid in no region of the calling code, where
@@ -496,37 +490,35 @@ class Validator:
         )
 
     def _emails(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        present = np.diff(_buffers(raw)[0]) > 0
-        at = pc.find_substring(raw, "@").to_numpy()
-        lower = pc.ascii_lower(raw)
-        fast = (
-            _mask(pc.match_substring_regex(raw, _EMAIL_FAST_RE))  # ASCII only: bytes == characters
-            & (np.diff(_buffers(raw)[0]) <= 254)
-            & (at <= 64)
-            & ~_special_domain(lower)
-        )
-        result = pc.if_else(pa.array(fast), lower, pa.nulls(len(raw), pa.string()))
+        offsets, data = _buffers(raw)
+        present = np.diff(offsets) > 0
+        dfa = _EMAIL_DFA
+        # ASCII only (the DFA has no other byte): bytes == characters
+        fast = kernels.email_fast(offsets, data, dfa.flat, dfa.accepts, 254, 64)
+        result = _with_validity(pc.ascii_lower(raw), fast)
         # without an @ no library call is needed: email-validator rejects it too
-        result = _fill_slow(result, raw, present & ~fast & (at >= 0), _slow_email)
+        todo = present & ~fast
+        if todo.any():
+            todo[todo] = pc.find_substring(pc.filter(raw, pa.array(todo)), "@").to_numpy() >= 0
+        result = _fill_slow(result, raw, todo, _slow_email)
         return result, present & ~_valid(result)
 
     def _phones(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        present = np.diff(_buffers(raw)[0]) > 0
+        offsets, data = _buffers(raw)
+        present = np.diff(offsets) > 0
         result = pa.nulls(len(raw), pa.string())
-        fast = np.zeros(len(raw), dtype=bool)
         if self.phone_fast is not None:
-            plain = _remove_ascii(raw, _PHONE_PUNCT)
-            shaped = _mask(pc.match_substring_regex(raw, _PHONE_SHAPE_RE))
-            intl_prefix = "+" + self.phone_fast.calling_code
-            intl = _mask(pc.starts_with(plain, intl_prefix))
-            national = ~_mask(pc.starts_with(plain, "+"))
-            nsn = pc.if_else(pa.array(intl), pc.utf8_slice_codeunits(plain, len(intl_prefix)), plain)
-            fast = shaped & (intl | national) & _mask(self.phone_fast.valid(nsn))
-            e164 = pc.binary_join_element_wise(intl_prefix, nsn, "")
-            result = pc.if_else(pa.array(fast), e164, result)
+            plain_offsets, plain_data = kernels.drop_bytes(offsets, data, _PHONE_DROP)
+            shape = compile_dfa(_PHONE_SHAPE_RE)
+            shaped, national, fast, e164_offsets, e164 = kernels.phone_fast(
+                offsets, data, plain_offsets, plain_data, shape.flat, shape.accepts, *self.phone_fast.automata())
+            result = pa.StringArray.from_buffers(len(raw), pa.py_buffer(e164_offsets), pa.py_buffer(e164),
+                                                 pa.py_buffer(np.packbits(fast, bitorder="little")))
             left = np.flatnonzero(present & shaped & national & ~fast)  # few: settle the impossible ones here
             settled = fast.copy()
-            settled[left] = self.phone_fast.impossible(pc.take(plain, pa.array(left)))
+            if len(left):
+                plain = pa.StringArray.from_buffers(len(raw), pa.py_buffer(plain_offsets), pa.py_buffer(plain_data))
+                settled[left] = self.phone_fast.impossible(pc.take(plain, pa.array(left)))
         else:
             settled = np.zeros(len(raw), dtype=bool)
         region = self.options.default_region.upper()
@@ -535,11 +527,10 @@ class Validator:
 
     def _tokens(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
         o = self.options
-        length = np.diff(_buffers(raw)[0])  # the pattern is ASCII: bytes == characters
-        ok = (_mask(pc.match_substring_regex(raw, r"^[A-Za-z0-9_:-]+$"))
-              & (length >= o.device_token_min_length) & (length <= o.device_token_max_length))
-        result = raw if ok.all() else pc.if_else(pa.array(ok), raw, pa.nulls(len(raw), pa.string()))
-        return result, (length > 0) & ~ok
+        offsets, data = _buffers(raw)
+        ok = kernels.all_in_class(offsets, data, _TOKEN_BYTES, o.device_token_min_length, o.device_token_max_length)
+        result = raw if ok.all() else _with_validity(raw, ok)
+        return result, (np.diff(offsets) > 0) & ~ok
 
     def _reject_rows(self, chunk: RawChunk, line_numbers: np.ndarray, offset: int, decoded: list[pa.Array],
                      reasons: np.ndarray, rejected: np.ndarray, issues: dict[str, np.ndarray],
@@ -593,13 +584,23 @@ def _first_by_hash(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return order, repeat
 
 
-def _special_domain(lower: pa.Array) -> np.ndarray:
-    """E-mails the fast pattern would pass but email-validator treats specially: `--` anywhere (IDNA)
-    or a special-use domain name as the last label (the pattern needs a dot after the @)."""
-    special = pc.find_substring(lower, "--").to_numpy() >= 0
-    for name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
-        special |= _mask(pc.ends_with(lower, "." + name))
-    return special
+def _email_automaton() -> Dfa:
+    """The fast e-mail pattern, minus what email-validator treats specially: `--` anywhere (IDNA) or a
+    special-use domain name as the last label (the pattern needs a dot after the @)."""
+    names = "|".join(re.escape(name) for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    special = compile_dfa(rf"(?i)[\x00-\x7f]*(?:--[\x00-\x7f]*|\.(?:{names}))")
+    return compile_dfa(_EMAIL_FAST_RE).minus(special)
+
+
+_EMAIL_DFA = _email_automaton()  # built on import (~0.1 s), not in a load
+
+
+def _with_validity(column: pa.Array, valid: np.ndarray) -> pa.Array:
+    """`column` (no nulls, no offset) with null where not `valid` (the values stay behind the nulls)."""
+    if column.null_count or column.offset:
+        return pc.if_else(pa.array(valid), column, pa.nulls(len(column), column.type))
+    _, offsets, data = column.buffers()
+    return pa.StringArray.from_buffers(len(column), offsets, data, pa.py_buffer(np.packbits(valid, bitorder="little")))
 
 
 def _empty_as_null(column: pa.Array) -> pa.Array:
