@@ -452,7 +452,7 @@ def test_id_hashes_equal_exactly_for_equal_ids() -> None:
     assert len(by_hash) == len(set(values))  # different ids -> different hashes
 
 
-def test_seen_ids_remembers_every_id_across_merges() -> None:
+def test_seen_ids_remembers_every_id_as_it_grows() -> None:
     seen = validate.SeenIds()
     rng = np.random.default_rng(1)
     added: set[tuple[int, int]] = set()
@@ -460,12 +460,14 @@ def test_seen_ids_remembers_every_id_across_merges() -> None:
         h1 = rng.integers(0, 2**64, size=size, dtype=np.uint64)
         h1[: size // 3] = 42  # equal first halves must still be told apart by the second
         h2 = rng.integers(0, 2**64, size=size, dtype=np.uint64)
-        order = np.argsort(h1, kind="stable")
-        h1, h2 = h1[order], h2[order]
-        known = seen.claimed(h1, h2)
-        assert known.tolist() == [(int(a), int(b)) in added for a, b in zip(h1, h2, strict=True)]
-        seen.add(h1[~known], h2[~known])
-        added |= {(int(a), int(b)) for a, b in zip(h1, h2, strict=True)}
+        h1[-1:], h2[-1:] = h1[:1], h2[:1]  # a repeat within one call: the first one claims it
+        if size > 3:
+            h1[1], h2[1] = next(iter(added)) if added else (0, 0)  # an earlier call's, or the (0, 0) key
+        expected = []
+        for a, b in zip(h1.tolist(), h2.tolist(), strict=True):
+            expected.append((a, b) in added)
+            added.add((a, b))
+        assert seen.claim(h1, h2).tolist() == expected
     assert len(seen) == len(added)
 
 

@@ -182,3 +182,83 @@ def phone_fast(offsets, data, plain_offsets, plain_data, shape, shape_accept, ca
             k += 1
     e164_offsets[n] = k
     return shaped, national, fast, e164_offsets, e164[:k]
+
+
+_H1_SEED, _H2_SEED = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
+_H1_MUL, _H2_MUL = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+
+
+@njit(nt.uint64(nt.uint64), **_OPTS)
+def _fmix64(h):  # noqa: ANN001, ANN201
+    h ^= h >> np.uint64(33)
+    h *= _H1_MUL
+    h ^= h >> np.uint64(33)
+    h *= _H2_MUL
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@njit(nt.Tuple((nt.uint64[:], nt.uint64[:]))(_I4, _U1), **_OPTS)
+def id_hashes(offsets, data):  # noqa: ANN001, ANN201
+    """Two independent 64-bit hashes of each value, eight bytes (little-endian) at a time."""
+    n = offsets.shape[0] - 1
+    h1s = np.empty(n, dtype=np.uint64)
+    h2s = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        start, end = np.intp(offsets[i]), np.intp(offsets[i + 1])
+        length = np.uint64(end - start)
+        h1 = _H1_SEED ^ length
+        h2 = _H2_SEED + length * _H1_MUL
+        for word_start in range(start, end, 8):
+            word = np.uint64(0)
+            for k in range(min(8, end - word_start)):
+                word |= np.uint64(data[word_start + k]) << np.uint64(8 * k)
+            a = (h1 ^ word) * _H1_MUL
+            h1 = a ^ (a >> np.uint64(31))
+            b = (h2 + word) * _H2_MUL
+            h2 = b ^ (b >> np.uint64(29))
+        h1s[i] = _fmix64(h1)
+        h2s[i] = _fmix64(h2 ^ _H1_SEED)
+    return h1s, h2s
+
+
+@njit(nt.Tuple((_OUT_B1, nt.int64))(nt.uint64[:, ::1], nt.int64, nt.Array(nt.uint64, 1, "C", readonly=True),
+                                    nt.Array(nt.uint64, 1, "C", readonly=True)), **_OPTS)
+def claim(slots, count, h1, h2):  # noqa: ANN001, ANN201
+    """Claim each (h1, h2) in order in the open-addressing set `slots` (rows of (h1, h2), (0, 0) empty,
+    linear probing, a power-of-two length with room for every key): which were claimed already, by an
+    earlier call or an earlier key of this one, and the set's new count. A key (0, 0) is stored as (0, 1)."""
+    mask = np.uint64(slots.shape[0] - 1)
+    seen = np.zeros(h1.shape[0], dtype=np.bool_)
+    for i in range(h1.shape[0]):
+        a, b = h1[i], h2[i]
+        if a == 0 and b == 0:
+            b = np.uint64(1)
+        at = a & mask
+        while True:
+            x, y = slots[at, 0], slots[at, 1]
+            if x == a and y == b:
+                seen[i] = True
+                break
+            if x == 0 and y == 0:
+                slots[at, 0] = a
+                slots[at, 1] = b
+                count += 1
+                break
+            at = (at + np.uint64(1)) & mask
+    return seen, count
+
+
+@njit(nt.void(nt.Array(nt.uint64, 2, "C", readonly=True), nt.uint64[:, ::1]), **_OPTS)
+def rehash(old, new):  # noqa: ANN001, ANN201
+    """Move the keys of `old` into the empty, larger set `new`."""
+    mask = np.uint64(new.shape[0] - 1)
+    for i in range(old.shape[0]):
+        a, b = old[i, 0], old[i, 1]
+        if a == 0 and b == 0:
+            continue
+        at = a & mask
+        while new[at, 0] != 0 or new[at, 1] != 0:
+            at = (at + np.uint64(1)) & mask
+        new[at, 0] = a
+        new[at, 1] = b

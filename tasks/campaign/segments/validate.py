@@ -292,89 +292,41 @@ class InOrder:
 
 
 class SeenIds:
-    """The customer ids claimed so far, as 128-bit hashes in a few runs sorted by the first half
-    (16 bytes an id, never the ids themselves).
+    """The customer ids claimed so far, as 128-bit hashes in an open-addressing set (16 bytes a slot,
+    at most 70% full; never the ids themselves).
 
     Two ids are taken as equal when both 64-bit halves of their hashes are; for 10 million
-    distinct ids the chance that any two collide is about 1e-24. Runs are merged as they grow
-    (each id is merged O(log n) times), so a lookup is a few binary searches.
+    distinct ids the chance that any two collide is about 1e-24. A claim is one probe into the set
+    (kernels.claim), in the order given, so the first of equal ids wins.
     """
 
+    _MAX_LOAD = 0.7
+
     def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._slots = np.zeros((1024, 2), dtype=np.uint64)
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(a) for a, _ in self._runs)
+        return self._count
 
-    def claimed(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-        """Which of the hashes (sorted by h1) are already in the set."""
-        found = np.zeros(len(h1), dtype=bool)
-        for a1, a2 in self._runs:
-            at = np.minimum(np.searchsorted(a1, h1), len(a1) - 1)  # sorted needles: numpy narrows each search
-            first_half = a1[at] == h1
-            found |= first_half & (a2[at] == h2)
-            for i in np.flatnonzero(first_half & ~found):  # equal first halves: look along the run (rare)
-                j = int(at[i])
-                while j < len(a1) and a1[j] == h1[i] and not found[i]:
-                    found[i] = a2[j] == h2[i]
-                    j += 1
-        return found
-
-    def add(self, h1: np.ndarray, h2: np.ndarray) -> None:
-        """Add hashes (sorted by h1) that are not in the set yet."""
-        if len(h1) == 0:
-            return
-        self._runs.append((h1, h2))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
-            (a1, a2), (b1, b2) = self._runs[-2], self._runs.pop()
-            at = np.searchsorted(a1, b1) + np.arange(len(b1))  # where b's entries land in the merged run
-            from_a = np.ones(len(a1) + len(b1), dtype=bool)
-            from_a[at] = False
-            c1, c2 = np.empty_like(from_a, dtype=np.uint64), np.empty_like(from_a, dtype=np.uint64)
-            c1[at], c2[at] = b1, b2
-            c1[from_a], c2[from_a] = a1, a2
-            self._runs[-1] = (c1, c2)
-
-
-_H1_SEED, _H2_SEED = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F
-_H1_MUL, _H2_MUL = 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53
-
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finalizer: every input bit affects every output bit."""
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(_H1_MUL)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(_H2_MUL)
-    h ^= h >> np.uint64(33)
-    return h
+    def claim(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        """Claim the ids of these hashes in order: which were claimed before (by an earlier call, or an
+        earlier entry of this one)."""
+        needed = self._count + len(h1)
+        if needed > self._MAX_LOAD * len(self._slots):
+            size = len(self._slots)
+            while needed > self._MAX_LOAD * size:
+                size *= 2
+            grown = np.zeros((size, 2), dtype=np.uint64)
+            kernels.rehash(self._slots, grown)
+            self._slots = grown
+        seen, self._count = kernels.claim(self._slots, self._count, h1, h2)
+        return seen
 
 
 def id_hashes(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent 64-bit hashes of each string, eight bytes at a time, vectorised over the column."""
-    offsets, data = _buffers(ids)
-    starts = offsets[:-1].astype(np.int64)
-    lengths = np.diff(offsets).astype(np.int64)
-    padded = np.zeros(len(data) + 8, dtype=np.uint8)
-    padded[: len(data)] = data
-    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))  # a word at each byte
-    h1 = np.uint64(_H1_SEED) ^ lengths.astype(np.uint64)
-    h2 = np.uint64(_H2_SEED) + lengths.astype(np.uint64) * np.uint64(_H1_MUL)
-    active = np.flatnonzero(lengths > 0)
-    step = 0
-    while len(active):
-        remaining = lengths[active] - step
-        word = words[starts[active] + step]
-        short = remaining < 8
-        if short.any():  # keep only the string's own bytes of its last word
-            word[short] &= (np.uint64(1) << (np.uint64(8) * remaining[short].astype(np.uint64))) - np.uint64(1)
-        a = (h1[active] ^ word) * np.uint64(_H1_MUL)
-        h1[active] = a ^ (a >> np.uint64(31))
-        b = (h2[active] + word) * np.uint64(_H2_MUL)
-        h2[active] = b ^ (b >> np.uint64(29))
-        active = active[remaining > 8]
-        step += 8
-    return _fmix64(h1), _fmix64(h2 ^ np.uint64(_H1_SEED))
+    """Two independent 64-bit hashes of each string, eight bytes at a time (kernels.id_hashes)."""
+    return kernels.id_hashes(*_buffers(ids))
 
 
 def _buffers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -435,8 +387,6 @@ class Validator:
         eligible = np.flatnonzero(~malformed & ~missing_id)  # rows that claim their id (the first one wins)
         ids = cid if len(eligible) == n else pc.take(cid, pa.array(eligible))
         h1, h2 = id_hashes(ids)
-        order, repeat = _first_by_hash(h1, h2)  # repeat: an earlier row of this chunk has the id
-        firsts = order[~repeat[order]]  # the rows that may be new, sorted by h1
 
         email, email_issue = self._emails(email_raw)
         phone, phone_issue = self._phones(phone_raw)
@@ -446,12 +396,9 @@ class Validator:
         with self.order.turn(index):
             first_line = self._next_line
             self._next_line += chunk.lines
-            earlier = self.seen.claimed(h1[firsts], h2[firsts])  # a row of an earlier chunk has the id
-            new = firsts[~earlier]
-            self.seen.add(h1[new], h2[new])
+            claimed = self.seen.claim(h1, h2)  # an earlier row (of this chunk or an earlier one) has the id
         duplicate = np.zeros(n, dtype=bool)
-        duplicate[eligible[repeat]] = True
-        duplicate[eligible[firsts[earlier]]] = True
+        duplicate[eligible[claimed]] = True
 
         # a row of empty fields (a blank line, or `,,,,` as spreadsheets export an empty row) is no
         # customer: counted in blank_lines, never a reject
@@ -565,23 +512,6 @@ class Validator:
 
 # reasons[i] indexes this: 0 is a valid row, then the np.select conditions of Validator.check in order
 _REASONS = ("", BLANK_LINE, UNDECODABLE, FIELD_TOO_LONG, MISSING_ID, DUPLICATE_ID, INVALID_SEGMENT, NO_VALID_ADDRESS)
-
-
-def _first_by_hash(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, repeat): the entries sorted by h1 (ties in input order), and which entries an earlier
-    entry has the same hashes as."""
-    order = np.argsort(h1, kind="stable")
-    repeat = np.zeros(len(h1), dtype=bool)
-    s1 = h1[order]
-    ties = np.flatnonzero(s1[1:] == s1[:-1])  # rare: a repeated id (or equal first halves)
-    if len(ties):
-        seen: set[tuple[int, int]] = set()
-        for k in np.unique(np.concatenate([ties, ties + 1])).tolist():
-            i = int(order[k])
-            key = (int(h1[i]), int(h2[i]))
-            repeat[i] = key in seen
-            seen.add(key)
-    return order, repeat
 
 
 def _email_automaton() -> Dfa:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import csv
 import io
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -62,6 +65,45 @@ def _compression(schema) -> dict[str, str]:  # noqa: ANN001
     return {name: "none" if name == "device_token" else "snappy" for name in schema.names}
 
 
+class _Flusher:
+    """Writes a growing file's data to disk in the background while it is written (fdatasync on its own
+    thread after each chunk), so the fsync that publishes it only waits for the last chunk's pages."""
+
+    def __init__(self, path: Path):
+        self._fd = os.open(path, os.O_RDONLY)
+        self._wanted = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="segments-flush", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopped:
+                return
+            with contextlib.suppress(OSError):  # best effort: the publishing fsync still checks
+                os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wanted.set()
+        self._thread.join()
+        os.close(self._fd)
+
+
+@contextlib.contextmanager
+def _flushing(path: Path) -> Iterator[_Flusher]:
+    flusher = _Flusher(path)
+    try:
+        yield flusher
+    finally:
+        flusher.close()
+
+
 def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, int]],
            read: Callable[[int, int], RawChunk], first_line: int, workers: int, extras: tuple[str, ...] = ()) -> Counts:
     """Read and validate `ranges` of the file on `workers` threads (pyarrow and numpy release the GIL),
@@ -90,6 +132,7 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
             pq.ParquetWriter(parquet_tmp, schema, compression=_compression(schema), use_dictionary=["segment"],
                              write_statistics=["customer_id", "segment"]) as writer,
             concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="segments") as pool,
+            _flushing(parquet_tmp) as flusher,
         ):
             csv.writer(rejects_fh).writerow(rejects_header(extras))
             pending: collections.deque[concurrent.futures.Future] = collections.deque()
@@ -98,8 +141,10 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
                     pending.append(pool.submit(work, index, start, end))
                     while len(pending) > 2 * workers or (pending and pending[0].done()):
                         _add(counts, *pending.popleft().result(), writer, rejects_fh)
+                        flusher.kick()
                 while pending:
                     _add(counts, *pending.popleft().result(), writer, rejects_fh)
+                    flusher.kick()
             except BaseException:
                 validator.order.abandon()
                 for future in pending:
