@@ -118,11 +118,13 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
     extras, ignored = extra_columns(header)
     positions += [index for _, index in extras]
     start = data_start(path)
-    ranges = split_ranges(path, start, _range_bytes(path, start, options.chunk_rows))
+    range_bytes = _range_bytes(path, start, options.chunk_rows)
+    ranges = split_ranges(path, start, range_bytes)
     names = tuple(name for name, _ in extras)
+    expected_rows = int((path.stat().st_size - start) / range_bytes * options.chunk_rows)
     counts = stream(path, out, options, ranges,
                     functools.partial(read_range, path, width=len(header), positions=positions),
-                    first_line=2, workers=_workers(len(ranges)), extras=names)
+                    first_line=2, workers=_workers(len(ranges)), extras=names, expected_rows=expected_rows)
     return finish(path, out, options, counts, time.monotonic() - started, names, ignored)
 
 

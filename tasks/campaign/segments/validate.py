@@ -302,8 +302,13 @@ class SeenIds:
 
     _MAX_LOAD = 0.7
 
-    def __init__(self) -> None:
-        self._slots = np.zeros((1024, 2), dtype=np.uint64)
+    def __init__(self, expected: int = 0) -> None:
+        """`expected`: about how many ids will be claimed (the set is sized for them, so it need not grow
+        and rehash on the way; np.zeros leaves untouched pages unallocated)."""
+        size = 1024
+        while expected > self._MAX_LOAD * size:
+            size *= 2
+        self._slots = np.zeros((size, 2), dtype=np.uint64)
         self._count = 0
 
     def __len__(self) -> int:
@@ -345,13 +350,14 @@ class Validator:
     threads do. Remembers the ids already seen (SeenIds).
     """
 
-    def __init__(self, options: LoadOptions, first_line: int = 2, extras: tuple[str, ...] = ()):
+    def __init__(self, options: LoadOptions, first_line: int = 2, extras: tuple[str, ...] = (),
+                 expected_rows: int = 0):
         self.options = options
         self.extras = tuple(extras)  # extra columns, carried as template fields (null when empty)
         self.names = (*REQUIRED_COLUMNS, *self.extras)
         self.schema = customers_schema(self.extras)
         self.allowed = pa.array(sorted({s.strip().lower() for s in options.segments if s.strip()}), pa.string())
-        self.seen = SeenIds()
+        self.seen = SeenIds(expected_rows)
         self.phone_fast = _PhoneFastPath.for_region(options.default_region)
         self.order = InOrder()
         self._next_line = first_line  # the file line number of the next chunk's first line

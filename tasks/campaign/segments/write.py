@@ -105,12 +105,14 @@ def _flushing(path: Path) -> Iterator[_Flusher]:
 
 
 def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, int]],
-           read: Callable[[int, int], RawChunk], first_line: int, workers: int, extras: tuple[str, ...] = ()) -> Counts:
+           read: Callable[[int, int], RawChunk], first_line: int, workers: int, extras: tuple[str, ...] = (),
+           expected_rows: int = 0) -> Counts:
     """Read and validate `ranges` of the file on `workers` threads (pyarrow and numpy release the GIL),
     and write the results in file order into customers.parquet and rejects.csv; the ratio gate
     sits between. At most 2 x workers ranges are in flight, so memory stays bounded. `extras` are
-    the names of the extra columns the reader passes after the required ones."""
-    validator = Validator(options, first_line, extras)
+    the names of the extra columns the reader passes after the required ones; `expected_rows` about
+    how many rows the file has (the set of ids seen is sized for them)."""
+    validator = Validator(options, first_line, extras, expected_rows)
     schema = customers_schema(extras)
     counts = Counts()
     customers_path, rejects_path = out / CUSTOMERS_FILE, out / REJECTS_FILE
