@@ -589,3 +589,6 @@ def _raw_texts(text: pa.Array, raw: pa.Array, limit: int) -> list[str]:
     return out
 
 
+
+
+_PhoneFastPath.for_region(LoadOptions.default_region)  # the default region's DFAs built on import, not in a load

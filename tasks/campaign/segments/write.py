@@ -7,6 +7,7 @@ import collections
 import concurrent.futures
 import contextlib
 import csv
+import gc
 import io
 import os
 import threading
@@ -104,6 +105,24 @@ def _flushing(path: Path) -> Iterator[_Flusher]:
         flusher.close()
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the chunks stream (re-enabled after, if it was on).
+
+    A load allocates tens of thousands of small containers (reject rows), which triggers full
+    collections, and each full collection walks every object of the process (numba, pyarrow,
+    pandas, luigi): about 6% of a load's CPU time, measured with perf. The load makes no reference
+    cycles worth collecting; reference counting frees its objects as before.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, int]],
            read: Callable[[int, int], RawChunk], first_line: int, workers: int, extras: tuple[str, ...] = (),
            expected_rows: int = 0) -> Counts:
@@ -130,6 +149,7 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
 
     with atomic_path(customers_path) as parquet_tmp:
         with (
+            _cyclic_gc_paused(),
             atomic_open(rejects_path, "w", encoding="utf-8", newline="") as rejects_fh,
             pq.ParquetWriter(parquet_tmp, schema, compression=_compression(schema), use_dictionary=["segment"],
                              write_statistics=["customer_id", "segment"]) as writer,
