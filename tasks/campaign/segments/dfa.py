@@ -38,14 +38,14 @@ class Unsupported(ValueError):
 class Dfa:
     """A full-match automaton: `table[state, byte]` is the next state (0 is dead), start state 1.
 
-    `flat` and `accepts` are the forms the kernels take: uint32 `flat[state * 256 + byte]` and a
-    uint8 accept flag per state.
+    `flat` and `accepts` are the forms the kernels take: uint32 `flat[state * 256 + byte]`, the next
+    state times 256 (one add and one load a step), and a uint8 accept flag per state.
     """
 
     def __init__(self, table: np.ndarray, accept: np.ndarray):
         self.table = table  # int32 [states, 256]
         self.accept = accept  # bool [states]
-        self.flat = np.ascontiguousarray(table, dtype=np.uint32).ravel()
+        self.flat = np.ascontiguousarray(table, dtype=np.uint32).ravel() << np.uint32(8)
         self.accepts = accept.astype(np.uint8)
 
     def minus(self, other: Dfa) -> Dfa:

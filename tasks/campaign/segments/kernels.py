@@ -3,8 +3,8 @@ in one pass per column instead of one pyarrow pass per regex and per condition.
 
 Each kernel takes a column as Arrow lays it out (int32 `offsets`, one per value plus one, into a
 uint8 `data` buffer) and byte tables: a uint8 lookup table per byte class, or a DFA of
-tasks.campaign.segments.dfa flattened (`table[state * 256 + byte]` is the next state, 0 dead,
-1 the start). Loops index with unsigned values and walk slices, so the compiled code has no
+tasks.campaign.segments.dfa flattened (`table[state * 256 + byte]` is the next state times 256,
+0 dead, 1 the start). Loops index with unsigned values and walk slices, so the compiled code has no
 negative-index checks. Signatures are given, so the kernels are compiled when this module is
 imported, and cached on disk (numba's cache, next to this file or under NUMBA_CACHE_DIR) so later
 imports only load them. Reads no luigi.cfg section.
@@ -25,13 +25,14 @@ _OUT_B1, _OUT_I4, _OUT_U1 = nt.boolean[:], nt.int32[:], nt.uint8[:]
 
 @njit(nt.uintp(_U4, _U1), **_OPTS)
 def run(table, value):  # noqa: ANN001, ANN201
-    """The state the DFA ends in after `value` (0: dead)."""
-    state = np.uintp(1)
+    """The state the DFA ends in after `value` (0: dead). The table holds next states times 256, so a
+    step is one add and one load."""
+    at = np.uintp(256)
     for byte in value:
-        state = np.uintp(table[(state << np.uintp(8)) | np.uintp(byte)])
-        if state == 0:
+        at = np.uintp(table[at + np.uintp(byte)])
+        if at == 0:
             break
-    return state
+    return at >> np.uintp(8)
 
 
 @njit(_OUT_B1(_I4, _U1, _U4, _U1), **_OPTS)
