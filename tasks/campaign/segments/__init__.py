@@ -8,11 +8,13 @@ case- and whitespace-insensitively, extra columns ignored) is cut into ranges of
 (about `chunk_rows` lines each) that are read and validated on one thread per core; pyarrow
 and numpy release the GIL, and at most two ranges per thread are in flight, so memory stays
 bounded whatever the file size. The only thing that grows is the set of customer ids seen,
-kept as 16-byte hashes. The duplicate check and the line numbering pass each range in file
-order, so the result is the same as one thread reading the file top to bottom. Each range is
-validated with vectorised pyarrow compute and numpy; only values off the fast paths (unusual
-e-mails and phone numbers) go through email-validator / phonenumbers, one call per distinct
-value (lru_cache).
+kept as 128-bit hashes in an open-addressing set sized from the file's estimated row count.
+The duplicate check and the line numbering pass each range in file order, so the result is the
+same as one thread reading the file top to bottom. Each range is validated with pyarrow compute,
+numpy and compiled kernels (kernels.py: numba, no GIL; the fast e-mail, phone and device-token
+patterns run as DFAs built from the same regular expressions, dfa.py); only values off the fast
+paths (unusual e-mails and phone numbers) go through email-validator / phonenumbers, one call per
+distinct value (lru_cache).
 
 A blank or whitespace-only line, or a row of empty fields, is no customer: it is counted
 in `blank_lines`, never rejected. A row is rejected as a whole when it is malformed (wrong
@@ -27,9 +29,9 @@ than its block) or its records do not match the range's physical lines (a quoted
 across lines), that range is read again with Python's csv module, line by line.
 
 The loader is split by job: read.py cuts the file into ranges and turns each into a chunk of
-raw bytes (pyarrow's reader, or Python's csv module), validate.py checks each chunk, write.py streams the
-results into customers.parquet and rejects.csv and writes summary.json last; model.py holds
-what they share.
+raw bytes (pyarrow's reader, or Python's csv module), validate.py checks each chunk (with dfa.py and
+kernels.py), write.py streams the results into customers.parquet and rejects.csv and writes
+summary.json last; model.py holds what they share.
 """
 
 from __future__ import annotations
@@ -65,7 +67,6 @@ from tasks.campaign.segments.read import (
     required_positions,
     split_ranges,
 )
-from tasks.campaign.segments.write import finish, stream
 from tasks.errors import CheckFailure, DataValidationError
 
 __all__ = [
@@ -128,6 +129,10 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
     (nothing written), or when the rejected share exceeds `max_reject_ratio` (rejects.csv
     written so the operator can see why; no customers.parquet, no summary.json).
     """
+    # the writer pulls in the validator and its compiled kernels (numba: ~0.5-1 s and ~120 MB to import):
+    # only a load pays for them, never `import tasks` (every luigi process, cron, status)
+    from tasks.campaign.segments.write import finish, stream
+
     options = options or LoadOptions()
     path = Path(input_path)
     out = Path(out_dir)
@@ -139,11 +144,13 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
     extras, ignored = extra_columns(header)
     positions += [index for _, index in extras]
     start = data_start(path)
-    ranges = split_ranges(path, start, _range_bytes(path, start, options.chunk_rows))
+    range_bytes = _range_bytes(path, start, options.chunk_rows)
+    ranges = split_ranges(path, start, range_bytes)
     names = tuple(name for name, _ in extras)
+    expected_rows = int((path.stat().st_size - start) / range_bytes * options.chunk_rows)
     counts = stream(path, out, options, ranges,
                     functools.partial(read_range, path, width=len(header), positions=positions),
-                    first_line=2, workers=_workers(len(ranges)), extras=names)
+                    first_line=2, workers=_workers(len(ranges)), extras=names, expected_rows=expected_rows)
     return finish(path, out, options, counts, time.monotonic() - started, names, ignored)
 
 

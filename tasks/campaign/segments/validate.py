@@ -1,9 +1,12 @@
 """Validating one RawChunk: decode, trim, ids, segments, e-mails, phones, device tokens.
 
-Vectorised with pyarrow compute; only values off the strict fast paths (checked against the
-libraries in the tests) go through email-validator and phonenumbers, one call per distinct
-value. Remembers the customer ids seen so far as hashes (the first row wins), and numbers the
-lines, one chunk at a time in file order. Reads no luigi.cfg section.
+Vectorised with pyarrow compute, numpy and the compiled kernels of kernels.py: the strict fast
+paths (checked against the libraries in the tests) are their regular expressions compiled into
+DFAs (dfa.py) and run one pass per column; only values off them go through email-validator and
+phonenumbers, one call per distinct value. The default region's automata and the e-mail
+automaton are built on import (about 0.1 s), not in a load. Remembers the customer ids seen so
+far as hashes (the first row wins), and numbers the lines, one chunk at a time in file order.
+Reads no luigi.cfg section.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +27,8 @@ import pyarrow.compute as pc
 from phonenumbers.phonemetadata import PhoneMetadata
 
 from tasks.addresses import normalise_email, normalise_phone
+from tasks.campaign.segments import kernels
+from tasks.campaign.segments.dfa import Dfa, Unsupported, compile_dfa
 from tasks.campaign.segments.model import (
     BLANK_LINE,
     CHANNEL_COLUMNS,
@@ -41,13 +47,17 @@ from tasks.campaign.segments.read import decode
 
 _CACHE_SIZE = 65_536
 
-# A strict subset of what email-validator accepts, checked with RE2 on whole columns; anything
+# A strict subset of what email-validator accepts, run as a DFA (ASCII only) on whole columns; anything
 # else (quoted or unicode local parts, IDNA, odd lengths, special-use domains) goes to email-validator.
 _EMAIL_FAST_RE = (
     r"(?i)^[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 )
 _PHONE_SHAPE_RE = r"^(?:\+?[0-9]+|\([0-9]+\))(?:[ .-]?(?:[0-9]+|\([0-9]+\)))*$"
 _PHONE_PUNCT = b" .()-"  # removed before the fast path's patterns are applied
+_PHONE_DROP = np.zeros(256, dtype=np.uint8)
+_PHONE_DROP[list(_PHONE_PUNCT)] = 1
+_TOKEN_BYTES = np.zeros(256, dtype=np.uint8)  # a device token: ^[A-Za-z0-9_:-]+$
+_TOKEN_BYTES[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:-")] = 1
 
 # pyarrow imports pandas the first time it converts from numpy (0.4 s): pay that on import, not in a load
 pa.array(np.zeros(1, dtype=bool))
@@ -80,39 +90,15 @@ def _trim(column: pa.Array) -> pa.Array:
     few values that need it is one look at each value's first and last byte: ASCII whitespace,
     or any non-ASCII byte (Unicode spaces are multi-byte), sends the value to the real trim.
     """
-    offsets, data = _buffers(column)
-    nonempty = np.flatnonzero(np.diff(offsets) > 0)
-    needs = np.zeros(len(column), dtype=bool)
-    needs[nonempty] = _EDGE_BYTES[data[offsets[nonempty]]] | _EDGE_BYTES[data[offsets[nonempty + 1] - 1]]
+    needs = kernels.edge_bytes(*_buffers(column), _EDGE_BYTES)
     if not needs.any():
         return column
     mask = pa.array(needs)
     return pc.replace_with_mask(column, mask, pc.utf8_trim_whitespace(pc.filter(column, mask)))
 
 
-_EDGE_BYTES = np.zeros(256, dtype=bool)
-_EDGE_BYTES[[*range(0x09, 0x0E), *range(0x1C, 0x21), *range(0x80, 0x100)]] = True
-
-
-def _remove_ascii(column: pa.Array, chars: bytes) -> pa.Array:
-    """`column` with every occurrence of the ASCII characters `chars` removed (one numpy pass).
-
-    Same as a regex replace of the character class with "", at a fraction of the cost: ASCII
-    bytes never occur inside a multi-byte UTF-8 sequence, so dropping them byte-wise is exact.
-    """
-    if column.null_count or column.offset or not len(column) or column.type != pa.string():
-        pattern = "[" + "".join("\\" + chr(c) for c in chars) + "]"
-        return pc.replace_substring_regex(column, pattern, "")
-    _, offsets_buf, data_buf = column.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=len(column) + 1)
-    data = np.frombuffer(data_buf, dtype=np.uint8, count=int(offsets[-1])) if data_buf else np.zeros(0, np.uint8)
-    drop = np.zeros(256, dtype=bool)
-    drop[list(chars)] = True
-    keep = ~drop[data]
-    kept_before = np.zeros(len(data) + 1, dtype=np.int32)  # int32 offsets: the data is < 2 GiB
-    np.cumsum(keep, out=kept_before[1:])
-    new_offsets = kept_before[offsets]
-    return pa.StringArray.from_buffers(len(column), pa.py_buffer(new_offsets), pa.py_buffer(data[keep]))
+_EDGE_BYTES = np.zeros(256, dtype=np.uint8)
+_EDGE_BYTES[[*range(0x09, 0x0E), *range(0x1C, 0x21), *range(0x80, 0x100)]] = 1
 
 
 def _mask(array: pa.Array) -> np.ndarray:
@@ -196,29 +182,40 @@ class _PhoneFastPath:
                                       for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())))
         fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types, all_types,
                               "".join(sorted({str(code)[0], prefix[:1], idd[:1]} - {""})))
-        probe = pa.array(["0"])
-        try:  # RE2 must accept every pattern, else no fast path at all
-            fast.valid(probe)
+        try:  # the valid-number patterns as DFAs, and RE2 must accept the impossible-number ones
+            fast.automata()
+            probe = pa.array(["0"])
             for pattern, _ in all_types:
                 pc.match_substring_regex(probe, pattern)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        except (Unsupported, pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
         return fast
 
-    def valid(self, nsn: pa.Array) -> pa.Array:
-        length = pc.utf8_length(nsn)
-
-        def matches(desc: tuple[str, tuple[int, ...]]) -> pa.Array:
-            pattern, lengths = desc
-            hit = pc.match_substring_regex(nsn, pattern)
-            return pc.and_(hit, pc.is_in(length, pa.array(lengths, pa.int32()))) if lengths else hit
-
-        any_type = functools.reduce(pc.or_, (matches(d) for d in self.types), pa.repeat(False, len(nsn)))
-        result = pc.and_(matches(self.general), any_type)
-        if self.national_prefix:
-            result = pc.and_(result, pc.invert(pc.starts_with(nsn, self.national_prefix)))
-        return result
-
+    @functools.cache  # noqa: B019 - one per region (for_region caches the instances)
+    def automata(self) -> tuple[np.ndarray, ...]:
+        """kernels.phone_fast's arguments from `calling_code` on: the patterns of `general` and of each
+        group of `types` as DFAs, each with a mask of the lengths it allows (the last entry standing
+        for every longer length)."""
+        descs = (self.general, *self.types)
+        dfas = [compile_dfa(pattern) for pattern, _ in descs]
+        width = max((n for _, lengths in descs for n in lengths), default=0) + 2
+        masks = np.zeros((len(descs), width), dtype=bool)
+        for row, (_, lengths) in zip(masks, descs, strict=True):
+            if lengths:
+                row[list(lengths)] = True
+            else:
+                row[:] = True
+        states = max(d.table.shape[0] for d in dfas[1:]) if self.types else 1
+        tables = np.zeros((max(1, len(self.types)), states * 256), dtype=np.uint32)
+        accepts = np.zeros((max(1, len(self.types)), states), dtype=np.uint8)
+        for i, d in enumerate(dfas[1:]):
+            tables[i, :len(d.flat)] = d.flat
+            accepts[i, :len(d.accepts)] = d.accepts
+        masks = masks.astype(np.uint8)
+        type_masks = masks[1:] if self.types else np.zeros((1, width), dtype=np.uint8)
+        return (np.frombuffer(self.calling_code.encode(), dtype=np.uint8),
+                np.frombuffer(self.national_prefix.encode(), dtype=np.uint8),
+                dfas[0].flat, dfas[0].accepts, masks[0], tables, accepts, np.ascontiguousarray(type_masks))
 
     def impossible(self, plain: pa.Array) -> np.ndarray:
         """National numbers (digits only) that are valid in no region of the calling code, where
@@ -298,89 +295,46 @@ class InOrder:
 
 
 class SeenIds:
-    """The customer ids claimed so far, as 128-bit hashes in a few runs sorted by the first half
-    (16 bytes an id, never the ids themselves).
+    """The customer ids claimed so far, as 128-bit hashes in an open-addressing set (16 bytes a slot,
+    at most 70% full; never the ids themselves).
 
     Two ids are taken as equal when both 64-bit halves of their hashes are; for 10 million
-    distinct ids the chance that any two collide is about 1e-24. Runs are merged as they grow
-    (each id is merged O(log n) times), so a lookup is a few binary searches.
+    distinct ids the chance that any two collide is about 1e-24. A claim is one probe into the set
+    (kernels.claim), in the order given, so the first of equal ids wins.
     """
 
-    def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+    _MAX_LOAD = 0.7
+
+    def __init__(self, expected: int = 0) -> None:
+        """`expected`: about how many ids will be claimed (the set is sized for them, so it need not grow
+        and rehash on the way; np.zeros leaves untouched pages unallocated)."""
+        size = 1024
+        while expected > self._MAX_LOAD * size:
+            size *= 2
+        self._slots = np.zeros((size, 2), dtype=np.uint64)
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(a) for a, _ in self._runs)
+        return self._count
 
-    def claimed(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-        """Which of the hashes (sorted by h1) are already in the set."""
-        found = np.zeros(len(h1), dtype=bool)
-        for a1, a2 in self._runs:
-            at = np.minimum(np.searchsorted(a1, h1), len(a1) - 1)  # sorted needles: numpy narrows each search
-            first_half = a1[at] == h1
-            found |= first_half & (a2[at] == h2)
-            for i in np.flatnonzero(first_half & ~found):  # equal first halves: look along the run (rare)
-                j = int(at[i])
-                while j < len(a1) and a1[j] == h1[i] and not found[i]:
-                    found[i] = a2[j] == h2[i]
-                    j += 1
-        return found
-
-    def add(self, h1: np.ndarray, h2: np.ndarray) -> None:
-        """Add hashes (sorted by h1) that are not in the set yet."""
-        if len(h1) == 0:
-            return
-        self._runs.append((h1, h2))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
-            (a1, a2), (b1, b2) = self._runs[-2], self._runs.pop()
-            at = np.searchsorted(a1, b1) + np.arange(len(b1))  # where b's entries land in the merged run
-            from_a = np.ones(len(a1) + len(b1), dtype=bool)
-            from_a[at] = False
-            c1, c2 = np.empty_like(from_a, dtype=np.uint64), np.empty_like(from_a, dtype=np.uint64)
-            c1[at], c2[at] = b1, b2
-            c1[from_a], c2[from_a] = a1, a2
-            self._runs[-1] = (c1, c2)
-
-
-_H1_SEED, _H2_SEED = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F
-_H1_MUL, _H2_MUL = 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53
-
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finalizer: every input bit affects every output bit."""
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(_H1_MUL)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(_H2_MUL)
-    h ^= h >> np.uint64(33)
-    return h
+    def claim(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        """Claim the ids of these hashes in order: which were claimed before (by an earlier call, or an
+        earlier entry of this one)."""
+        needed = self._count + len(h1)
+        if needed > self._MAX_LOAD * len(self._slots):
+            size = len(self._slots)
+            while needed > self._MAX_LOAD * size:
+                size *= 2
+            grown = np.zeros((size, 2), dtype=np.uint64)
+            kernels.rehash(self._slots, grown)
+            self._slots = grown
+        seen, self._count = kernels.claim(self._slots, self._count, h1, h2)
+        return seen
 
 
 def id_hashes(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent 64-bit hashes of each string, eight bytes at a time, vectorised over the column."""
-    offsets, data = _buffers(ids)
-    starts = offsets[:-1].astype(np.int64)
-    lengths = np.diff(offsets).astype(np.int64)
-    padded = np.zeros(len(data) + 8, dtype=np.uint8)
-    padded[: len(data)] = data
-    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))  # a word at each byte
-    h1 = np.uint64(_H1_SEED) ^ lengths.astype(np.uint64)
-    h2 = np.uint64(_H2_SEED) + lengths.astype(np.uint64) * np.uint64(_H1_MUL)
-    active = np.flatnonzero(lengths > 0)
-    step = 0
-    while len(active):
-        remaining = lengths[active] - step
-        word = words[starts[active] + step]
-        short = remaining < 8
-        if short.any():  # keep only the string's own bytes of its last word
-            word[short] &= (np.uint64(1) << (np.uint64(8) * remaining[short].astype(np.uint64))) - np.uint64(1)
-        a = (h1[active] ^ word) * np.uint64(_H1_MUL)
-        h1[active] = a ^ (a >> np.uint64(31))
-        b = (h2[active] + word) * np.uint64(_H2_MUL)
-        h2[active] = b ^ (b >> np.uint64(29))
-        active = active[remaining > 8]
-        step += 8
-    return _fmix64(h1), _fmix64(h2 ^ np.uint64(_H1_SEED))
+    """Two independent 64-bit hashes of each string, eight bytes at a time (kernels.id_hashes)."""
+    return kernels.id_hashes(*_buffers(ids))
 
 
 def _buffers(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -399,13 +353,14 @@ class Validator:
     threads do. Remembers the ids already seen (SeenIds).
     """
 
-    def __init__(self, options: LoadOptions, first_line: int = 2, extras: tuple[str, ...] = ()):
+    def __init__(self, options: LoadOptions, first_line: int = 2, extras: tuple[str, ...] = (),
+                 expected_rows: int = 0):
         self.options = options
         self.extras = tuple(extras)  # extra columns, carried as template fields (null when empty)
         self.names = (*REQUIRED_COLUMNS, *self.extras)
         self.schema = customers_schema(self.extras)
         self.allowed = pa.array(sorted({s.strip().lower() for s in options.segments if s.strip()}), pa.string())
-        self.seen = SeenIds()
+        self.seen = SeenIds(expected_rows)
         self.phone_fast = _PhoneFastPath.for_region(options.default_region)
         self.order = InOrder()
         self._next_line = first_line  # the file line number of the next chunk's first line
@@ -441,8 +396,6 @@ class Validator:
         eligible = np.flatnonzero(~malformed & ~missing_id)  # rows that claim their id (the first one wins)
         ids = cid if len(eligible) == n else pc.take(cid, pa.array(eligible))
         h1, h2 = id_hashes(ids)
-        order, repeat = _first_by_hash(h1, h2)  # repeat: an earlier row of this chunk has the id
-        firsts = order[~repeat[order]]  # the rows that may be new, sorted by h1
 
         email, email_issue = self._emails(email_raw)
         phone, phone_issue = self._phones(phone_raw)
@@ -452,12 +405,9 @@ class Validator:
         with self.order.turn(index):
             first_line = self._next_line
             self._next_line += chunk.lines
-            earlier = self.seen.claimed(h1[firsts], h2[firsts])  # a row of an earlier chunk has the id
-            new = firsts[~earlier]
-            self.seen.add(h1[new], h2[new])
+            claimed = self.seen.claim(h1, h2)  # an earlier row (of this chunk or an earlier one) has the id
         duplicate = np.zeros(n, dtype=bool)
-        duplicate[eligible[repeat]] = True
-        duplicate[eligible[firsts[earlier]]] = True
+        duplicate[eligible[claimed]] = True
 
         # a row of empty fields (a blank line, or `,,,,` as spreadsheets export an empty row) is no
         # customer: counted in blank_lines, never a reject
@@ -496,37 +446,35 @@ class Validator:
         )
 
     def _emails(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        present = np.diff(_buffers(raw)[0]) > 0
-        at = pc.find_substring(raw, "@").to_numpy()
-        lower = pc.ascii_lower(raw)
-        fast = (
-            _mask(pc.match_substring_regex(raw, _EMAIL_FAST_RE))  # ASCII only: bytes == characters
-            & (np.diff(_buffers(raw)[0]) <= 254)
-            & (at <= 64)
-            & ~_special_domain(lower)
-        )
-        result = pc.if_else(pa.array(fast), lower, pa.nulls(len(raw), pa.string()))
+        offsets, data = _buffers(raw)
+        present = np.diff(offsets) > 0
+        dfa = _EMAIL_DFA
+        # ASCII only (the DFA has no other byte): bytes == characters
+        fast = kernels.email_fast(offsets, data, dfa.flat, dfa.accepts, 254, 64)
+        result = _with_validity(pc.ascii_lower(raw), fast)
         # without an @ no library call is needed: email-validator rejects it too
-        result = _fill_slow(result, raw, present & ~fast & (at >= 0), _slow_email)
+        todo = present & ~fast
+        if todo.any():
+            todo[todo] = pc.find_substring(pc.filter(raw, pa.array(todo)), "@").to_numpy() >= 0
+        result = _fill_slow(result, raw, todo, _slow_email)
         return result, present & ~_valid(result)
 
     def _phones(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        present = np.diff(_buffers(raw)[0]) > 0
+        offsets, data = _buffers(raw)
+        present = np.diff(offsets) > 0
         result = pa.nulls(len(raw), pa.string())
-        fast = np.zeros(len(raw), dtype=bool)
         if self.phone_fast is not None:
-            plain = _remove_ascii(raw, _PHONE_PUNCT)
-            shaped = _mask(pc.match_substring_regex(raw, _PHONE_SHAPE_RE))
-            intl_prefix = "+" + self.phone_fast.calling_code
-            intl = _mask(pc.starts_with(plain, intl_prefix))
-            national = ~_mask(pc.starts_with(plain, "+"))
-            nsn = pc.if_else(pa.array(intl), pc.utf8_slice_codeunits(plain, len(intl_prefix)), plain)
-            fast = shaped & (intl | national) & _mask(self.phone_fast.valid(nsn))
-            e164 = pc.binary_join_element_wise(intl_prefix, nsn, "")
-            result = pc.if_else(pa.array(fast), e164, result)
+            plain_offsets, plain_data = kernels.drop_bytes(offsets, data, _PHONE_DROP)
+            shape = compile_dfa(_PHONE_SHAPE_RE)
+            shaped, national, fast, e164_offsets, e164 = kernels.phone_fast(
+                offsets, data, plain_offsets, plain_data, shape.flat, shape.accepts, *self.phone_fast.automata())
+            result = pa.StringArray.from_buffers(len(raw), pa.py_buffer(e164_offsets), pa.py_buffer(e164),
+                                                 pa.py_buffer(np.packbits(fast, bitorder="little")))
             left = np.flatnonzero(present & shaped & national & ~fast)  # few: settle the impossible ones here
             settled = fast.copy()
-            settled[left] = self.phone_fast.impossible(pc.take(plain, pa.array(left)))
+            if len(left):
+                plain = pa.StringArray.from_buffers(len(raw), pa.py_buffer(plain_offsets), pa.py_buffer(plain_data))
+                settled[left] = self.phone_fast.impossible(pc.take(plain, pa.array(left)))
         else:
             settled = np.zeros(len(raw), dtype=bool)
         region = self.options.default_region.upper()
@@ -535,11 +483,10 @@ class Validator:
 
     def _tokens(self, raw: pa.Array) -> tuple[pa.Array, np.ndarray]:
         o = self.options
-        length = np.diff(_buffers(raw)[0])  # the pattern is ASCII: bytes == characters
-        ok = (_mask(pc.match_substring_regex(raw, r"^[A-Za-z0-9_:-]+$"))
-              & (length >= o.device_token_min_length) & (length <= o.device_token_max_length))
-        result = raw if ok.all() else pc.if_else(pa.array(ok), raw, pa.nulls(len(raw), pa.string()))
-        return result, (length > 0) & ~ok
+        offsets, data = _buffers(raw)
+        ok = kernels.all_in_class(offsets, data, _TOKEN_BYTES, o.device_token_min_length, o.device_token_max_length)
+        result = raw if ok.all() else _with_validity(raw, ok)
+        return result, (np.diff(offsets) > 0) & ~ok
 
     def _reject_rows(self, chunk: RawChunk, line_numbers: np.ndarray, offset: int, decoded: list[pa.Array],
                      reasons: np.ndarray, rejected: np.ndarray, issues: dict[str, np.ndarray],
@@ -554,21 +501,24 @@ class Validator:
         if len(index) == 0:
             return sorted(out, key=lambda r: r[0])
         take = pa.array(index)
-        raw_columns = [_raw_texts(pc.take(col, take), pc.take(raw, take), self.options.max_field_length)
+        raw_columns = [_raw_texts(pc.take(col, take), raw, take, self.options.max_field_length)
                        for col, raw in zip(decoded, chunk.columns, strict=True)]
-        for j, i in enumerate(index.tolist()):
-            fields = [col[j] for col in raw_columns]
-            line = int(line_numbers[i])
-            if rejected[i]:
-                reason = _REASONS[reasons[i]]
+        # plain lists, not numpy scalars, in the loop (a few thousand rows a chunk)
+        scopes = [(scope, mask[index].tolist(), _ISSUE_REASON[scope], _ISSUE_DETAIL[scope])
+                  for scope, mask in issues.items()]
+        for j, (fields, line, is_rejected, reason_index, long_index) in enumerate(zip(
+                zip(*raw_columns, strict=True), line_numbers[index].tolist(), rejected[index].tolist(),
+                reasons[index].tolist(), long_field[index].tolist(), strict=True)):
+            if is_rejected:
+                reason = _REASONS[reason_index]
                 detail = _ROW_DETAIL.get(reason, "")
                 if reason == FIELD_TOO_LONG:
-                    detail = f"{self.names[long_field[i]]} longer than {self.options.max_field_length} chars"
+                    detail = f"{self.names[long_index]} longer than {self.options.max_field_length} chars"
                 out.append((line, "row", reason, detail, *fields, ""))
             else:
-                for scope, mask in issues.items():
-                    if mask[i]:
-                        out.append((line, scope, _ISSUE_REASON[scope], _ISSUE_DETAIL[scope], *fields, ""))
+                for scope, mask, issue, issue_detail in scopes:
+                    if mask[j]:
+                        out.append((line, scope, issue, issue_detail, *fields, ""))
         return sorted(out, key=lambda r: r[0])
 
 
@@ -576,30 +526,23 @@ class Validator:
 _REASONS = ("", BLANK_LINE, UNDECODABLE, FIELD_TOO_LONG, MISSING_ID, DUPLICATE_ID, INVALID_SEGMENT, NO_VALID_ADDRESS)
 
 
-def _first_by_hash(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, repeat): the entries sorted by h1 (ties in input order), and which entries an earlier
-    entry has the same hashes as."""
-    order = np.argsort(h1, kind="stable")
-    repeat = np.zeros(len(h1), dtype=bool)
-    s1 = h1[order]
-    ties = np.flatnonzero(s1[1:] == s1[:-1])  # rare: a repeated id (or equal first halves)
-    if len(ties):
-        seen: set[tuple[int, int]] = set()
-        for k in np.unique(np.concatenate([ties, ties + 1])).tolist():
-            i = int(order[k])
-            key = (int(h1[i]), int(h2[i]))
-            repeat[i] = key in seen
-            seen.add(key)
-    return order, repeat
+def _email_automaton() -> Dfa:
+    """The fast e-mail pattern, minus what email-validator treats specially: `--` anywhere (IDNA) or a
+    special-use domain name as the last label (the pattern needs a dot after the @)."""
+    names = "|".join(re.escape(name) for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    special = compile_dfa(rf"(?i)[\x00-\x7f]*(?:--[\x00-\x7f]*|\.(?:{names}))")
+    return compile_dfa(_EMAIL_FAST_RE).minus(special)
 
 
-def _special_domain(lower: pa.Array) -> np.ndarray:
-    """E-mails the fast pattern would pass but email-validator treats specially: `--` anywhere (IDNA)
-    or a special-use domain name as the last label (the pattern needs a dot after the @)."""
-    special = pc.find_substring(lower, "--").to_numpy() >= 0
-    for name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
-        special |= _mask(pc.ends_with(lower, "." + name))
-    return special
+_EMAIL_DFA = _email_automaton()  # built on import (~0.1 s), not in a load
+
+
+def _with_validity(column: pa.Array, valid: np.ndarray) -> pa.Array:
+    """`column` (no nulls, no offset) with null where not `valid` (the values stay behind the nulls)."""
+    if column.null_count or column.offset:
+        return pc.if_else(pa.array(valid), column, pa.nulls(len(column), column.type))
+    _, offsets, data = column.buffers()
+    return pa.StringArray.from_buffers(len(column), offsets, data, pa.py_buffer(np.packbits(valid, bitorder="little")))
 
 
 def _empty_as_null(column: pa.Array) -> pa.Array:
@@ -640,15 +583,15 @@ def _fill_slow(result: pa.Array, raw: pa.Array, todo: np.ndarray, check) -> pa.A
     return pc.replace_with_mask(result, pa.array(todo), pa.array([check(v) for v in values], pa.string()))
 
 
-def _raw_texts(text: pa.Array, raw: pa.Array, limit: int) -> list[str]:
-    """Raw field values for rejects.csv: undecodable bytes shown escaped, huge fields truncated."""
-    out = []
-    for value, blob in zip(text.to_pylist(), raw.to_pylist(), strict=True):
-        if value is None:
-            value = blob.decode("utf-8", "backslashreplace")
-        if len(value) > limit:
-            value = f"{value[:limit]}...[truncated, {len(value)} chars]"
-        out.append(value)
-    return out
+def _raw_texts(text: pa.Array, raw: pa.Array, take: pa.Array, limit: int) -> list[str]:
+    """Raw field values for rejects.csv (`text` the decoded values at `take`, `raw` the whole raw column):
+    undecodable bytes shown escaped, huge fields truncated."""
+    values = text.to_pylist()
+    if text.null_count:
+        blobs = pc.take(raw, take).to_pylist()
+        values = [v if v is not None else b.decode("utf-8", "backslashreplace")
+                  for v, b in zip(values, blobs, strict=True)]
+    return [v if len(v) <= limit else f"{v[:limit]}...[truncated, {len(v)} chars]" for v in values]
 
 
+_PhoneFastPath.for_region(LoadOptions.default_region)  # the default region's DFAs built on import, not in a load

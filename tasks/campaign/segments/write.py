@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import csv
+import gc
 import io
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -62,13 +66,72 @@ def _compression(schema) -> dict[str, str]:  # noqa: ANN001
     return {name: "none" if name == "device_token" else "snappy" for name in schema.names}
 
 
+class _Flusher:
+    """Writes a growing file's data to disk in the background while it is written (fdatasync on its own
+    thread after each chunk), so the fsync that publishes it only waits for the last chunk's pages."""
+
+    def __init__(self, path: Path):
+        self._fd = os.open(path, os.O_RDONLY)
+        self._wanted = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="segments-flush", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopped:
+                return
+            with contextlib.suppress(OSError):  # best effort: the publishing fsync still checks
+                os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wanted.set()
+        self._thread.join()
+        os.close(self._fd)
+
+
+@contextlib.contextmanager
+def _flushing(path: Path) -> Iterator[_Flusher]:
+    flusher = _Flusher(path)
+    try:
+        yield flusher
+    finally:
+        flusher.close()
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the chunks stream (re-enabled after, if it was on).
+
+    A load allocates tens of thousands of small containers (reject rows), which triggers full
+    collections, and each full collection walks every object of the process (numba, pyarrow,
+    pandas, luigi): about 6% of a load's CPU time, measured with perf. The load makes no reference
+    cycles worth collecting; reference counting frees its objects as before.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, int]],
-           read: Callable[[int, int], RawChunk], first_line: int, workers: int, extras: tuple[str, ...] = ()) -> Counts:
+           read: Callable[[int, int], RawChunk], first_line: int, workers: int, extras: tuple[str, ...] = (),
+           expected_rows: int = 0) -> Counts:
     """Read and validate `ranges` of the file on `workers` threads (pyarrow and numpy release the GIL),
     and write the results in file order into customers.parquet and rejects.csv; the ratio gate
     sits between. At most 2 x workers ranges are in flight, so memory stays bounded. `extras` are
-    the names of the extra columns the reader passes after the required ones."""
-    validator = Validator(options, first_line, extras)
+    the names of the extra columns the reader passes after the required ones; `expected_rows` about
+    how many rows the file has (the set of ids seen is sized for them)."""
+    validator = Validator(options, first_line, extras, expected_rows)
     schema = customers_schema(extras)
     counts = Counts()
     customers_path, rejects_path = out / CUSTOMERS_FILE, out / REJECTS_FILE
@@ -86,10 +149,12 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
 
     with atomic_path(customers_path) as parquet_tmp:
         with (
+            _cyclic_gc_paused(),
             atomic_open(rejects_path, "w", encoding="utf-8", newline="") as rejects_fh,
             pq.ParquetWriter(parquet_tmp, schema, compression=_compression(schema), use_dictionary=["segment"],
                              write_statistics=["customer_id", "segment"]) as writer,
             concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="segments") as pool,
+            _flushing(parquet_tmp) as flusher,
         ):
             csv.writer(rejects_fh).writerow(rejects_header(extras))
             pending: collections.deque[concurrent.futures.Future] = collections.deque()
@@ -98,8 +163,10 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
                     pending.append(pool.submit(work, index, start, end))
                     while len(pending) > 2 * workers or (pending and pending[0].done()):
                         _add(counts, *pending.popleft().result(), writer, rejects_fh)
+                        flusher.kick()
                 while pending:
                     _add(counts, *pending.popleft().result(), writer, rejects_fh)
+                    flusher.kick()
             except BaseException:
                 validator.order.abandon()
                 for future in pending:

@@ -1,0 +1,265 @@
+"""Compiled loops over the bytes of Arrow string columns (numba, no GIL): the validator's hot checks
+in one pass per column instead of one pyarrow pass per regex and per condition.
+
+Each kernel takes a column as Arrow lays it out (int32 `offsets`, one per value plus one, into a
+uint8 `data` buffer) and byte tables: a uint8 lookup table per byte class, or a DFA of
+tasks.campaign.segments.dfa flattened (`table[state * 256 + byte]` is the next state times 256,
+0 dead, 1 the start). Loops index with unsigned values and walk slices, so the compiled code has no
+negative-index checks. Signatures are given, so the kernels are compiled when this module is
+imported, and cached on disk (numba's cache, next to this file or under NUMBA_CACHE_DIR) so later
+imports only load them. Reads no luigi.cfg section.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba import types as nt
+
+_OPTS = {"nogil": True, "cache": True, "boundscheck": False}
+# inputs: read-only, contiguous views (Arrow buffers, tables); outputs: new arrays
+_I4, _U1, _U4 = (nt.Array(t, 1, "C", readonly=True) for t in (nt.int32, nt.uint8, nt.uint32))
+_U4X2, _U1X2 = nt.Array(nt.uint32, 2, "C", readonly=True), nt.Array(nt.uint8, 2, "C", readonly=True)
+_OUT_B1, _OUT_I4, _OUT_U1 = nt.boolean[:], nt.int32[:], nt.uint8[:]
+
+
+@njit(nt.uintp(_U4, _U1), **_OPTS)
+def run(table, value):  # noqa: ANN001, ANN201
+    """The state the DFA ends in after `value` (0: dead). The table holds next states times 256, so a
+    step is one add and one load."""
+    at = np.uintp(256)
+    for byte in value:
+        at = np.uintp(table[at + np.uintp(byte)])
+        if at == 0:
+            break
+    return at >> np.uintp(8)
+
+
+@njit(_OUT_B1(_I4, _U1, _U4, _U1), **_OPTS)
+def full_match(offsets, data, table, accept):  # noqa: ANN001, ANN201
+    """Which values the DFA matches whole."""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = accept[run(table, data[np.uintp(offsets[i]):np.uintp(offsets[i + 1])])] != 0
+    return out
+
+
+@njit(_OUT_B1(_I4, _U1, _U1, nt.int64, nt.int64), **_OPTS)
+def all_in_class(offsets, data, allowed, min_length, max_length):  # noqa: ANN001, ANN201
+    """Which values are `min_length` to `max_length` bytes long, each byte `allowed` (1 in the table)."""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        start, end = np.intp(offsets[i]), np.intp(offsets[i + 1])
+        if end - start < min_length or end - start > max_length:
+            continue
+        good = np.uint8(1)
+        for byte in data[start:end]:
+            good &= allowed[byte]
+        out[i] = good != 0
+    return out
+
+
+@njit(_OUT_B1(_I4, _U1, _U1), **_OPTS)
+def edge_bytes(offsets, data, edge):  # noqa: ANN001, ANN201
+    """Which non-empty values start or end with a byte in `edge` (1 in the table)."""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        start, end = np.uintp(offsets[i]), np.uintp(offsets[i + 1])
+        if end > start:
+            out[i] = (edge[data[start]] | edge[data[end - np.uintp(1)]]) != 0
+    return out
+
+
+@njit(_OUT_B1(_I4, _U1, _U4, _U1, nt.int64, nt.int64), **_OPTS)
+def email_fast(offsets, data, table, accept, max_length, max_local):  # noqa: ANN001, ANN201
+    """Which values the DFA matches whole, at most `max_length` bytes long with the first `@` at an
+    index of at most `max_local`."""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        start, end = np.intp(offsets[i]), np.intp(offsets[i + 1])
+        if end - start > max_length:
+            continue
+        value = data[start:end]
+        if not accept[run(table, value)]:
+            continue
+        at = 0
+        for byte in value:
+            if byte == 64:
+                break
+            at += 1
+        out[i] = at <= max_local
+    return out
+
+
+@njit(nt.Tuple((_OUT_I4, _OUT_U1))(_I4, _U1, _U1), **_OPTS)
+def drop_bytes(offsets, data, drop):  # noqa: ANN001, ANN201
+    """The column with every byte in `drop` (1 in the table) removed: new offsets and data. Exact for
+    ASCII bytes in UTF-8, which never occur inside a multi-byte sequence."""
+    n = offsets.shape[0] - 1
+    new_offsets = np.empty(n + 1, dtype=np.int32)
+    new_data = np.empty(offsets[n] - offsets[0], dtype=np.uint8)
+    k = 0
+    new_offsets[0] = 0
+    for i in range(n):
+        for byte in data[np.uintp(offsets[i]):np.uintp(offsets[i + 1])]:
+            if not drop[byte]:
+                new_data[k] = byte
+                k += 1
+        new_offsets[i + 1] = k
+    return new_offsets, new_data[:k]
+
+
+@njit(nt.Tuple((_OUT_B1, _OUT_B1, _OUT_B1, _OUT_I4, _OUT_U1))(
+    _I4, _U1, _I4, _U1, _U4, _U1, _U1, _U1, _U4, _U1, _U1, _U4X2, _U1X2, _U1X2), **_OPTS)
+def phone_fast(offsets, data, plain_offsets, plain_data, shape, shape_accept, calling_code,  # noqa: ANN001, ANN201
+               national_prefix, general, general_accept, general_lengths, types, types_accept, types_lengths):
+    """The vectorised is_valid_number of _PhoneFastPath, one value at a time.
+
+    `data` are the raw values, `plain_data` the same with the punctuation dropped. Returns
+    (shaped, national, fast, E.164 offsets, E.164 data): the raw value has the shape of a phone
+    number; its plain form has no `+`; it is valid for the region (`+<calling code>` and the
+    national significant number, which the general DFA and one of the types' match, at a length
+    each allows, and which does not start with the national prefix). The E.164 column holds the
+    numbers of the fast rows (empty elsewhere). A lengths mask says which lengths are allowed
+    (1), its last entry standing for every longer one.
+    """
+    n = offsets.shape[0] - 1
+    shaped = np.zeros(n, dtype=np.bool_)
+    national = np.zeros(n, dtype=np.bool_)
+    fast = np.zeros(n, dtype=np.bool_)
+    code = calling_code.shape[0]
+    prefix = national_prefix.shape[0]
+    e164_offsets = np.zeros(n + 1, dtype=np.int32)
+    e164 = np.empty(plain_offsets[n] - plain_offsets[0] + n * (code + 1), dtype=np.uint8)
+    k = 0
+    for i in range(n):
+        e164_offsets[i] = k
+        shaped[i] = shape_accept[run(shape, data[np.uintp(offsets[i]):np.uintp(offsets[i + 1])])] != 0
+        start, end = np.intp(plain_offsets[i]), np.intp(plain_offsets[i + 1])
+        plus = end > start and plain_data[start] == 43
+        national[i] = not plus
+        if not shaped[i]:
+            continue
+        if plus:  # international: +<calling code> then the national number
+            if end - start < code + 1:
+                continue
+            same = True
+            for c in range(code):
+                same &= plain_data[start + 1 + c] == calling_code[c]
+            if not same:
+                continue
+            start += code + 1
+        length = end - start
+        if not general_lengths[min(length, general_lengths.shape[0] - 1)]:
+            continue
+        if prefix and length >= prefix:
+            same = True
+            for c in range(prefix):
+                same &= plain_data[start + c] == national_prefix[c]
+            if same:
+                continue
+        nsn = plain_data[start:end]
+        if not general_accept[run(general, nsn)]:
+            continue
+        any_type = False
+        for t in range(types.shape[0]):
+            if types_lengths[t, min(length, types_lengths.shape[1] - 1)] and types_accept[t, run(types[t], nsn)]:
+                any_type = True
+                break
+        if not any_type:
+            continue
+        fast[i] = True
+        e164[k] = 43
+        k += 1
+        for c in range(code):
+            e164[k] = calling_code[c]
+            k += 1
+        for byte in nsn:
+            e164[k] = byte
+            k += 1
+    e164_offsets[n] = k
+    return shaped, national, fast, e164_offsets, e164[:k]
+
+
+_H1_SEED, _H2_SEED = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
+_H1_MUL, _H2_MUL = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+
+
+@njit(nt.uint64(nt.uint64), **_OPTS)
+def _fmix64(h):  # noqa: ANN001, ANN201
+    h ^= h >> np.uint64(33)
+    h *= _H1_MUL
+    h ^= h >> np.uint64(33)
+    h *= _H2_MUL
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@njit(nt.Tuple((nt.uint64[:], nt.uint64[:]))(_I4, _U1), **_OPTS)
+def id_hashes(offsets, data):  # noqa: ANN001, ANN201
+    """Two independent 64-bit hashes of each value, eight bytes (little-endian) at a time."""
+    n = offsets.shape[0] - 1
+    h1s = np.empty(n, dtype=np.uint64)
+    h2s = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        start, end = np.intp(offsets[i]), np.intp(offsets[i + 1])
+        length = np.uint64(end - start)
+        h1 = _H1_SEED ^ length
+        h2 = _H2_SEED + length * _H1_MUL
+        for word_start in range(start, end, 8):
+            word = np.uint64(0)
+            for k in range(min(8, end - word_start)):
+                word |= np.uint64(data[word_start + k]) << np.uint64(8 * k)
+            a = (h1 ^ word) * _H1_MUL
+            h1 = a ^ (a >> np.uint64(31))
+            b = (h2 + word) * _H2_MUL
+            h2 = b ^ (b >> np.uint64(29))
+        h1s[i] = _fmix64(h1)
+        h2s[i] = _fmix64(h2 ^ _H1_SEED)
+    return h1s, h2s
+
+
+@njit(nt.Tuple((_OUT_B1, nt.int64))(nt.uint64[:, ::1], nt.int64, nt.Array(nt.uint64, 1, "C", readonly=True),
+                                    nt.Array(nt.uint64, 1, "C", readonly=True)), **_OPTS)
+def claim(slots, count, h1, h2):  # noqa: ANN001, ANN201
+    """Claim each (h1, h2) in order in the open-addressing set `slots` (rows of (h1, h2), (0, 0) empty,
+    linear probing, a power-of-two length with room for every key): which were claimed already, by an
+    earlier call or an earlier key of this one, and the set's new count. A key (0, 0) is stored as (0, 1)."""
+    mask = np.uint64(slots.shape[0] - 1)
+    seen = np.zeros(h1.shape[0], dtype=np.bool_)
+    for i in range(h1.shape[0]):
+        a, b = h1[i], h2[i]
+        if a == 0 and b == 0:
+            b = np.uint64(1)
+        at = a & mask
+        while True:
+            x, y = slots[at, 0], slots[at, 1]
+            if x == a and y == b:
+                seen[i] = True
+                break
+            if x == 0 and y == 0:
+                slots[at, 0] = a
+                slots[at, 1] = b
+                count += 1
+                break
+            at = (at + np.uint64(1)) & mask
+    return seen, count
+
+
+@njit(nt.void(nt.Array(nt.uint64, 2, "C", readonly=True), nt.uint64[:, ::1]), **_OPTS)
+def rehash(old, new):  # noqa: ANN001, ANN201
+    """Move the keys of `old` into the empty, larger set `new`."""
+    mask = np.uint64(new.shape[0] - 1)
+    for i in range(old.shape[0]):
+        a, b = old[i, 0], old[i, 1]
+        if a == 0 and b == 0:
+            continue
+        at = a & mask
+        while new[at, 0] != 0 or new[at, 1] != 0:
+            at = (at + np.uint64(1)) & mask
+        new[at, 0] = a
+        new[at, 1] = b
