@@ -92,7 +92,7 @@ def child(args: list[str]) -> None:
     ):
         screen = compliance.CampaignScreen(
             key, "sendgrid", store=store, ledger=ledger, cap=compliance.parse_frequency_cap("1/7d"),
-            duplicates=compliance.send_duplicates(customers, "email", "all"))
+            duplicates=lambda: compliance.send_duplicates(customers, "email", "all"))
         result = send_campaign(key, source, lambda r: {"subject": "Hello", "body": f"Hi {r.customer_id}"}, client,
                                limiter, ledger, SendPolicy(concurrency=CONCURRENCY, progress_interval=5.0,
                                                            log_interval=60.0), screen=screen)

@@ -29,8 +29,9 @@ import functools
 import logging
 import os
 import re
+import threading
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,7 +280,7 @@ class CampaignScreen:
         *,
         listed: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
         store: SuppressionStore | None = None,
-        duplicates: Mapping[str, str] | None = None,
+        duplicates: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         cap: FrequencyCap | None = None,
         ledger: SendLedger | None = None,
         quiet: QuietHours | None = None,
@@ -288,11 +289,35 @@ class CampaignScreen:
         self.key, self.channel, self.provider = key, key.channel, provider
         self.listed = listed
         self.store = store
-        self.duplicates = duplicates or {}
+        # a mapping, or how to compute it: then computed at the first check (a send with nothing left to
+        # screen never scans for duplicates)
+        self._duplicates = duplicates if duplicates is not None else {}
+        self._duplicates_lock = threading.Lock()
         self.cap = cap
         self.ledger = ledger
         self.quiet = quiet
         self.clock = clock
+
+    @property
+    def duplicates(self) -> Mapping[str, str]:
+        with self._duplicates_lock:
+            if callable(self._duplicates):
+                self._duplicates = self._duplicates()
+            return self._duplicates
+
+    def recheck(self, recipients: Sequence[Screened]) -> dict[str, Skip | Hold]:
+        """With the token in hand: only what can change within a send, the suppression store (an opt-out or
+        unsubscribe recorded meanwhile). The list, the duplicates and quiet hours were checked a moment ago,
+        and the cap's count stays as `check` found it (see the README on concurrent campaigns)."""
+        if self.store is None or not recipients:
+            return {}
+        found = self.store.find_many(self.channel, [(r.customer_id, r.address) for r in recipients])
+        return {cid: self._suppressed(entry) for cid, entry in found.items()}
+
+    @staticmethod
+    def _suppressed(entry: Suppression) -> Skip:
+        what = "address" if entry.kind == "address" else "customer"
+        return Skip(SUPPRESSED, f"{what} suppressed on {entry.channel} ({entry.source})")
 
     def check(self, recipients: Sequence[Screened]) -> dict[str, Skip | Hold]:
         """customer_id -> Skip or Hold for those of `recipients` that may not go now: one store query and one
@@ -305,11 +330,11 @@ class CampaignScreen:
         if self.store is not None and rest:
             found = self.store.find_many(self.channel, [(r.customer_id, r.address) for r in rest])
             for cid, entry in found.items():
-                what = "address" if entry.kind == "address" else "customer"
-                verdicts[cid] = Skip(SUPPRESSED, f"{what} suppressed on {entry.channel} ({entry.source})")
+                verdicts[cid] = self._suppressed(entry)
             rest = [r for r in rest if r.customer_id not in verdicts]
+        duplicates = self.duplicates
         for r in rest:
-            first = self.duplicates.get(r.customer_id)
+            first = duplicates.get(r.customer_id)
             if first is not None:
                 verdicts[r.customer_id] = Skip(DUPLICATE_ADDRESS, f"customer {first} has the same address in this send")
         rest = [r for r in rest if r.customer_id not in verdicts]

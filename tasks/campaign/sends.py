@@ -201,7 +201,7 @@ def build_screen(channel: str, cfg: config._channel_campaign, key: SendKey, prov
              if channel in QUIET_HOURS_CHANNELS else None)
     return compliance.CampaignScreen(
         key, provider, listed=listed, store=store, ledger=ledger, clock=clock, quiet=quiet,
-        duplicates=compliance.send_duplicates(customers_path, channel, segment),
+        duplicates=functools.partial(compliance.send_duplicates, customers_path, channel, segment),
         cap=compliance.parse_frequency_cap(shared.frequency_cap),
     )
 

@@ -61,6 +61,10 @@ class Screen(Protocol):
     def check(self, recipients: Sequence[Screened]) -> dict[str, Skip | Hold]:
         """customer_id -> Skip or Hold for the recipients that may not go now; the others are sent."""
 
+    def recheck(self, recipients: Sequence[Screened]) -> dict[str, Skip | Hold]:
+        """The same, once the limiter's token is in hand: what may have changed since `check` (an opt-out
+        added meanwhile)."""
+
     def opted_out(self, message: Message, reason: str) -> None:
         """The provider says this address may never be messaged again: remember it."""
 

@@ -444,12 +444,12 @@ class _Run:
                 later = _Batch([recipient], batch.attempts)
                 heapq.heappush(self.delayed, (now_mono + max(0.0, until - now_wall), id(later), later))
 
-    def _screened(self, recipients: Sequence[Recipient], outcome: _Outcome) -> list[Recipient]:
-        """The recipients the screen lets go now; the others are skipped (final) or held (pending). One
-        screen call, and one ledger statement per distinct verdict."""
+    def _screened(self, recipients: Sequence[Recipient], outcome: _Outcome, again: bool = False) -> list[Recipient]:
+        """The recipients the screen lets go now (`again`: its re-check with the token in hand); the others are
+        skipped (final) or held (pending). One screen call, and one ledger statement per distinct verdict."""
         if self.screen is None or not recipients:
             return list(recipients)
-        verdicts = self.screen.check(recipients)
+        verdicts = (self.screen.recheck if again else self.screen.check)(recipients)
         if not verdicts:
             return list(recipients)
         grouped: dict[Skip | Hold, list[Recipient]] = collections.defaultdict(list)
@@ -486,7 +486,8 @@ class _Run:
         if self.aborting.is_set():
             return outcome  # the rows stay pending for the next run
         if self.screen is not None:  # again with the token in hand: a suppression added meanwhile counts
-            still = {r.customer_id for r in self._screened([by_id[m.customer_id] for m in messages], outcome)}
+            still = {r.customer_id for r in self._screened([by_id[m.customer_id] for m in messages], outcome,
+                                                           again=True)}
             messages = [m for m in messages if m.customer_id in still]
             if not messages:
                 return outcome

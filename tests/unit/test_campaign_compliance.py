@@ -3,6 +3,7 @@ one message per address, unsubscribe tokens, the suppression store."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
@@ -151,3 +152,31 @@ def test_suppression_store_matches_channel_all_and_customers(tmp_path, request, 
         assert oct((tmp_path / "s.sqlite3").stat().st_mode & 0o777) == "0o600"
     else:
         assert not (tmp_path / "s.sqlite3").exists()
+
+
+def test_the_screen_finds_duplicates_once_and_only_when_it_screens_and_rechecks_only_the_store(tmp_path) -> None:
+    @dataclasses.dataclass
+    class R:
+        customer_id: str
+        address: str
+        fields: dict = dataclasses.field(default_factory=dict)
+
+    scans = []
+
+    def scan() -> dict[str, str]:
+        scans.append(1)
+        return {"C2": "C1"}
+
+    key = SendKey("spring", "2026-03-02", "email")
+    with SuppressionStore(tmp_path / "s.sqlite3") as store:
+        screen = compliance.CampaignScreen(key, "sendgrid", store=store, duplicates=scan,
+                                           listed={("email", "c@x.org")})
+        assert scans == []  # a send with nothing left to screen never scans customers.parquet
+        batch = [R("C1", "a@x.org"), R("C2", "a@x.org"), R("C3", "c@x.org")]
+        assert {cid: v.state for cid, v in screen.check(batch).items()} == {
+            "C2": "duplicate_address", "C3": "suppressed"}
+        screen.check(batch)
+        assert scans == [1]
+        assert screen.recheck(batch) == {}  # the list and the duplicates were just checked
+        store.add([Suppression("email", "address", "a@x.org", "unsubscribe")])
+        assert {cid: v.state for cid, v in screen.recheck(batch[:1]).items()} == {"C1": "suppressed"}

@@ -20,8 +20,10 @@ CREATE TABLE IF NOT EXISTS sends (
 {table_options};
 -- a shard's rows by state: recovery, the pending check and the counts read it alone (a covering index)
 CREATE INDEX IF NOT EXISTS sends_shard_state ON sends (campaign, date, channel, shard, state);
--- one customer's recent messages across campaigns and dates: the frequency cap's lookup
-CREATE INDEX IF NOT EXISTS sends_customer ON sends (customer_id, channel, updated_at);
+-- one customer's rows across campaigns and dates: the frequency cap's lookup. Not on updated_at: every claim
+-- and outcome changes it, and an index on it would be rewritten for each (the cap filters the few rows a
+-- customer has instead)
+CREATE INDEX IF NOT EXISTS sends_customer_channel ON sends (customer_id, channel);
 CREATE TABLE IF NOT EXISTS send_seeds (
     campaign TEXT NOT NULL,
     date TEXT NOT NULL,
