@@ -7,7 +7,8 @@ validation off: 1,000-personalization bodies) . Each child runs the real streami
 (tasks.campaign.sends.ParquetRecipients + send_campaign) on the SQLite ledger, batches of
 1,000 recipients, token bucket 1000/s burst 100, concurrency 4: the provider is not the limit.
 The compliance screen of every send is on (issue 14): the duplicate-address scan before the first
-request, the suppression store and the frequency cap (1/7d) looked up once per request.
+request, then per request two suppression-store queries (the check, and the re-check with the token
+in hand) and one frequency-cap query (1/7d).
 
 Figures, each against the goal of issue 13 (the baseline of its ratio):
 - peak RSS of the whole send, from /usr/bin/time -v around the child (goal <= 400 MB);

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tasks.errors import ConfigError, LockHeldError
 from tasks.state import locks
-from tasks.state.db import Database, SqliteDatabase, Tx, read_sql
+from tasks.state.db import Database, Tx, as_database, read_sql
 
 PENDING, SENDING, SENT, FAILED, UNKNOWN = "pending", "sending", "sent", "failed", "unknown"
 # final states of recipients skipped before any request (opt-out, frequency cap, a shared address)
@@ -108,7 +108,7 @@ class SendLedger:
     """
 
     def __init__(self, where: str | os.PathLike[str] | Database):
-        self.db = where if isinstance(where, Database) else SqliteDatabase(Path(where))
+        self.db = as_database(where)
         self.path = getattr(self.db, "path", None)
         with self.db.transaction() as tx:
             if self.db.dialect == "sqlite":

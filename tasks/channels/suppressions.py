@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.state.db import Database, SqliteDatabase, read_sql
+from tasks.state.db import Database, as_database, read_sql
 
 CHANNELS = ("email", "sms", "push", "all")
 KINDS = ("address", "customer")
@@ -52,7 +52,7 @@ class SuppressionStore:
     by hosts."""
 
     def __init__(self, where: str | os.PathLike[str] | Database):
-        self.db = where if isinstance(where, Database) else SqliteDatabase(Path(where))
+        self.db = as_database(where)
         with self.db.transaction() as tx:
             tx.script(self._sql("schema"))
 

@@ -150,6 +150,11 @@ class SqliteDatabase(Database):
             self._conn.close()
 
 
+def as_database(where: str | os.PathLike[str] | Database) -> Database:
+    """`where` itself when it is a Database, else the SQLite file at that path."""
+    return where if isinstance(where, Database) else SqliteDatabase(Path(where))
+
+
 class PostgresDatabase(Database):
     """A Postgres database reached through this process's pool for `dsn`."""
 

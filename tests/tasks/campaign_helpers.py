@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import datetime
+import json
 import random
 from pathlib import Path
 
 import luigi
 
+from tasks import state
+from tasks.campaign import sends as channel_core
 from tasks.campaign.tasks import LoadSegments, SendEmailCampaign, SendPushNotification, SendSmsCampaign
+from tasks.channels.ledger import SendKey, SendLedger, ledger_path
 
 DAY = datetime.date(2026, 3, 2)
 TASKS = {"email": SendEmailCampaign, "sms": SendSmsCampaign, "push": SendPushNotification}
@@ -53,3 +57,14 @@ def setup_campaign(luigi_cfg, tmp_path: Path, count: int, **channels: dict[str, 
 
 def build(*tasks: luigi.Task, workers: int = 1) -> bool:
     return luigi.build(list(tasks), local_scheduler=True, workers=workers, log_level="WARNING")
+
+
+def ledger_rows(var_path: Path, channel: str, campaign: str = "demo", date: datetime.date = DAY) -> dict[str, dict]:
+    """customer_id -> ledger row of one send, from the configured state backend."""
+    with SendLedger(state.database(ledger_path(var_path, channel))) as ledger:
+        return {r["customer_id"]: r for r in ledger.rows(SendKey(campaign, date.isoformat(), channel))}
+
+
+def result(var_path: Path, channel: str, segment: str = "all") -> dict:
+    """The result JSON of the `demo` send of DAY on `channel`."""
+    return json.loads(channel_core.result_path(var_path, DAY, "demo", channel, segment).read_text())

@@ -18,21 +18,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from tasks import state
 from tasks.__main__ import main
 from tasks.campaign import compliance
 from tasks.campaign import preview as preview_core
 from tasks.campaign import sends as channel_core
 from tasks.campaign.tasks import LoadSegments
 from tasks.campaign.unsubscribes import make_unsubscribe_server
-from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+from tasks.channels.ledger import SendKey, ledger_path
 from tasks.channels.suppressions import Suppression, SuppressionStore, suppressions_path
 from tasks.channels.unsubscribe import read_token
 from tasks.errors import RecipientsHeldError
 from tests.fakes.clock import FakeClock
 from tests.fakes.providers import FakeProvider
-from tests.tasks.campaign_helpers import DAY, TASKS, build, customer
-from tests.tasks.test_campaign_sends import result as result_file
+from tests.tasks.campaign_helpers import DAY, TASKS, build, customer, ledger_rows, result
 
 PROVIDER = {"email": "sendgrid", "sms": "twilio", "push": "fcm"}
 SECRET = "unsubscribe-test-secret-0123456789"
@@ -81,11 +79,6 @@ def send(channel: str, campaign: str = "demo", date: datetime.date = DAY, **kwar
     return channel_core.run_channel_send(channel, date, campaign, "all", path, **kwargs)
 
 
-def states(var_path: Path, channel: str, campaign: str = "demo", date: datetime.date = DAY) -> dict[str, dict]:
-    with SendLedger(state.database(ledger_path(var_path, channel))) as ledger:
-        return {r["customer_id"]: r for r in ledger.rows(SendKey(campaign, date.isoformat(), channel))}
-
-
 def test_opt_outs_are_suppressed_remembered_and_skipped_by_every_later_campaign(
         luigi_cfg, tmp_path, var_path, fake_env, capsys):
     rows = customers(8)
@@ -103,7 +96,7 @@ def test_opt_outs_are_suppressed_remembered_and_skipped_by_every_later_campaign(
         assert (result.counts["sent"], result.counts["suppressed"], result.counts["failed"]) == (4, 4, 0)
         channel_core.check_failure_ratio(result.as_dict(), 0.0)  # suppressions are never failures
         assert fake.counters["twilio_requests"] == 5, "only the STOP number was asked; the listed ones never"
-        ledger = states(var_path, "sms")
+        ledger = ledger_rows(var_path, "sms")
         assert "21610" in ledger[rows[1]["customer_id"]]["reason"]
         assert ledger[rows[3]["customer_id"]]["reason"] == "on [campaign] suppression_list"
         assert ledger[rows[5]["customer_id"]]["reason"] == "address suppressed on sms (cli)"
@@ -150,7 +143,7 @@ def test_a_suppression_added_mid_send_is_honoured(luigi_cfg, tmp_path, var_path,
         result = send("sms")
         assert (result.counts["sent"], result.counts["suppressed"]) == (5, 1)
         assert last not in {m["to"] for m in fake.accepted()}
-        assert states(var_path, "sms")[rows[5]["customer_id"]]["state"] == "suppressed"
+        assert ledger_rows(var_path, "sms")[rows[5]["customer_id"]]["state"] == "suppressed"
 
 
 def test_email_personalised_one_address_once_one_click_headers_asm_and_sandbox(
@@ -170,7 +163,7 @@ def test_email_personalised_one_address_once_one_click_headers_asm_and_sandbox(
         result = send("email")
         counts = result.counts
         assert (counts["sent"], counts["duplicate_address"], counts["failed"]) == (4, 1, 1)
-        ledger = states(var_path, "email")
+        ledger = ledger_rows(var_path, "email")
         assert ledger[rows[2]["customer_id"]]["reason"] == f"customer {rows[1]['customer_id']} has the same address " \
                                                          f"in this send"
         assert ledger[rows[3]["customer_id"]]["reason"].startswith("missing_field: plan")
@@ -214,7 +207,7 @@ def test_frequency_cap_counts_messages_across_campaigns_and_dates(luigi_cfg, tmp
     second = send("email", campaign="b")  # default 1/7d: the same day's second campaign is capped
     assert (second.counts["capped"], second.counts["sent"]) == (5, 0)
     channel_core.check_failure_ratio(second.as_dict(), 0.0)
-    assert "within frequency_cap 1/7d" in next(iter(states(var_path, "email", "b").values()))["reason"]
+    assert "within frequency_cap 1/7d" in next(iter(ledger_rows(var_path, "email", "b").values()))["reason"]
     assert send("email", campaign="a", date=DAY + datetime.timedelta(days=1)).counts["capped"] == 5  # the daily re-run
     assert send("sms", campaign="a").counts["sent"] == 5  # per channel
     luigi_cfg.set("campaign", "frequency_cap", "2/7d")
@@ -268,7 +261,7 @@ def test_held_past_max_hold_hours_stay_pending_and_the_next_run_sends_them(luigi
         with pytest.raises(RecipientsHeldError, match="2 recipient.* until 2026-03-02 15:00 UTC.*1 without a known "
                                                       "time zone"):
             channel_core.check_held(result.as_dict(), 8)
-        ledger = states(var_path, "sms")
+        ledger = ledger_rows(var_path, "sms")
         assert ledger[rows[3]["customer_id"]]["state"] == "pending" and "never overlap" in \
             ledger[rows[3]["customer_id"]]["reason"]
 
@@ -320,7 +313,7 @@ def test_one_click_unsubscribe_over_http_records_only_valid_posts(luigi_cfg, tmp
             server.server_close()
     result = send("email", campaign="next")
     assert (result.counts["sent"], result.counts["suppressed"]) == (2, 1)
-    assert states(var_path, "email", "next")[rows[0]["customer_id"]]["state"] == "suppressed"
+    assert ledger_rows(var_path, "email", "next")[rows[0]["customer_id"]]["state"] == "suppressed"
 
 
 def test_preview_counts_future_states_renders_masked_and_contacts_or_writes_nothing(
@@ -388,11 +381,11 @@ def test_a_sharded_send_screens_across_shards_and_keeps_opt_outs_in_the_state_ba
         assert build(TASKS["sms"](date=DAY), workers=3)
         delivered = collections.Counter(m["to"] for m in fake.accepted())
     assert max(delivered.values()) == 1, "one message per address, whatever shard each customer id is in"
-    combined = result_file(var_path, "sms")
+    combined = result(var_path, "sms")
     assert combined["extra"]["shards"] == 3 and combined["complete"]
     counts = combined["counts"]
     assert (counts["sent"], counts["duplicate_address"], counts["suppressed"], counts["failed"]) == (19, 3, 2, 0)
-    ledger = states(var_path, "sms")
+    ledger = ledger_rows(var_path, "sms")
     assert {cid for cid, r in ledger.items() if r["state"] == "duplicate_address"} == {
         rows[i]["customer_id"] for i in (7, 13, 19)}
     assert "21610" in ledger[rows[2]["customer_id"]]["reason"]

@@ -14,23 +14,12 @@ import os
 
 import pytest
 
-from tasks.campaign import sends as channel_core
-from tasks.channels.ledger import SendKey, SendLedger, ledger_path
 from tasks.channels.outbox import outbox_path
 from tasks.errors import AuthApiError, CampaignFailedError
 from tests.fakes.providers import FakeProvider, Faults
-from tests.tasks.campaign_helpers import ADDRESS, DAY, TASKS, build, setup_campaign
+from tests.tasks.campaign_helpers import ADDRESS, DAY, TASKS, build, ledger_rows, result, setup_campaign
 
 PROVIDER = {"email": "sendgrid", "sms": "twilio", "push": "fcm"}
-
-
-def ledger_rows(var_path, channel: str) -> dict[str, dict]:
-    with SendLedger(ledger_path(var_path, channel)) as ledger:
-        return {r["customer_id"]: r for r in ledger.rows(SendKey("demo", DAY.isoformat(), channel))}
-
-
-def result(var_path, channel: str, segment: str = "all") -> dict:
-    return json.loads(channel_core.result_path(var_path, DAY, "demo", channel, segment).read_text())
 
 
 @pytest.fixture
