@@ -355,13 +355,14 @@ def run_channel_send(
     return result
 
 
-def check_held(result: dict, max_hold_hours: float) -> None:
-    """RecipientsHeldError when recipients are still pending (held for quiet hours past max_hold_hours, or
-    without a known zone): no result file, and the next run of the same send resumes them (`result`: a
-    send's result document)."""
+def check_held(result: dict, cfg: config._channel_campaign) -> None:
+    """RecipientsHeldError when recipients are still pending (held for quiet hours past the section's
+    max_hold_hours, or without a known zone): no result file, and the next run of the same send resumes
+    them (`result`: a send's result document)."""
     pending = result["counts"].get(PENDING, 0)
     if not pending:
         return
+    max_hold_hours = getattr(cfg, "max_hold_hours", 0.0)  # e-mail has no quiet hours
     extra = result.get("extra", {})
     until, no_time = extra.get("held_until"), extra.get("held_without_time", 0)
     raise RecipientsHeldError(

@@ -178,7 +178,6 @@ class _SendChannelCampaign(luigi.Task):
     def run(self) -> None:
         cfg = channel_core.channel_config(self.channel)
         shards = self.shards()
-        hold_hours = getattr(cfg, "max_hold_hours", 0.0)
         if shards:
             result = channel_core.combine_results([_read_result(task.output()) for task in shards])
         else:
@@ -191,7 +190,7 @@ class _SendChannelCampaign(luigi.Task):
                 template=self.template,
             ).as_dict()
         channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
-        channel_core.check_held(result, hold_hours)
+        channel_core.check_held(result, cfg)
         _write_result(self.output(), self.result_path(), result)
         self.set_progress_percentage(100)
 
@@ -247,7 +246,7 @@ class SendShard(luigi.Task):
             shard=shard, template=self.template,
         ).as_dict()
         # a shard with recipients held past max_hold_hours is not done: its next run resumes them
-        channel_core.check_held(result, getattr(channel_core.channel_config(self.channel), "max_hold_hours", 0.0))
+        channel_core.check_held(result, channel_core.channel_config(self.channel))
         _write_result(self.output(), self.result_path(), result)
         self.set_progress_percentage(100)
 
