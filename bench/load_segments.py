@@ -6,10 +6,11 @@ file in the page cache (a warm-up read first): the baseline child times one
 `pyarrow.csv.read_csv(path)` (all defaults, threads on); the measured child times
 `tasks.campaign.segments.load_segments` (what LoadSegments.run calls, with the [segments] defaults:
 validation, customers.parquet, rejects.csv, summary.json). Figures, per size: time ratio
-(goal <= 2.0) and the load's own peak RSS (bench.common.PeakRss) over the file size, with
-read_csv's own peak beside it; and the peak's growth from the small size to the large one
-against the growth in rows (goal: less than linear, and at most 1 GB at 5M rows). Smoke mode:
-2,000 and 5,000 rows, one run each.
+(goal <= 2.0); the floor's ratio, what the load's reader and Parquet writer alone cost on the
+load's ranges and threads, with no check at all (`_floor`); the load's own peak RSS
+(bench.common.PeakRss) over the file size, with read_csv's own peak beside it; and the peak's
+growth from the small size to the large one against the growth in rows (goal: less than
+linear, and at most 1 GB at 5M rows). Smoke mode: 2,000 and 5,000 rows, one run each.
 
     python -m bench.load_segments [--smoke]
 """
@@ -74,10 +75,53 @@ def child(argv: list[str]) -> None:
 
     out = Path(argv[2])
     shutil.rmtree(out, ignore_errors=True)
+    if mode == "floor":
+        started = time.perf_counter()
+        rows = _floor(path, out)
+        common.child_report({"seconds": time.perf_counter() - started, "rows": rows})
+        return
     started = time.perf_counter()
     result = load_segments(path, out, LoadOptions())
     common.child_report({"seconds": time.perf_counter() - started, "rows": result.summary["rows_read"],
                          "valid": result.summary["valid"], "rejected": result.summary["rejected"]})
+
+
+def _floor(path: Path, out: Path) -> int:
+    """What a load costs before any check: the load's reader on the load's ranges and threads, every
+    record written as it is to a Parquet file by the load's writer (bytes taken as strings, no
+    decoding, trimming, ids, addresses or rejects). Returns the rows written."""
+    import collections
+    import concurrent.futures
+
+    import pyarrow as pa
+
+    from tasks.campaign.segments import LoadOptions, plan_load
+    from tasks.campaign.segments.model import customers_schema
+    from tasks.campaign.segments.write import parquet_writer
+
+    plan = plan_load(path, LoadOptions())
+    schema = customers_schema(plan.extras)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def work(start: int, end: int) -> pa.Table:
+        chunk = plan.read(start, end)
+        return pa.Table.from_arrays([c.view(pa.string()) for c in chunk.columns], schema=schema)
+
+    rows = 0
+    with (concurrent.futures.ThreadPoolExecutor(plan.workers) as pool,
+          parquet_writer(out / "floor.parquet", schema) as writer):
+        pending: collections.deque = collections.deque()
+        for start, end in plan.ranges:  # at most 2 x workers ranges in flight, written in file order
+            pending.append(pool.submit(work, start, end))
+            while len(pending) > 2 * plan.workers or (pending and pending[0].done()):
+                table = pending.popleft().result()
+                writer.write_table(table)
+                rows += table.num_rows
+        for future in pending:
+            table = future.result()
+            writer.write_table(table)
+            rows += table.num_rows
+    return rows
 
 
 def measure(sizes: Sizes, label: str, env: dict[str, str]) -> tuple[list[dict], float]:
@@ -87,7 +131,7 @@ def measure(sizes: Sizes, label: str, env: dict[str, str]) -> tuple[list[dict], 
     size_mb = path.stat().st_size / 2**20
     _warm(path)
     out = common.out_dir() / NAME / "out"
-    base, base_rss, load, rss = [], [], [], []
+    base, base_rss, load, rss, floor = [], [], [], [], []
     for _ in range(sizes.runs):
         report = common.run_child("bench.load_segments", ["read_csv", str(path)], env)
         base.append(report["seconds"])
@@ -95,6 +139,7 @@ def measure(sizes: Sizes, label: str, env: dict[str, str]) -> tuple[list[dict], 
         report = common.run_child("bench.load_segments", ["load", str(path), str(out)], env)
         load.append(report["seconds"])
         rss.append(report["peak_rss_mb"])
+        floor.append(common.run_child("bench.load_segments", ["floor", str(path), str(out)], env)["seconds"])
     shutil.rmtree(out, ignore_errors=True)
     ratios = [lo / b for lo, b in zip(load, base, strict=True)]
     baseline = statistics.median(base)
@@ -104,6 +149,8 @@ def measure(sizes: Sizes, label: str, env: dict[str, str]) -> tuple[list[dict], 
                      peak_rss_mb=max(rss), read_csv_peak_rss_mb=max(base_rss), rows=report["rows"],
                      rejected=report["rejected"], file_mb=round(size_mb, 1),
                      ratio_per_run=[round(r, 3) for r in ratios]),
+        common.entry(f"{NAME}.floor_over_read_csv.{label}", values=floor, unit="s", baseline=baseline,
+                     rows=report["rows"], ratio_per_run=[round(f / b, 3) for f, b in zip(floor, base, strict=True)]),
         common.entry(f"{NAME}.peak_rss_over_file_size.{label}", values=rss, unit="MB", baseline=size_mb,
                      digits=1, peak_rss_mb=max(rss), read_csv_peak_rss_mb=max(base_rss), rows=report["rows"]),
     ]

@@ -40,7 +40,8 @@ import datetime
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,6 +58,7 @@ from tasks.campaign.segments.model import (
     SUMMARY_FILE,
     LoadOptions,
     LoadResult,
+    RawChunk,
 )
 from tasks.campaign.segments.read import (
     count_lines,
@@ -71,8 +73,8 @@ from tasks.errors import CheckFailure, DataValidationError
 
 __all__ = [
     "CHANNEL_COLUMNS", "CUSTOMERS_FILE", "CUSTOMERS_SCHEMA", "REJECTS_FILE", "REQUIRED_COLUMNS", "SUMMARY_FILE",
-    "LoadOptions", "LoadResult", "channel_scan", "customers_for_channel", "iter_customers_for_channel",
-    "load_segments", "output_dir",
+    "LoadOptions", "LoadPlan", "LoadResult", "channel_scan", "customers_for_channel", "iter_customers_for_channel",
+    "load_segments", "output_dir", "plan_load",
 ]
 
 
@@ -134,9 +136,31 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
     from tasks.campaign.segments.write import finish, stream
 
     options = options or LoadOptions()
-    path = Path(input_path)
     out = Path(out_dir)
     started = time.monotonic()
+    plan = plan_load(input_path, options)
+    counts = stream(plan.path, out, options, plan.ranges, plan.read, first_line=2, workers=plan.workers,
+                    extras=plan.extras, expected_rows=plan.expected_rows)
+    return finish(plan.path, out, options, counts, time.monotonic() - started, plan.extras, plan.ignored)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """How a file will be read: its ranges of whole lines, the reader of one range, the extra columns."""
+
+    path: Path
+    ranges: list[tuple[int, int]]
+    read: Callable[[int, int], RawChunk]  # (start, end) -> the range's records
+    extras: tuple[str, ...]  # template fields, after the required columns in each chunk
+    ignored: list[str]  # header names not carried
+    expected_rows: int  # about how many rows the file has
+    workers: int
+
+
+def plan_load(input_path: str | os.PathLike[str], options: LoadOptions) -> LoadPlan:
+    """Check the file and its header, and cut it into ranges (DataValidationError when the file is missing,
+    empty or lacks required columns)."""
+    path = Path(input_path)
     if not path.is_file():
         raise DataValidationError("segments CSV", [CheckFailure("input_exists", f"no such file: {path}")])
     header = read_header(path, options.encoding)
@@ -146,12 +170,13 @@ def load_segments(input_path: str | os.PathLike[str], out_dir: str | os.PathLike
     start = data_start(path)
     range_bytes = _range_bytes(path, start, options.chunk_rows)
     ranges = split_ranges(path, start, range_bytes)
-    names = tuple(name for name, _ in extras)
-    expected_rows = int((path.stat().st_size - start) / range_bytes * options.chunk_rows)
-    counts = stream(path, out, options, ranges,
-                    functools.partial(read_range, path, width=len(header), positions=positions),
-                    first_line=2, workers=_workers(len(ranges)), extras=names, expected_rows=expected_rows)
-    return finish(path, out, options, counts, time.monotonic() - started, names, ignored)
+    return LoadPlan(
+        path=path, ranges=ranges,
+        read=functools.partial(read_range, path, width=len(header), positions=positions),
+        extras=tuple(name for name, _ in extras), ignored=ignored,
+        expected_rows=int((path.stat().st_size - start) / range_bytes * options.chunk_rows),
+        workers=_workers(len(ranges)),
+    )
 
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import mmap
 import re
 import sys
 import threading
@@ -29,7 +30,9 @@ from tasks.campaign.segments.model import (
 )
 from tasks.errors import CheckFailure, DataValidationError
 
-_ARROW_BLOCK_SIZE = 4 << 20  # rows longer than this make the arrow reader give up (csv fallback)
+# a range is parsed as one block, so its columns need no concatenation; a row longer than this makes the
+# arrow reader give up (csv fallback)
+_ARROW_BLOCK_SIZE = 64 << 20
 
 
 class ArrowReaderGaveUp(Exception):
@@ -174,16 +177,22 @@ def read_range(path: Path, start: int, end: int, width: int, positions: list[int
     lines, and when they differ (or pyarrow gives up, e.g. on a row longer than its block) the
     range is read again by python_chunk, line by line.
     """
+    if end <= start:
+        return python_chunk(b"", width, positions)
+    # the range memory-mapped, not read: pyarrow parses the page cache's bytes where they are (no copy)
+    base = start - start % mmap.ALLOCATIONGRANULARITY
     with open(path, "rb") as fh:
-        fh.seek(start)
-        data = fh.read(end - start)
-    try:
-        return _arrow_chunk(data, width, positions)
-    except ArrowReaderGaveUp:
-        return python_chunk(data, width, positions)
+        mapped = mmap.mmap(fh.fileno(), end - base, offset=base, access=mmap.ACCESS_READ)
+    with contextlib.closing(mapped), memoryview(mapped) as view, view[start - base:] as data:
+        try:
+            return _arrow_chunk(data, mapped.find(b'"', start - base) >= 0, width, positions)
+        except ArrowReaderGaveUp:
+            return python_chunk(bytes(data), width, positions)
 
 
-def _arrow_chunk(data: bytes, width: int, positions: list[int]) -> RawChunk:
+def _arrow_chunk(data: memoryview, quoted: bool, width: int, positions: list[int]) -> RawChunk:
+    """pyarrow's reader on `data` (`quoted`: it holds a `"`). The columns it returns are copies: none
+    refers to `data`."""
     names = [f"c{i}" for i in range(width)]
     skipped: list[Malformed] = []
 
@@ -217,14 +226,18 @@ def _arrow_chunk(data: bytes, width: int, positions: list[int]) -> RawChunk:
         raise ArrowReaderGaveUp(str(exc)) from exc
     lines = table.num_rows + len(skipped)
     # without a quote no record can span lines (one record per line); with one, count the lines
-    if b'"' in data and count_lines(data) != lines:
+    if quoted and count_lines(bytes(data)) != lines:
         raise ArrowReaderGaveUp("a quoted field runs across lines")
     line_numbers = np.arange(1, lines + 1, dtype=np.int64)
     if skipped:
         line_numbers = line_numbers[~np.isin(line_numbers, [m.line_number for m in skipped])]
-    columns = [table.column(i).combine_chunks() for i in range(len(positions))]
+    columns = [_one_array(table.column(i)) for i in range(len(positions))]
     malformed = [m for m in skipped if m.reason != BLANK_LINE]
     return RawChunk(columns, line_numbers, malformed, blank_lines=len(skipped) - len(malformed), lines=lines)
+
+
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def python_chunk(data: bytes, width: int, positions: list[int]) -> RawChunk:

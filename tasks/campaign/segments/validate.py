@@ -65,6 +65,9 @@ pa.array(np.zeros(1, dtype=bool))
 
 def _decode_column(column: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray, int]:
     """(strings with null where undecodable, undecodable mask, values decoded with the fallback)."""
+    offsets, data = _buffers(column)
+    if kernels.all_ascii(data[offsets[0]:offsets[-1]]):  # ASCII is UTF-8: the same bytes, viewed as strings
+        return column.view(pa.string()), np.zeros(len(column), dtype=bool), 0
     try:
         return column.cast(pa.string()), np.zeros(len(column), dtype=bool), 0
     except pa.ArrowInvalid:

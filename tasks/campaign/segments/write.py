@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.campaign.segments.model import (
@@ -61,9 +62,12 @@ def neutralize(row: tuple) -> tuple:
     return tuple("'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in row)
 
 
-def _compression(schema) -> dict[str, str]:  # noqa: ANN001
-    # device tokens are random: snappy would spend time on them for ~3% of the file
-    return {name: "none" if name == "device_token" else "snappy" for name in schema.names}
+def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """customers.parquet's writer: snappy but for device tokens (random: snappy would spend time on them for
+    ~3% of the file), a dictionary for the segment only, statistics for customer_id and segment."""
+    compression = {name: "none" if name == "device_token" else "snappy" for name in schema.names}
+    return pq.ParquetWriter(path, schema, compression=compression, use_dictionary=["segment"],
+                            write_statistics=["customer_id", "segment"])
 
 
 class _Flusher:
@@ -151,8 +155,7 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
         with (
             _cyclic_gc_paused(),
             atomic_open(rejects_path, "w", encoding="utf-8", newline="") as rejects_fh,
-            pq.ParquetWriter(parquet_tmp, schema, compression=_compression(schema), use_dictionary=["segment"],
-                             write_statistics=["customer_id", "segment"]) as writer,
+            parquet_writer(parquet_tmp, schema) as writer,
             concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="segments") as pool,
             _flushing(parquet_tmp) as flusher,
         ):
