@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow  # real subprocesses: benchmark children, luigi ru
 
 # every figure each benchmark publishes; all but campaign_resume.duplicates carry a peak RSS
 FIGURES = {
-    "load_segments": {f"load_segments.{figure}.{size}" for figure in ("time_over_read_csv", "peak_rss_over_file_size")
+    "load_segments": {f"load_segments.{figure}.{size}"
+                      for figure in ("time_over_read_csv", "floor_over_read_csv", "peak_rss_over_file_size")
                       for size in ("1M", "5M")} | {"load_segments.peak_rss_growth"},
     "email_batching": {"email_batching.batched_recipients_per_s", "email_batching.single_recipients_per_s"},
     "campaign_pace": {f"campaign_pace.{mode}_{latency}" for mode in ("sender", "sequential", "fixed_window")
@@ -93,6 +94,8 @@ def _check_specifics(name: str, rows: dict[str, dict]) -> None:
             load = rows[f"load_segments.time_over_read_csv.{size}"]
             assert load["rows"] == rows_read and 0 < load["rejected"] < rows_read
             assert rows[f"load_segments.peak_rss_over_file_size.{size}"]["value"] == load["peak_rss_mb"]
+            floor = rows[f"load_segments.floor_over_read_csv.{size}"]  # every record written, none checked
+            assert floor["rows"] == rows_read and floor["baseline"] == load["baseline"]
         growth = rows["load_segments.peak_rss_growth"]
         assert growth["value"] == round(growth["large_peak_mb"] / growth["small_peak_mb"], 3)
     elif name == "email_batching":

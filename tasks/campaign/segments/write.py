@@ -59,7 +59,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def neutralize(row: tuple) -> tuple:
     """A rejects.csv row whose text cells cannot run as spreadsheet formulas: a leading `'` is added
     to any cell starting with =, +, -, @, tab or CR (the raw bytes stay in the source file, by line)."""
-    return tuple("'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in row)
+    return tuple(["'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v for v in row])
 
 
 def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
