@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import re
 import threading
@@ -185,13 +186,14 @@ class _PhoneFastPath:
                                       for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())))
         fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types, all_types,
                               "".join(sorted({str(code)[0], prefix[:1], idd[:1]} - {""})))
-        try:  # the valid-number patterns as DFAs, and RE2 must accept the impossible-number ones
+        try:  # the valid-number patterns as DFAs
             fast.automata()
-            probe = pa.array(["0"])
-            for pattern, _ in all_types:
-                pc.match_substring_regex(probe, pattern)
-        except (Unsupported, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        except Unsupported:
             return None
+        try:  # the impossible-number patterns too, else no such rule (those numbers take the slow path)
+            fast.impossible_automata()
+        except Unsupported:
+            return dataclasses.replace(fast, all_types=())
         return fast
 
     @functools.cache  # noqa: B019 - one per region (for_region caches the instances)
@@ -220,26 +222,31 @@ class _PhoneFastPath:
                 np.frombuffer(self.national_prefix.encode(), dtype=np.uint8),
                 dfas[0].flat, dfas[0].accepts, masks[0], tables, accepts, np.ascontiguousarray(type_masks))
 
+    @functools.cache  # noqa: B019 - one per region (for_region caches the instances)
+    def impossible_automata(self) -> tuple[tuple[Dfa, np.ndarray], ...]:
+        """The patterns of `all_types` as DFAs, each with the lengths it allows (empty: any)."""
+        return tuple((compile_dfa(pattern), np.asarray(lengths, dtype=np.int64)) for pattern, lengths in self.all_types)
+
     def impossible(self, plain: pa.Array) -> np.ndarray:
         """National numbers (digits only) that are valid in no region of the calling code, where
         phonenumbers would keep every digit (no leading digit it could strip a prefix from)."""
         impossible = np.zeros(len(plain), dtype=bool)
         if not self.all_types or not len(plain):
             return impossible
-        keeps_all = ~_mask(pc.match_substring_regex(plain, f"^[{self.strippable}]")) if self.strippable else None
-        rows = np.flatnonzero(keeps_all) if keeps_all is not None else np.arange(len(plain))
-        if not len(rows):
-            return impossible
-        digits = pc.take(plain, pa.array(rows))
-        length = pc.utf8_length(digits)
-        possible = np.zeros(len(rows), dtype=bool)
-        for pattern, lengths in self.all_types:
-            hit = _mask(pc.match_substring_regex(digits, pattern))
-            if lengths:
-                hit &= _mask(pc.is_in(length, pa.array(lengths, pa.int32())))
+        offsets, data = _buffers(plain)
+        length = np.diff(offsets)
+        keeps_all = np.ones(len(plain), dtype=bool)
+        if self.strippable:
+            nonempty = length > 0
+            first_digits = data[offsets[:-1][nonempty]]
+            keeps_all[nonempty] = ~np.isin(first_digits, np.frombuffer(self.strippable.encode(), np.uint8))
+        possible = np.zeros(len(plain), dtype=bool)
+        for dfa, lengths in self.impossible_automata():
+            hit = kernels.full_match(offsets, data, dfa.flat, dfa.accepts)
+            if len(lengths):
+                hit &= np.isin(length, lengths)
             possible |= hit
-        impossible[rows] = ~possible
-        return impossible
+        return keeps_all & ~possible
 
 
 def _anchored(pattern: str) -> str:
