@@ -16,6 +16,10 @@ def _num(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
+def _span(first: str, last: str) -> str:
+    return first if first == last else f"{first} to {last}"
+
+
 def markdown() -> str:
     rows = json.loads(common.results_path().read_text())
     lines = [
@@ -34,7 +38,7 @@ def markdown() -> str:
     for m in map(json.loads, sorted(machines)):
         lines.append("")
         lines.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; "
-                     f"measured {dates[0][:10]}.")
+                     f"measured {_span(dates[0][:10], dates[-1][:10])}.")
     return "\n".join(lines)
 
 
