@@ -198,6 +198,20 @@ def test_latin1_rows_decode_with_the_fallback_or_are_rejected(tmp_path: Path) ->
     assert out["summary"]["rejected_by_reason"] == {"undecodable": 1}
 
 
+def test_an_undecodable_row_with_too_many_fields_is_rejected_without_noise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pyarrow decodes an invalid row as UTF-8 before its handler runs; on these bytes that failed
+    # inside pyarrow and printed "Exception ignored in: on_invalid" (a UnicodeDecodeError) to stderr
+    unraisable: list = []
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+    data = (HEADER + "c1,new,a@example.com,,\n").encode() + b"c\xff2,new,b@example.com,,,extra\n"
+    out = load(tmp_path, data + b"c3,new,c@example.com,,\n")
+    assert unraisable == []
+    assert [c["customer_id"] for c in out["customers"]] == ["c1", "c3"]
+    assert [(r["line_number"], r["reason"]) for r in out["rejects"]] == [("3", "wrong_field_count")]
+
+
 def test_whole_latin1_file_with_latin1_header(tmp_path: Path) -> None:
     data = ("customer_id,segment,email,phone,device_token,Stadt\n" "c1,new,a@example.com,,,Köln\n").encode("latin-1")
     out = load(tmp_path, data, encoding="latin-1")

@@ -40,6 +40,32 @@ class ArrowReaderGaveUp(Exception):
 
 
 _CSV_LIMIT_LOCK = threading.Lock()
+_HOOK_LOCK = threading.Lock()
+
+
+def _quiet_undecodable_invalid_rows() -> None:
+    """Keep pyarrow's failure to decode an invalid row off stderr (installed once, process-wide).
+
+    pyarrow decodes an invalid row's text as UTF-8 before it calls the handler; on a row that is
+    not UTF-8 the decoding fails inside pyarrow, which prints "Exception ignored in: on_invalid"
+    and gives the range up, and read_range reads it again line by line, which rejects that row
+    with its reason. Only that one case is dropped; every other unraisable exception goes on to
+    the hook that was there before.
+    """
+    with _HOOK_LOCK:
+        previous = sys.unraisablehook
+        if getattr(previous, "_segments_filter", False):
+            return
+
+        def hook(unraisable: sys.UnraisableHookArgs) -> None:
+            if isinstance(unraisable.exc_value, UnicodeDecodeError) and getattr(
+                unraisable.object, "__qualname__", ""
+            ) == _arrow_chunk.__qualname__ + ".<locals>.on_invalid":
+                return
+            previous(unraisable)
+
+        hook._segments_filter = True  # type: ignore[attr-defined]
+        sys.unraisablehook = hook
 
 
 @contextlib.contextmanager
@@ -196,11 +222,11 @@ def _arrow_chunk(data: memoryview, quoted: bool, width: int, positions: list[int
     names = [f"c{i}" for i in range(width)]
     skipped: list[Malformed] = []
 
+    _quiet_undecodable_invalid_rows()
+
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        try:
-            text = row.text
-        except UnicodeDecodeError:
-            text = "<undecodable>"
+        # (a row that is not UTF-8 never gets here: see _quiet_undecodable_invalid_rows)
+        text = row.text
         if row.actual_columns == 1 and not text.strip():
             skipped.append(Malformed(row.number, BLANK_LINE, "", ""))
         else:
