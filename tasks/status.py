@@ -120,13 +120,14 @@ def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries
             complete = bool(task.complete())
         except Exception:  # noqa: BLE001 - cannot tell: count it as not done
             complete = False
-        failed, alerted = _run_alerts()
+        failed, warned, alerted = _run_alerts()
         run = {"kind": "luigi", "task": task.task_family, "run_date": date.isoformat(),
                "status": "ok" if complete else summaries.FAILED_RUN,
                "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
                "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "duration_s": round(time.time() - started, 2), "host": socket.gethostname(), "pid": os.getpid(),
-               "failed_tasks": failed, "alerts": alerted, "alerts_where": _alerts_where()}
+               "failed_tasks": failed, "warned_tasks": warned, "alerts": alerted,
+               "alerts_where": _alerts_where()}
         summary = collect(date, run)
         print("\n" + summaries.render(summary), file=out or sys.stdout, flush=True)
         summaries.record_run({**run, "sends": [{k: s.get(k) for k in ("channel", "campaign", "segment", "counts")}
@@ -139,15 +140,16 @@ def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries
         return None
 
 
-def _run_alerts() -> tuple[list[str], int]:
-    """(summaries of this run's failed tasks, how many alerted individually) from the alert ledger."""
+def _run_alerts() -> tuple[list[str], list[str], int]:
+    """(summaries of this run's failed tasks, of its tasks whose data checks only warned, how many
+    alerts went out individually) from the alert ledger."""
     path = config.var_dir(create=False) / "alerts" / "ledger.sqlite"
     if not path.exists():
-        return [], 0
+        return [], [], 0
     ledger = AlertLedger(path)
-    failed, alerted = ledger.run_counts(alerts.RUN_ID)
-    names = ledger.run_tasks(alerts.RUN_ID) if failed else []
-    return names, alerted
+    failed, warned, alerted = ledger.run_counts(alerts.RUN_ID)
+    return (ledger.run_tasks(alerts.RUN_ID) if failed else [],
+            ledger.run_tasks(alerts.RUN_ID, warnings=True) if warned else [], alerted)
 
 
 def _alerts_where() -> str:
@@ -193,4 +195,5 @@ def _run_view(record: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {"task": record.get("task", "RunAll"), "status": record.get("status"),
             "duration_s": record.get("duration_s"), "failed_tasks": record.get("failed_tasks") or [],
+            "warned_tasks": record.get("warned_tasks") or [],
             "alerts": record.get("alerts", 0), "alerts_where": record.get("alerts_where", "")}

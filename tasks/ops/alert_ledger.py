@@ -23,6 +23,10 @@ from tasks.files import private_file
 ALERT = "alert"  # send an individual alert now
 COUNT = "count"  # a repeat of an alerted task: counted, reported in the digest
 DEFER = "defer"  # over the cap: goes into the digest
+# the suffix of a task_id under which a task's data-check warning is kept apart from its failures:
+# alerted like a failure, but the task went on, so the run summary counts it as a warning
+WARNING_SUFFIX = "#check-warning"
+_IS_WARNING = f"substr(task_id, -{len(WARNING_SUFFIX)}) = '{WARNING_SUFFIX}'"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS failures (
@@ -116,23 +120,26 @@ class AlertLedger:
         finally:
             conn.close()
 
-    def run_counts(self, run_id: str) -> tuple[int, int]:
-        """(tasks that failed in run `run_id`, of which alerted individually) for the run summary."""
+    def run_counts(self, run_id: str) -> tuple[int, int, int]:
+        """(tasks that failed in run `run_id`, tasks that only warned, alerts sent individually)."""
         conn = self._connect()
         try:
-            failed, alerted = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(alerted), 0) FROM failures WHERE run_id = ?", (run_id,)
+            failed, warned, alerted = conn.execute(
+                f"SELECT COALESCE(SUM(NOT {_IS_WARNING}), 0), COALESCE(SUM({_IS_WARNING}), 0),"
+                " COALESCE(SUM(alerted), 0) FROM failures WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return int(failed), int(alerted)
+            return int(failed), int(warned), int(alerted)
         finally:
             conn.close()
 
-    def run_tasks(self, run_id: str, limit: int = 20) -> list[str]:
-        """What failed in run `run_id` (the redacted one-line summaries), first failure first."""
+    def run_tasks(self, run_id: str, limit: int = 20, *, warnings: bool = False) -> list[str]:
+        """What failed (or, with `warnings`, only warned) in run `run_id`: the redacted one-line
+        summaries, first first."""
         conn = self._connect()
         try:
-            rows = conn.execute("SELECT summary FROM failures WHERE run_id = ? ORDER BY first_at LIMIT ?",
-                                (run_id, limit)).fetchall()
+            rows = conn.execute(
+                f"SELECT summary FROM failures WHERE run_id = ? AND {'' if warnings else 'NOT '}{_IS_WARNING}"
+                " ORDER BY first_at LIMIT ?", (run_id, limit)).fetchall()
             return [r[0] for r in rows]
         finally:
             conn.close()

@@ -51,7 +51,7 @@ import luigi.retcodes
 
 from tasks import config
 from tasks.errors import CHECK_WARNING
-from tasks.ops.alert_ledger import ALERT, AlertLedger, PendingFailure
+from tasks.ops.alert_ledger import ALERT, WARNING_SUFFIX, AlertLedger, PendingFailure
 from tasks.ops.redaction import redact
 from tasks.ops.slack import WEBHOOK_ENV, Delivery, SlackSettings, alerts_dir, deliver
 
@@ -88,7 +88,7 @@ def on_broken_task(task: luigi.Task, exception: BaseException) -> None:
 
 def on_check_warning(task: luigi.Task, message: str) -> None:
     """tasks.errors.CHECK_WARNING: data checks of severity warn failed; the task goes on."""
-    _alert(task, "data check warning", "DataCheckWarning", message, key_suffix="#check-warning")
+    _alert(task, "data check warning", "DataCheckWarning", message, key_suffix=WARNING_SUFFIX)
 
 
 def on_dependency_missing(task: luigi.Task) -> None:

@@ -16,6 +16,7 @@ so a value is the day's state, not an increment: gauges):
     tasks_run_duration_seconds{task}                    the last run's duration
     tasks_run_success{task}                             1 when the last run's day completed, else 0
     tasks_run_alerts{task}                              tasks of the last run that failed (alerted)
+    tasks_run_warnings{task}                            tasks of the last run whose data checks warned
     tasks_summary_date_timestamp_seconds                the run date the values describe (midnight UTC)
     tasks_last_run_timestamp_seconds                    when they were written
 
@@ -91,6 +92,8 @@ def registry_for(summary: DaySummary) -> CollectorRegistry:
             1 if summary.ok else 0)
         Gauge("tasks_run_alerts", "Tasks of the last run that failed", ["task"], registry=reg).labels(task).set(
             len(run.get("failed_tasks") or []))
+        Gauge("tasks_run_warnings", "Tasks of the last run whose data checks warned", ["task"],
+              registry=reg).labels(task).set(len(run.get("warned_tasks") or []))
     day = dt.datetime.combine(dt.date.fromisoformat(summary.date), dt.time(), dt.UTC)
     Gauge("tasks_summary_date_timestamp_seconds", "The run date described (midnight UTC)", registry=reg).set(
         day.timestamp())

@@ -37,7 +37,7 @@ class DaySummary:
     tables: list[dict[str, Any]] = field(default_factory=list)
     segments: dict[str, Any] | None = None
     sends: list[dict[str, Any]] = field(default_factory=list)
-    run: dict[str, Any] | None = None  # status, task, duration_s, failed_tasks, alerts, alerts_where
+    run: dict[str, Any] | None = None  # status, task, duration_s, failed_tasks, warned_tasks, alerts, alerts_where
     problems: list[str] = field(default_factory=list)  # what could not be read (warehouse down, ...)
 
     def as_dict(self) -> dict[str, Any]:
@@ -139,11 +139,13 @@ def render(summary: DaySummary) -> str:
     if run:
         alerts = int(run.get("alerts") or 0)
         failed = run.get("failed_tasks") or []
+        warned = run.get("warned_tasks") or []
         text = f"  alerts: {alerts}"
-        if alerts or failed:
+        if alerts or failed or warned:
             text += f" ({run.get('alerts_where')})"
-        if failed:
-            text += f"; {len(failed)} failed: {', '.join(failed[:5])}" + (" ..." if len(failed) > 5 else "")
+        for what, names in (("failed", failed), ("warned", warned)):
+            if names:
+                text += f"; {len(names)} {what}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
         lines.append(text)
     for problem in summary.problems:
         lines.append(f"  ! {problem}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 
-from tasks.ops.alert_ledger import ALERT, COUNT, DEFER, AlertLedger
+from tasks.ops.alert_ledger import ALERT, COUNT, DEFER, WARNING_SUFFIX, AlertLedger
+from tasks.ops.summary import DaySummary, render
 
 
 def test_first_failure_alerts_repeats_count_and_the_cap_defers(tmp_path):
@@ -28,6 +29,23 @@ def test_alert_on_retry_alerts_every_attempt_within_the_cap(tmp_path):
     assert actions == [ALERT, ALERT, ALERT, DEFER]
     (pending,) = ledger.take_pending(run_id="r")
     assert pending.count == 4
+
+
+def test_a_data_check_warning_is_counted_apart_from_failures(tmp_path):
+    # a warning is alerted like a failure, but the task went on: the run summary said "1 failed"
+    ledger = AlertLedger(tmp_path / "ledger.sqlite")
+    ledger.record("r", "BuildTable(mau)" + WARNING_SUFFIX, "BuildTable warned", cap=5, alert_on_retry=False)
+    ledger.record("r", "SendSms(demo)", "SendSms failed", cap=5, alert_on_retry=False)
+    ledger.record("r", "SendSms(demo)", "SendSms failed", cap=5, alert_on_retry=False)
+    assert ledger.run_counts("r") == (1, 1, 2)
+    assert ledger.run_tasks("r") == ["SendSms failed"]
+    assert ledger.run_tasks("r", warnings=True) == ["BuildTable warned"]
+    assert ledger.run_counts("other") == (0, 0, 0)
+
+    line = render(DaySummary(date="2026-03-02", run={
+        "task": "RunAll", "status": "ok", "duration_s": 1.0, "alerts": 2, "alerts_where": "Slack",
+        "failed_tasks": ledger.run_tasks("r"), "warned_tasks": ledger.run_tasks("r", warnings=True)}))
+    assert "alerts: 2 (Slack); 1 failed: SendSms failed; 1 warned: BuildTable warned" in line
 
 
 def _record_one(path, task_id, out):
