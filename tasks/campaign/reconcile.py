@@ -17,9 +17,12 @@ The send that follows starts its own bucket, so the first second after a reconci
 to twice the burst; the sender retries a 429 (never delivered) like any other. SendGrid (its
 Email Activity API is a paid add-on at 6 requests/minute) and FCM (no lookup at all) cannot
 say, so their unknowns stay unknown. `reconcile_send` runs before every Twilio send (tasks.py)
-and from `python -m tasks reconcile`; `reconcile_day` also fixes the send's result file
-(counts; removed when rows went back to pending, so the next run sends them) and reloads its
-rows into the warehouse. Reads [<channel>_campaign], [paths], [results].
+and from `python -m tasks reconcile`; `reconcile_day` also fixes the send's result (counts; when
+rows went back to pending, the result files of the send and its shards and, with Postgres state,
+their marker rows are removed, so the next run sends them) and reloads its rows into the
+warehouse. A message to the number since the recipient entered the ledger with another body (the
+template was edited or another named) is never taken as "not found": the row stays unknown.
+Reads [<channel>_campaign], [paths], [results].
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.twilio import TwilioClient, created_at
 from tasks.errors import ApiError, ConfigError, RetriableApiError, TasksError
 from tasks.files import write_json_atomic
+from tasks.state.markers import MarkerTarget
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ class ReconcileResult:
     settled_sent: int = 0
     reopened: int = 0
     still_unknown: int = 0
+    other_body: int = 0  # of still_unknown: a message with another body was found (never reopened)
     lookups: int = 0
     note: str = ""
     settled: dict[str, str] = field(default_factory=dict, repr=False)  # customer_id -> sid (never logged)
@@ -79,13 +84,16 @@ class ReconcileResult:
         text = (f"{self.channel} {self.campaign}/{self.segment} {self.date} via {self.provider}: "
                 f"{self.unknown_before} unknown -> {self.settled_sent} sent, {self.reopened} pending again, "
                 f"{self.still_unknown} still unknown ({self.lookups} lookups)")
+        if self.other_body:
+            text += (f"; {self.other_body} of them got a message from us with another body than this send's "
+                     "template renders (left unknown, never sent again)")
         return text + (f"; {self.note}" if self.note else "")
 
 
 def _sum_results(total: ReconcileResult, parts: list[ReconcileResult]) -> ReconcileResult:
     """One send's result from its shards' results."""
     for part in parts:
-        for name in ("unknown_before", "lookups", "settled_sent", "reopened", "still_unknown"):
+        for name in ("unknown_before", "lookups", "settled_sent", "reopened", "still_unknown", "other_body"):
             setattr(total, name, getattr(total, name) + getattr(part, name))
         total.settled.update(part.settled)
         total.note = total.note or part.note
@@ -108,11 +116,12 @@ def reconcile_send(
     key = SendKey(campaign, date.isoformat(), channel)
     result = ReconcileResult(channel, campaign, key.date, segment, cfg.provider)
     with SendLedger(state.database(ledger_path(config.var_dir(), channel))) as ledger:
-        rows = [r for r in ledger.rows(key) if r["state"] == UNKNOWN]
-        count = max((int(r["shard"]) for r in rows), default=0) + 1
-        if shard is None and count > 1:  # e.g. `python -m tasks reconcile`: every shard under its own lock
-            parts = [reconcile_send(channel, date, campaign, segment, customers_path, now, Shard(i, shards), template)
-                     for shards in [max(count, cfg.shards)] for i in range(shards)]
+        rows = ledger.rows(key, UNKNOWN)
+        count = max(max((int(r["shard"]) for r in rows), default=0) + 1, cfg.shards)
+        if shard is None and count > 1:  # e.g. `python -m tasks reconcile`: every shard under the lock its send
+            # takes (SendShard(i, N) locks shard i of N), so a reconcile never runs beside that shard's send
+            parts = [reconcile_send(channel, date, campaign, segment, customers_path, now, Shard(i, count), template)
+                     for i in range(count)]
             return _sum_results(result, parts)
         shard = shard or Shard()
         unknown = {r["customer_id"]: r for r in rows if shard.count == 1 or int(r["shard"]) == shard.index}
@@ -139,12 +148,17 @@ def reconcile_send(
                 for cid, recipient in sorted(recipients.items()):
                     row = unknown[cid]
                     body = render(recipient)["body"]
-                    sid, lookups = _find(client, limiter, recipient.address, body, float(row["created_at"]))
+                    sid, other, lookups = _find(client, limiter, recipient.address, body, float(row["created_at"]))
                     result.lookups += lookups
                     if sid is not None:
                         if ledger.settle_unknown(key, cid, sid):
                             result.settled_sent += 1
                             result.settled[cid] = sid
+                    elif other:
+                        # a message from us reached this number since, with another body (the template was
+                        # edited, or another one was named): it may be this send's, so never send it again
+                        result.still_unknown += 1
+                        result.other_body += 1
                     elif now - float(row["updated_at"]) >= grace_s:
                         minutes = config.sms_campaign().reconcile_grace_minutes
                         result.reopened += len(ledger.reopen(
@@ -158,12 +172,14 @@ def reconcile_send(
 
 
 def _find(client: TwilioClient, limiter: ChannelLimiter, address: str, body: str,
-          entered_at: float) -> tuple[str | None, int]:
-    """(sid of our message to `address`, requests made): every page costs one token."""
+          entered_at: float) -> tuple[str | None, bool, int]:
+    """(sid of our message to `address` with `body`, whether a message to it with another body was sent since the
+    recipient entered the ledger, requests made): every page costs one token."""
     since = (dt.datetime.fromtimestamp(entered_at - CLOCK_SKEW_S, dt.UTC) - dt.timedelta(days=1)).date()
     page: str | None = None
     requests_made = 0
     candidates: list[tuple[float, str]] = []
+    other = False
     while True:
         for attempt in range(1, LOOKUP_ATTEMPTS + 1):
             limiter.acquire()
@@ -177,14 +193,17 @@ def _find(client: TwilioClient, limiter: ChannelLimiter, address: str, body: str
                 time.sleep(min(exc.retry_after or 1.0, 30.0))
         for message in messages:
             created = created_at(message)
-            if message.get("to") != address or message.get("body") not in (None, body):
+            if message.get("to") != address:
                 continue
             if created is not None and created < entered_at - CLOCK_SKEW_S:
                 continue  # an older message to this number (another day's send)
+            if message.get("body") not in (None, body):
+                other = True
+                continue
             candidates.append((created or 0.0, str(message.get("sid"))))
         if page is None:
             break
-    return (min(candidates)[1] if candidates else None), requests_made
+    return (min(candidates)[1] if candidates else None), other, requests_made
 
 
 # ---------------------------------------------------------------- a day, from the CLI
@@ -196,7 +215,8 @@ def sends_of_day(date: dt.date, campaign: str | None = None) -> list[tuple[str, 
     found: set[tuple[str, str, str]] = set()
     base = config.var_dir() / "campaigns" / date.isoformat()
     for path in sorted(base.glob("*/*.json")) if base.is_dir() else []:
-        channel, _, segment = path.stem.partition("-")
+        # a shard's result file names its send: <channel>-<segment>.shard-<i>-of-<n>
+        channel, _, segment = channel_core.SHARD_SUFFIX.sub("", path.stem).partition("-")
         if channel in channel_core.CHANNELS and campaign in (None, path.parent.name):
             found.add((channel, path.parent.name, segment))
     for channel in channel_core.CHANNELS:
@@ -227,21 +247,33 @@ def _refresh(result: ReconcileResult, customers_path: Path) -> bool:
     """After rows changed state: fix the send's result file and reload its warehouse rows."""
     date = dt.date.fromisoformat(result.date)
     path = channel_core.result_path(config.var_dir(), date, result.campaign, result.channel, result.segment)
-    if not path.exists():
-        return True  # the send never finished: its next run writes the file and exports
+    marker = MarkerTarget(state.database(path), channel_core.marker_id(
+        result.channel, result.campaign, date, result.segment)) if state.settings().shared else None
     if result.reopened:
-        # rows are pending again: the send is not complete any more, so its next run sends them
-        path.unlink()
-        logger.info("reconcile: %d recipient(s) of %s are pending again; removed %s so the next run sends them",
-                    result.reopened, result.channel, path)
+        # rows are pending again: the send is not complete any more, nor are its shards, so the next run sends
+        # them; every completion target goes (result files here, marker rows every host sees)
+        files = [p for p in [path, *path.parent.glob("*.json")]
+                 if p == path or (p.stem != path.stem and channel_core.SHARD_SUFFIX.sub("", p.stem) == path.stem)]
+        for p in files:
+            p.unlink(missing_ok=True)
+        markers = marker.remove(with_children=True) if marker is not None else 0
+        logger.info("reconcile: %d recipient(s) of %s are pending again; the send is marked not done (%d result "
+                    "file(s), %d marker(s) removed), so its next run sends them",
+                    result.reopened, result.channel, len(files), markers)
         return True
-    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload = marker.read() if marker is not None else None
+    if payload is None and path.exists():
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    if payload is None:
+        return True  # the send never finished: its next run writes the result and exports
     counts = dict(payload.get("counts") or {})
     counts[UNKNOWN] = counts.get(UNKNOWN, 0) - result.settled_sent
     counts["sent"] = counts.get("sent", 0) + result.settled_sent
     payload["counts"], payload["unknown"] = counts, counts[UNKNOWN]
     payload.setdefault("reconciled", []).append({**result.as_dict(), "at": dt.datetime.now(dt.UTC).isoformat()})
     write_json_atomic(path, payload)
+    if marker is not None:
+        marker.write(payload)
     try:
         results_core.export_send(result.channel, date, result.campaign, result.segment, customers_path,
                                  str(payload.get("provider", "")), expected=counts, result_path=path)

@@ -18,6 +18,7 @@ import datetime
 import functools
 import logging
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,6 +87,20 @@ def result_path(
 ) -> Path:
     """<var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.json: one send's result file."""
     return Path(var_dir) / "campaigns" / date.isoformat() / campaign / f"{channel}-{segment}.json"
+
+
+SHARD_SUFFIX = re.compile(r"\.shard-(\d+)-of-(\d+)$")  # of a shard's result file's stem
+
+
+def shard_result_path(send_result: Path, shard: int, shards: int) -> Path:
+    """<channel>-<segment>.shard-<shard+1>-of-<shards>.json beside the send's result file."""
+    return send_result.with_name(f"{send_result.stem}.shard-{shard + 1}-of-{shards}.json")
+
+
+def marker_id(channel: str, campaign: str, date: datetime.date, segment: str, shard: int = 0, shards: int = 1) -> str:
+    """The send's (or one shard's) completion marker with Postgres state; a shard's id extends its send's."""
+    whole = f"{channel}/{campaign}/{date}/{segment}"
+    return whole if shards <= 1 else f"{whole}/shard-{shard + 1}-of-{shards}"
 
 
 def limits(cfg: config._channel_campaign) -> tuple[float, int]:

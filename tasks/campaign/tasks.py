@@ -172,8 +172,8 @@ class _SendChannelCampaign(luigi.Task):
         return channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
 
     def output(self) -> luigi.Target:
-        path = self.result_path()
-        return _result_target(path, f"{self.channel}/{self.campaign}/{self.date}/{self.segment}")
+        return _result_target(self.result_path(),
+                              channel_core.marker_id(self.channel, self.campaign, self.date, self.segment))
 
     def run(self) -> None:
         cfg = channel_core.channel_config(self.channel)
@@ -229,11 +229,11 @@ class SendShard(luigi.Task):
 
     def result_path(self) -> Path:
         path = channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
-        return path.with_name(f"{path.stem}.shard-{self.shard + 1}-of-{self.shards}.json")
+        return channel_core.shard_result_path(path, self.shard, self.shards)
 
     def output(self) -> luigi.Target:
-        return _result_target(self.result_path(), f"{self.channel}/{self.campaign}/{self.date}/{self.segment}/"
-                              f"shard-{self.shard + 1}-of-{self.shards}")
+        return _result_target(self.result_path(), channel_core.marker_id(
+            self.channel, self.campaign, self.date, self.segment, self.shard, self.shards))
 
     def run(self) -> None:
         customers = _segments_here(self)

@@ -233,10 +233,14 @@ class SendLedger:
             return dict(tx.rows(self._sql("recent_messages"), {**_key(key), "ids": list(customer_ids),
                                                                "since": since}))
 
-    def rows(self, key: SendKey) -> list[dict[str, object]]:
-        """Every row of this send as a dict (for reports and tests; holds raw ids, never log it whole)."""
+    def rows(self, key: SendKey, state: str | None = None) -> list[dict[str, object]]:
+        """Every row of this send (or only those in `state`) as a dict (for reports, reconcile and tests; holds
+        raw ids, never log it whole)."""
         with self.db.transaction() as tx:
-            cur_rows = tx.rows(self._sql("rows"), _key(key))
+            if state is None:
+                cur_rows = tx.rows(self._sql("rows"), _key(key))
+            else:
+                cur_rows = tx.rows(self._sql("rows_in_state"), {**_key(key), "state": state})
             names = tx.column_names()
         return [dict(zip(names, row, strict=True)) for row in cur_rows]
 

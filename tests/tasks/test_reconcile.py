@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import shutil
 import time
 
 import pytest
@@ -14,11 +15,12 @@ import requests
 from tasks.__main__ import main
 from tasks.campaign import reconcile
 from tasks.campaign import sends as channel_core
-from tasks.campaign.tasks import ExportSendResults, LoadSegments
+from tasks.campaign.tasks import ExportSendResults, LoadSegments, SendSmsCampaign
 from tasks.channels import twilio
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+from tasks.config import PROJECT_ROOT
 from tests.fakes.providers import TWILIO_SID, FakeProvider, Faults
-from tests.tasks.campaign_helpers import DAY, TASKS, build, setup_campaign
+from tests.tasks.campaign_helpers import DAY, TASKS, build, ledger_rows, setup_campaign
 
 
 @pytest.fixture
@@ -53,13 +55,15 @@ def test_reconcile_settles_found_reopens_missing_and_the_next_run_sends_each_onc
         delivered = {by_phone[m["to"]]: m["sid"] for m in fake.accepted()}
         (dropped,) = unknown & set(delivered)
         (lost,) = unknown - set(delivered)
-        # noise on the numbers: an older day's message and another campaign's message of today,
-        # with pages of 2 so that the lookup has to follow next_page_uri
+        # noise on the numbers: an older day's message and messages of an hour before the send (asked for:
+        # the lookup starts a day before, but older than the recipient's ledger row), with pages of 2 so
+        # that the lookup has to follow next_page_uri. (A message with another body sent since the row was
+        # made keeps it unknown: test_a_message_with_another_body_is_never_taken_for_not_found.)
         phone = {r["customer_id"]: r["phone"] for r in rows}
         for cid in (dropped, lost):
             fake.add_twilio_message(phone[cid], "an older campaign", created=time.time() - 3 * 86400)
             for n in range(3):
-                fake.add_twilio_message(phone[cid], f"another campaign today #{n}")
+                fake.add_twilio_message(phone[cid], f"an earlier campaign #{n}", created=time.time() - 3600)
         monkeypatch.setattr(twilio, "LIST_PAGE_SIZE", 2)
 
         assert main(["reconcile", "--date", DAY.isoformat()]) == 0
@@ -86,6 +90,58 @@ def test_reconcile_settles_found_reopens_missing_and_the_next_run_sends_each_onc
         assert counts == {"sent": 10}
         assert main(["reconcile", "--date", DAY.isoformat()]) == 0
         assert "nothing to reconcile" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["sqlite-2-shards", "postgres"])
+def test_a_reopened_recipient_is_sent_by_the_next_run_of_a_sharded_or_shared_state_send(
+        backend, request, warehouse, luigi_cfg, tmp_path, var_path, fake_env, capsys):
+    # the shards' result files (and, with Postgres state, the marker rows) kept the send "done", so the next
+    # run only recombined the old results and the reopened recipient was never sent
+    if backend == "postgres":
+        request.getfixturevalue("postgres_state")
+    faults = Faults(script={3: "drop", 6: "hangup"})
+    with FakeProvider(faults=faults, rate=20, burst=5) as fake:
+        rows = setup_campaign(luigi_cfg, tmp_path, 10)
+        point_at(luigi_cfg, fake, reconcile_grace_minutes=0, shards=2 if backend != "postgres" else 1)
+        assert build(ExportSendResults(date=DAY, channel="sms"))
+        assert main(["reconcile", "--date", DAY.isoformat()]) == 0
+        out = capsys.readouterr().out
+        assert "2 unknown -> 1 sent, 1 pending again" in out
+        assert not SendSmsCampaign(date=DAY).complete(), "a recipient is pending again: the send is not done"
+        if backend != "postgres":  # one send in the day's list, not one per shard file
+            assert reconcile.sends_of_day(DAY, "demo") == [("email", "demo", "all"), ("push", "demo", "all"),
+                                                           ("sms", "demo", "all")]
+
+        assert build(ExportSendResults(date=DAY, channel="sms"))
+        states = collections.Counter(r["state"] for r in ledger_rows(var_path, "sms").values())
+        assert states == {"sent": 10}
+        per_number = collections.Counter(m["to"] for m in fake.accepted())
+        assert len(per_number) == len(rows) and max(per_number.values()) == 1
+        result = json.loads(channel_core.result_path(var_path, DAY, "demo", "sms", "all").read_text())
+        assert {k: v for k, v in result["counts"].items() if v} == {"sent": 10}
+        counts = dict(warehouse.execute(
+            "SELECT state, COUNT(*) FROM analytics.campaign_sends WHERE channel = 'sms' GROUP BY 1"))
+        assert counts == {"sent": 10}
+
+
+def test_a_message_with_another_body_is_never_taken_for_not_found(
+        warehouse, luigi_cfg, tmp_path, var_path, fake_env, capsys):
+    # the send used --template promo; `python -m tasks reconcile` renders the section's template, found no
+    # message with that body, reopened the row and the next run sent the customer a second SMS
+    templates = tmp_path / "templates"
+    shutil.copytree(PROJECT_ROOT / "config" / "templates", templates)
+    (templates / "sms" / "promo.toml").write_text('body = "Promo for ${customer_id}. Reply STOP to opt out."\n')
+    luigi_cfg.set("campaign", "templates_dir", str(templates))
+    with FakeProvider(faults=Faults(script={3: "drop"}), rate=20, burst=5) as fake:
+        setup_campaign(luigi_cfg, tmp_path, 5)
+        point_at(luigi_cfg, fake, reconcile_grace_minutes=0)
+        assert build(SendSmsCampaign(date=DAY, template="promo"))
+        assert main(["reconcile", "--date", DAY.isoformat()]) == 0
+        out = capsys.readouterr().out
+        assert "1 unknown -> 0 sent, 0 pending again, 1 still unknown" in out
+        assert "1 of them got a message from us with another body" in out
+        assert build(SendSmsCampaign(date=DAY, template="promo"))
+        assert max(collections.Counter(m["to"] for m in fake.accepted()).values()) == 1
 
 
 def test_a_settled_unknown_updates_the_result_file_and_the_warehouse(
