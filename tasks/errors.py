@@ -128,6 +128,13 @@ class StateBackendError(TasksError):
 class LockHeldError(TasksError):
     """Raised when another live process (on any host sharing the state) holds the lock of this send: wait for
     it, or stop it; never run two senders on one send's `sending` rows."""
+
+
+class LockLostError(StateBackendError):
+    """Raised when a send's run lock (a Postgres advisory lock) was lost mid-run, e.g. its session ended with a
+    server restart or an idle-session timeout: the send claims nothing more, since another host may now take
+    the send over; re-run it (the ledger resumes, the requests in flight end `unknown`)."""
+
 class RecipientsHeldError(TasksError):
     """Raised when recipients are still held for quiet hours past `max_hold_hours` (or have no known time
     zone): they stay `pending`, and the next run of the same send resumes them."""

@@ -26,6 +26,7 @@ or the shared database.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import zlib
@@ -33,7 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import ConfigError, LockHeldError
+from tasks.errors import ConfigError, LockHeldError, LockLostError
 from tasks.state import locks
 from tasks.state.db import Database, Tx, as_database, read_sql
 
@@ -45,6 +46,7 @@ FINAL_STATES = (SENT, FAILED, UNKNOWN, *SKIPPED_STATES)
 STATES = (PENDING, SENDING, *FINAL_STATES)
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "ledger"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class SendLedger:
     def __init__(self, where: str | os.PathLike[str] | Database):
         self.db = as_database(where)
         self.path = getattr(self.db, "path", None)
+        self._fences: dict[SendKey, int] = {}  # send -> Postgres backend holding its run lock (run_lock)
         with self.db.transaction() as tx:
             if self.db.dialect == "sqlite":
                 _migrate_v1(tx, self._schema())
@@ -145,7 +148,12 @@ class SendLedger:
                 raise LockHeldError(
                     f"another process is sending {key.channel} for campaign {key.campaign!r} on {key.date} ({shard})"
                 )
-            yield
+            if held.session_pid is not None:  # claims check the advisory lock is still this run's
+                self._fences[key] = held.session_pid
+            try:
+                yield
+            finally:
+                self._fences.pop(key, None)
 
     # ------------------------------------------------------------------ seeding
 
@@ -253,19 +261,27 @@ class SendLedger:
         not pending any more, the conditional update skips it, and it must not be sent.
         """
         return self._move(key, customer_ids, "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
-                          {}, (PENDING,))
+                          {}, (PENDING,), fence=self._fences.get(key))
 
-    def mark_sent(self, key: SendKey, sent: Sequence[tuple[str, str | None]]) -> None:
-        """`sending` -> `sent`, with the provider's message id per recipient."""
+    def mark_sent(self, key: SendKey, sent: Sequence[tuple[str, str | None]]) -> int:
+        """`sending` -> `sent`, with the provider's message id per recipient; returns how many rows moved. Also
+        from `unknown`: when another run recovered the row meanwhile (this run lost its lock), the outcome is
+        still the truth. A row in any other state keeps it, and the shortfall is logged."""
         if not sent:
-            return
+            return 0
         params = {**_key(key), "now": time.time()}
         with self.db.transaction() as tx:
             if self.db.dialect == "postgres":  # one statement over two parallel arrays
                 ids, mids = zip(*sent, strict=True)
-                tx.execute(self._sql("mark_sent"), {**params, "ids": list(ids), "mids": list(mids)})
+                moved = tx.execute(self._sql("mark_sent"), {**params, "ids": list(ids), "mids": list(mids)})
             else:  # SQLite cannot join its JSON arrays to the key without scanning the send: a row each
-                tx.executemany(self._sql("mark_sent"), ({**params, "cid": cid, "mid": mid} for cid, mid in sent))
+                moved = tx.executemany(self._sql("mark_sent"),
+                                       ({**params, "cid": cid, "mid": mid} for cid, mid in sent))
+        if moved < len(sent):
+            logger.warning("%s %s %s: %d of %d accepted message(s) found their ledger row already moved on by "
+                           "another run (re-sent or settled there); kept as that run left them",
+                           key.channel, key.campaign, key.date, len(sent) - moved, len(sent))
+        return moved
 
     def mark_failed(self, key: SendKey, customer_ids: Sequence[str], reason: str) -> None:
         """-> `failed` (final) with the reason; from `sending`, or from `pending` when nothing was sent."""
@@ -307,12 +323,19 @@ class SendLedger:
                           {"reason": reason, "due": until}, (PENDING,))
 
     def _move(self, key: SendKey, customer_ids: Sequence[str], assignments: str, values: dict[str, object],
-              expect: tuple[str, ...]) -> list[str]:
-        """Move the listed rows still in one of `expect`, in one statement; returns the ids it changed."""
+              expect: tuple[str, ...], fence: int | None = None) -> list[str]:
+        """Move the listed rows still in one of `expect`, in one statement; returns the ids it changed. With
+        `fence` (the backend holding the send's advisory lock), first check in the same transaction that the lock
+        is still held: once its session is gone another host may recover the send, and a claim then would race
+        it (LockLostError)."""
         if not customer_ids:
             return []
         sql = self._sql("move").format(assignments=assignments, expect=", ".join(f"'{s}'" for s in expect))
         with self.db.transaction() as tx:
+            if fence is not None and not tx.rows(self._sql("lock_held"), {"pid": fence})[0][0]:
+                raise LockLostError(
+                    f"the run lock of the {key.channel} send {key.campaign!r} {key.date} was lost (its database "
+                    "session ended): stopped before claiming more recipients; re-run the send")
             rows = tx.rows(sql, {**_key(key), **values, "ids": list(customer_ids), "now": time.time()})
         return [row[0] for row in rows]
 

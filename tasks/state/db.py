@@ -30,6 +30,7 @@ Params = Mapping[str, Any]
 
 SCHEMA_LOCK = 0x7461736B73  # the advisory lock every schema change of this package takes first ("tasks")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_CREATE_IF_MISSING = re.compile(r"^CREATE (?:TEMPORARY )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
 
 
 @functools.cache
@@ -104,11 +105,20 @@ class Tx:
     def script(self, sql: str) -> None:
         """Run several `;`-separated statements without parameters (schema files; `--` comment lines dropped)."""
         code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-        if self.dialect == "postgres":  # concurrent CREATE ... IF NOT EXISTS race in the catalog: one at a time
+        statements = [s.strip() for s in code.split(";") if s.strip()]
+        if self.dialect == "postgres":
+            # CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table even when the index exists, so it would
+            # wait for every open write and every claim would queue behind it: a schema already there is left be
+            names = [m.group(1) for m in map(_CREATE_IF_MISSING.match, statements) if m]
+            if names and len(names) == len(statements):
+                self._cur.execute("SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n",
+                                  (names,))
+                if self._cur.fetchone()[0]:
+                    return
+            # concurrent CREATE ... IF NOT EXISTS race in the catalog: one at a time
             self._cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        for statement in (s.strip() for s in code.split(";")):
-            if statement:
-                self._cur.execute(statement)
+        for statement in statements:
+            self._cur.execute(statement)
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """Postgres only: bulk-write rows into `table` (an identifier of ours, never user input) with COPY.
@@ -140,10 +150,13 @@ class SqliteDatabase(Database):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Tx(self._conn.cursor(), self.dialect)
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # a COMMIT that failed (disk full, an I/O error) leaves the transaction open holding the write
+                # lock: roll it back too, or every later transaction here fails and other processes wait
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

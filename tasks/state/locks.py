@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.files import FILE_MODE, private_dir
@@ -27,9 +28,22 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+@dataclass(frozen=True)
+class Held:
+    """What try_lock yields: true while the lock is held; `session_pid` names the Postgres backend holding an
+    advisory lock, so that a statement can check the lock is still held (pg_locks) before it claims work."""
+
+    held: bool
+    session_pid: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
 @contextlib.contextmanager
-def try_lock(name: str, lock_dir: str | os.PathLike[str]) -> Iterator[bool]:
-    """Try to take the lock `name` without waiting; yields True while held, False when another process has it.
+def try_lock(name: str, lock_dir: str | os.PathLike[str]) -> Iterator[Held]:
+    """Try to take the lock `name` without waiting; yields a true Held while held, a false one when another
+    process has it.
 
     With the SQLite backend the lock is `<lock_dir>/<name>.lock` (this host only); with Postgres it
     is an advisory lock every host sharing the database sees.
@@ -54,28 +68,28 @@ def first_free(names: list[str], lock_dir: str | os.PathLike[str]) -> Iterator[i
 
 
 @contextlib.contextmanager
-def _flock(path: Path) -> Iterator[bool]:
+def _flock(path: Path) -> Iterator[Held]:
     private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
+            yield Held(False)
             return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        yield True
+        yield Held(True)
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
 
 @contextlib.contextmanager
-def _advisory(name: str) -> Iterator[bool]:
+def _advisory(name: str) -> Iterator[Held]:
     conn = PostgresDatabase(dsn()).connect()
     try:
-        held = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()[0]
-        yield bool(held)
+        held, pid = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (lock_key(name),)).fetchone()
+        yield Held(bool(held), int(pid) if held else None)
     finally:
         conn.close()  # ending the session releases the lock
 

@@ -9,7 +9,7 @@ import pytest
 
 from tasks import state
 from tasks.channels.ledger import SeedMark, SendKey, SendLedger, Shard
-from tasks.errors import ConfigError, LockHeldError
+from tasks.errors import ConfigError, LockHeldError, LockLostError
 
 KEY = SendKey("spring", "2026-03-02", "sms")
 
@@ -78,6 +78,74 @@ def test_run_lock_refuses_a_second_live_run(ledger, tmp_path):
                 pass
     with ledger.run_lock(KEY):  # released on exit
         pass
+
+
+def test_a_run_whose_advisory_lock_was_lost_claims_nothing_more(postgres_state, tmp_path):
+    # the lock's session ended (a server restart, idle_session_timeout, a cut connection) while the run went on:
+    # another host could take the lock and recover the send, so the run must not claim another recipient
+    import psycopg
+
+    with open_ledger(tmp_path) as ledger, ledger.run_lock(KEY):
+        ledger.seed(KEY, ["a", "b", "c"])
+        assert ledger.mark_sending(KEY, ["a"]) == ["a"]
+        with psycopg.connect(postgres_state, autocommit=True) as admin:
+            (killed,) = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchone()
+            assert killed
+        for _ in range(50):  # the backend goes away a moment after it is told to
+            with psycopg.connect(postgres_state, autocommit=True) as admin:
+                if not admin.execute("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'").fetchall():
+                    break
+            time.sleep(0.05)
+        with open_ledger(tmp_path) as other, other.run_lock(KEY):  # another host can take the send over now
+            with pytest.raises(LockLostError, match="run lock of the sms send 'spring' 2026-03-02 was lost"):
+                ledger.mark_sending(KEY, ["b", "c"])
+            assert ledger.counts(KEY) == {"sending": 1, "pending": 2}, "nothing claimed after the loss"
+            assert other.recover_in_flight(KEY) == 1  # the other host takes a's request for lost: unknown
+            # a's request was accepted after all: the outcome is recorded, so the row is not re-sent as unknown
+            assert ledger.mark_sent(KEY, [("a", "m-a")]) == 1
+            assert other.reopen_unknown(KEY) == 0
+            assert other.counts(KEY) == {"sent": 1, "pending": 2}
+
+
+def test_opening_a_ledger_that_exists_waits_for_no_writer(postgres_state, tmp_path):
+    # CREATE INDEX IF NOT EXISTS takes a SHARE lock on `sends` even when the index exists: a host opening the
+    # ledger waited for every open write, and every other claim queued behind it
+    import psycopg
+
+    with open_ledger(tmp_path) as ledger:
+        ledger.seed(KEY, ["a", "b"])
+    with psycopg.connect(postgres_state) as writer:  # a long claim transaction in progress on another host
+        writer.execute("UPDATE sends SET attempts = attempts WHERE customer_id = 'a'")
+        with psycopg.connect(postgres_state, autocommit=True) as admin:
+            admin.execute("ALTER DATABASE " + admin.info.dbname + " SET lock_timeout = '2s'")
+        from tasks.state.db import close_pools
+
+        close_pools()  # new connections, with the lock_timeout
+        with open_ledger(tmp_path) as second:  # raised LockNotAvailable after 2 s before the fix
+            assert second.counts(KEY) == {"pending": 2}
+        writer.rollback()
+
+
+def test_a_failed_commit_is_rolled_back_and_the_database_stays_usable(tmp_path):
+    # a COMMIT that fails (here a deferred foreign key; in production a full disk or an I/O error on the WAL)
+    # left the transaction open holding the write lock: every later transaction failed, other processes waited
+    from tasks.state.db import SqliteDatabase
+
+    db = SqliteDatabase(tmp_path / "db.sqlite3")
+    with db.transaction() as tx:
+        tx.script("CREATE TABLE a (id INTEGER PRIMARY KEY); "
+                  "CREATE TABLE b (x INTEGER REFERENCES a (id) DEFERRABLE INITIALLY DEFERRED)")
+    db._conn.execute("PRAGMA foreign_keys = ON")
+    with pytest.raises(sqlite3.IntegrityError), db.transaction() as tx:
+        tx.execute("INSERT INTO b VALUES (1)")
+    with db.transaction() as tx:
+        assert tx.rows("SELECT COUNT(*) FROM b") == [(0,)]
+    other = sqlite3.connect(tmp_path / "db.sqlite3", timeout=1)
+    other.execute("BEGIN IMMEDIATE")  # "database is locked" before the fix
+    other.rollback()
+    other.close()
+    db.close()
 
 
 def test_claims_and_outcomes_are_set_based_and_conditional(ledger):

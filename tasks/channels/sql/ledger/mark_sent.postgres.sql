@@ -1,5 +1,6 @@
--- sending -> sent with each recipient's provider message id (:ids and :mids are parallel arrays)
+-- sending (or unknown: see mark_sent.sql) -> sent with each recipient's provider message id (:ids and :mids are
+-- parallel arrays)
 UPDATE sends SET state = 'sent', reason = NULL, provider_message_id = u.mid, updated_at = :now
 FROM unnest(:ids::text[], :mids::text[]) AS u(cid, mid)
 WHERE sends.campaign = :campaign AND sends.date = :date AND sends.channel = :channel
-    AND sends.customer_id = u.cid AND sends.state = 'sending'
+    AND sends.customer_id = u.cid AND sends.state IN ('sending', 'unknown')
