@@ -178,11 +178,15 @@ class SendLedger:
         return added
 
     def seeding(self, key: SendKey, shard: Shard) -> SeedMark | None:
-        """How far the last seeding of this shard got (None: never seeded with a named source)."""
+        """How far the last seeding of this shard got (None: never seeded with a named source). The first run of a
+        send sets its shard count in the same transaction as this check, so of two hosts starting at once with
+        different counts, one goes on and the other gets a ConfigError (Postgres serialises the two inserts)."""
         with self.db.transaction() as tx:
-            shards = {row[0] for row in tx.rows(self._sql("seed_shards"), _key(key))}
-            if shards and shards != {shard.count}:
-                first = sorted(shards)[0]
+            tx.execute(self._sql("send_shards_put"), {**_key(key), "shards": shard.count})
+            ((started,),) = tx.rows(self._sql("send_shards_get"), _key(key))
+            others = ({row[0] for row in tx.rows(self._sql("seed_shards"), _key(key))} | {started}) - {shard.count}
+            if others:  # (the transaction rolls back: this run's count is not recorded)
+                first = started if started != shard.count else sorted(others)[0]
                 raise ConfigError(
                     f"{key.channel} campaign {key.campaign!r} {key.date} was started with shards = {first}; keep "
                     f"[{key.channel}_campaign] shards = {first} until it is finished (now {shard.count})"

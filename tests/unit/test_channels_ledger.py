@@ -159,6 +159,16 @@ def test_claims_and_outcomes_are_set_based_and_conditional(ledger):
     assert [p.customer_id for p in ledger.pending_among(KEY, ["a", "c", "zz"])] == []
 
 
+def test_two_runs_starting_with_different_shard_counts_cannot_both_go_on(ledger, tmp_path):
+    # the count was only recorded with the first seed batch: two hosts (an uneven config roll-out) both passed
+    # the check, and one recovered the other's live rows as unknown
+    with open_ledger(tmp_path) as other:
+        assert ledger.seeding(KEY, Shard(0, 2)) is None
+        with pytest.raises(ConfigError, match="was started with shards = 2; keep .* = 2 until it is finished"):
+            other.seeding(KEY, Shard(0, 4))
+        assert other.seeding(KEY, Shard(1, 2)) is None
+
+
 def test_seeding_is_recorded_per_shard_and_shards_cannot_change_mid_send(ledger):
     assert ledger.seeding(KEY, Shard(0, 2)) is None
     mark = SeedMark("customers.parquet@123", 1, 2, complete=False)

@@ -24,6 +24,15 @@ CREATE INDEX IF NOT EXISTS sends_shard_state ON sends (campaign, date, channel, 
 -- and outcome changes it, and an index on it would be rewritten for each (the cap filters the few rows a
 -- customer has instead)
 CREATE INDEX IF NOT EXISTS sends_customer_channel ON sends (customer_id, channel);
+-- how many shards a send is split into, set once by its first run (before any seeding, in the transaction that
+-- checks it), so two hosts starting with different counts cannot both go on
+CREATE TABLE IF NOT EXISTS send_shards (
+    campaign TEXT NOT NULL,
+    date TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    shards INTEGER NOT NULL,
+    PRIMARY KEY (campaign, date, channel)
+);
 CREATE TABLE IF NOT EXISTS send_seeds (
     campaign TEXT NOT NULL,
     date TEXT NOT NULL,

@@ -1,0 +1,1 @@
+SELECT shards FROM send_shards WHERE campaign = :campaign AND date = :date AND channel = :channel
