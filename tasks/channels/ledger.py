@@ -46,6 +46,7 @@ FINAL_STATES = (SENT, FAILED, UNKNOWN, *SKIPPED_STATES)
 STATES = (PENDING, SENDING, *FINAL_STATES)
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "ledger"
+ANALYZE_FIRST = 1000  # Postgres: rows seeded by this process before the first ANALYZE of `sends`
 logger = logging.getLogger(__name__)
 
 
@@ -113,6 +114,8 @@ class SendLedger:
         self.db = as_database(where)
         self.path = getattr(self.db, "path", None)
         self._fences: dict[SendKey, int] = {}  # send -> Postgres backend holding its run lock (run_lock)
+        self._seeded: dict[SendKey, int] = {}  # Postgres: rows this process seeded per send, for ANALYZE
+        self._analyze_at: dict[SendKey, int] = {}
         with self.db.transaction() as tx:
             if self.db.dialect == "sqlite":
                 _migrate_v1(tx, self._schema())
@@ -168,8 +171,12 @@ class SendLedger:
                 tx.execute("CREATE TEMPORARY TABLE IF NOT EXISTS seed_ids (customer_id TEXT) ON COMMIT DELETE ROWS")
                 tx.copy_rows("seed_ids", ["customer_id"], ([cid] for cid in ids))
                 added = tx.execute(self._sql("seed"), {**_key(key), "shard": shard, "now": now})
-                if len(ids) >= 1000:  # fresh statistics, or the planner scans the whole send per claim
+                # fresh statistics, or the planner scans the whole send per claim: at 1,000 rows this process
+                # seeded, then at each fourfold (a shard's batches are small: a count per call never got there)
+                self._seeded[key] = self._seeded.get(key, 0) + added
+                if self._seeded[key] >= self._analyze_at.get(key, ANALYZE_FIRST):
                     tx.execute("ANALYZE sends")
+                    self._analyze_at[key] = 4 * self._seeded[key]
             else:  # tuples, not dicts (a million rows); the row count sums the rows, ON CONFLICT's skips count 0
                 added = tx.executemany_positional(
                     self._sql("seed"), ((key.campaign, key.date, key.channel, cid, shard, now, now) for cid in ids))
