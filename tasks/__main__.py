@@ -61,7 +61,7 @@ def _state(args: argparse.Namespace) -> int:
     server = default_server(config.var_dir(), args.port or config.state().server_port)
     if args.action == "start":
         dsn = server.start()
-        print(f"local Postgres running on 127.0.0.1:{server.port}, data in {server.data_dir}")
+        print(f"local Postgres running on its Unix socket only (port {server.port}), data in {server.data_dir}")
         print(f"export TASKS_STATE_DSN={dsn}")
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
@@ -69,7 +69,7 @@ def _state(args: argparse.Namespace) -> int:
         if not server.running():
             print("not running")
             return 3
-        print(f"running on 127.0.0.1:{server.port}, data in {server.data_dir}")
+        print(f"running on its Unix socket only (port {server.port}), data in {server.data_dir}")
         print(f"export TASKS_STATE_DSN={server.dsn}")
     return 0
 

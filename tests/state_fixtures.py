@@ -1,7 +1,7 @@
 """A real Postgres for the shared-state tests: one server per test session, a fresh database per test.
 
 The server is the machine's PostgreSQL (`make test` installs Debian's package when it is missing),
-started by tasks.state.server in a temporary folder on a free loopback port, and removed at the end.
+started by tasks.state.server in a temporary folder (its Unix socket only, no TCP port), and removed at the end.
 `postgres_state` switches the test's luigi config to `[state] backend = postgres` and sets
 TASKS_STATE_DSN, so in-process tasks and subprocesses use the database.
 """

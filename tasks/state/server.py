@@ -1,8 +1,10 @@
 """A local Postgres for development and tests: `python -m tasks state start|stop|status`.
 
 Uses the machine's PostgreSQL server binaries (Debian's `postgresql` package: `pg_config
---bindir`, else /usr/lib/postgresql/*/bin). The server listens on 127.0.0.1 only, with trust
-authentication for the `tasks` role: a development database, never a production one.
+--bindir`, else /usr/lib/postgresql/*/bin). The server listens on no TCP port at all, only on a
+Unix socket inside its owner-only data folder, with trust authentication for the `tasks` role:
+only its owner (and root) can connect, so other local users cannot read the ledger or the
+suppressions through it. A development database, never a production one.
 
 PostgreSQL refuses to run as root. Run as root (containers, CI), the data folder is
 `<tmp>/tasks-postgres-<port>`, owned by the `postgres` system user, and the server runs as that
@@ -22,10 +24,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from tasks.errors import ConfigError
 
 ROLE = "tasks"
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes on Linux, with its terminating NUL
 SERVER_USER = "postgres"
 
 
@@ -38,7 +42,8 @@ class LocalServer:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{ROLE}@127.0.0.1:{self.port}/postgres"
+        """libpq's URI with the socket's folder as its (percent-encoded) host."""
+        return f"postgresql://{ROLE}@{quote(str(self.data_dir), safe='')}:{self.port}/postgres"
 
     def running(self) -> bool:
         if not (self.data_dir / "PG_VERSION").is_file():
@@ -53,8 +58,11 @@ class LocalServer:
         if not (self.data_dir / "PG_VERSION").is_file():
             _run(self, [str(bindir() / "initdb"), "-D", str(self.data_dir), "-A", "trust", "-U", ROLE,
                         "-E", "UTF8", "--no-instructions"])
-        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off " \
-                  "-c max_connections=200"
+        socket = self.data_dir / f".s.PGSQL.{self.port}"
+        if len(str(socket).encode()) > SOCKET_PATH_MAX:
+            raise ConfigError(f"the local Postgres socket {socket} would be longer than a Unix socket path may be "
+                              f"({SOCKET_PATH_MAX} bytes): set TASKS_VAR_DIR to a shorter folder")
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses='' -c fsync=off -c max_connections=200"
         _run(self, [str(bindir() / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
                     "-l", str(self.data_dir / "server.log"), "-w", "-t", str(int(timeout)), "start"])
         return self.dsn
@@ -75,7 +83,12 @@ class LocalServer:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if os.geteuid() == 0:
             user = pwd.getpwnam(SERVER_USER)
-            os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+            uid = os.stat(self.data_dir).st_uid
+            if uid == 0:
+                os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+            elif uid != user.pw_uid:  # a folder in the shared temporary directory that someone else made first
+                raise ConfigError(f"{self.data_dir} exists and is not owned by {SERVER_USER}: remove it, or start "
+                                  "the server on another port")
         os.chmod(self.data_dir, 0o700)
 
 

@@ -10,6 +10,7 @@ import pytest
 from tasks import state
 from tasks.channels.ledger import SeedMark, SendKey, SendLedger, Shard
 from tasks.errors import ConfigError, LockHeldError, LockLostError
+from tasks.state.server import wait_ready
 
 KEY = SendKey("spring", "2026-03-02", "sms")
 
@@ -250,3 +251,18 @@ def test_skipped_states_holds_and_recent_messages_for_the_frequency_cap(ledger):
     assert ledger.recent_messages(later, ["d"], since=time.time() + 60) == {}
     email = SendKey("summer", "2026-03-09", "email")
     assert ledger.recent_messages(email, ["d"], since=0.0) == {}  # another channel
+
+
+def test_the_local_postgres_is_reachable_only_through_its_owner_only_folder(pg_server):
+    # it listened on 127.0.0.1 with trust authentication: any local user could connect as superuser and read
+    # the ledger and the suppressions (tested as `nobody`)
+    import os
+    import socket as sockets
+    import stat
+
+    with sockets.socket() as tcp:
+        assert tcp.connect_ex(("127.0.0.1", pg_server.port)) != 0, "no TCP port"
+    mode = os.stat(pg_server.data_dir).st_mode
+    assert stat.S_IMODE(mode) == 0o700
+    assert (pg_server.data_dir / f".s.PGSQL.{pg_server.port}").is_socket()
+    wait_ready(pg_server.dsn, timeout=5)  # the DSN reaches it through the socket
