@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -128,12 +128,13 @@ def segment_load_row(
     return pa.table({name: pa.array([row[name]], type=LOADS_SCHEMA.field(name).type) for name in LOADS_SCHEMA.names})
 
 
-def replace_send(client: WarehouseClient, table: str, rows: pa.Table, key: SendKey, segment: str,
-                 work_dir: Path) -> int:
-    """Replace the send's rows in `table` with `rows` in one transaction; returns the row count."""
+def replace_send(client: WarehouseClient, table: str, rows: pa.Table | Iterable[pa.Table], key: SendKey,
+                 segment: str, work_dir: Path) -> int:
+    """Replace the send's rows in `table` with `rows` (a table, or tables streamed into the load file one at a
+    time) in one transaction; returns the row count."""
     params = {"campaign": key.campaign, "date": key.date, "channel": key.channel, "segment": segment}
-    _load(client, table, "campaign_sends_create", "campaign_sends_delete", params, rows, work_dir)
-    return rows.num_rows
+    return _load(client, table, "campaign_sends_create", "campaign_sends_delete", params, rows, work_dir,
+                 SENDS_SCHEMA)
 
 
 def replace_segment_load(client: WarehouseClient, table: str, row: pa.Table, date: dt.date, work_dir: Path) -> None:
@@ -142,7 +143,7 @@ def replace_segment_load(client: WarehouseClient, table: str, row: pa.Table, dat
 
 
 def _load(client: WarehouseClient, table: str, create: str, delete: str, params: Mapping[str, object],
-          rows: pa.Table, work_dir: Path) -> None:
+          rows: pa.Table | Iterable[pa.Table], work_dir: Path, schema: pa.Schema | None = None) -> int:
     table = qualified(table)
     client.ensure("create_schema", schema=table.split(".")[0])
     client.ensure(create, table=table)
@@ -150,10 +151,17 @@ def _load(client: WarehouseClient, table: str, create: str, delete: str, params:
     # a unique name: Snowflake's COPY names the staged file, so a concurrent load's file is never taken
     path = private_file(work_dir / f"{table.replace('.', '__')}-{uuid.uuid4().hex[:12]}.parquet")
     try:
-        pq.write_table(rows, path, compression="zstd")
+        parts = [rows] if isinstance(rows, pa.Table) else rows
+        count = 0
+        with pq.ParquetWriter(path, rows.schema if isinstance(rows, pa.Table) else schema,
+                              compression="zstd") as writer:
+            for part in parts:
+                writer.write_table(part)
+                count += part.num_rows
         client.dialect.replace_rows(client, table, path, delete, params)
     finally:
         path.unlink(missing_ok=True)
+    return count
 
 
 def state_counts(rows: pa.Table) -> dict[str, int]:
@@ -190,16 +198,26 @@ def export_send(channel: str, date: dt.date, campaign: str, segment: str, custom
     file exported; returns the row count. ExportSendResults runs it, and `python -m tasks reconcile`
     after settling unknowns."""
     key = SendKey(campaign, date.isoformat(), channel)
+    # the ledger read a page at a time (pc.is_in would hash the segment's ids again for every page: a set once)
     ids = set(segments_core.customers_for_channel(customers_path, channel, segment).column("customer_id").to_pylist())
-    with SendLedger(state.database(ledger_path(config.var_dir(), channel))) as ledger:
-        rows = send_rows(ledger.rows(key), key, segment, provider, ids)
-    counts = state_counts(rows)
+    counts: dict[str, int] = {}
+    loaded_at = utc_now()
+
+    def tables() -> Iterator[pa.Table]:
+        with SendLedger(state.database(ledger_path(config.var_dir(), channel))) as ledger:
+            for page in ledger.row_pages(key):
+                rows = send_rows(page, key, segment, provider, ids, loaded_at=loaded_at)
+                for name, n in state_counts(rows).items():
+                    counts[name] = counts.get(name, 0) + n
+                yield rows
+
+    digest = result_digest(result_path) or "no-result-file"
+    with session() as client:
+        total = replace_send(client, config.results().campaign_sends_table, tables(), key, segment,
+                             config.var_dir() / "results")
+        send_target(key, segment).touch(client, digest)
     wanted = {k: v for k, v in (expected or {}).items() if v}
     if expected is not None and wanted != counts:
         logger.warning("%s %s/%s %s: the ledger's counts %s differ from the result file's %s (settled since?)",
                        channel, campaign, segment, date, counts, wanted)
-    digest = result_digest(result_path) or "no-result-file"
-    with session() as client:
-        replace_send(client, config.results().campaign_sends_table, rows, key, segment, config.var_dir() / "results")
-        send_target(key, segment).touch(client, digest)
-    return rows.num_rows
+    return total

@@ -263,6 +263,21 @@ class SendLedger:
             names = tx.column_names()
         return [dict(zip(names, row, strict=True)) for row in cur_rows]
 
+    def row_pages(self, key: SendKey, page_rows: int = 20_000) -> Iterator[list[dict[str, object]]]:
+        """Every row of this send as dicts, `page_rows` at a time in customer_id order (exports: memory bounded by
+        a page whatever the send's size; each page is its own transaction, so no writer waits on a long read)."""
+        after = ""
+        while True:
+            with self.db.transaction() as tx:
+                page = tx.rows(self._sql("rows_page"), {**_key(key), "after": after, "page_rows": page_rows})
+                names = tx.column_names()
+            if not page:
+                return
+            yield [dict(zip(names, row, strict=True)) for row in page]
+            if len(page) < page_rows:
+                return
+            after = str(page[-1][names.index("customer_id")])
+
     # ------------------------------------------------------------------ moving rows
 
     def mark_sending(self, key: SendKey, customer_ids: Sequence[str]) -> list[str]:

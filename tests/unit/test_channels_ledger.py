@@ -149,6 +149,17 @@ def test_a_failed_commit_is_rolled_back_and_the_database_stays_usable(tmp_path):
     db.close()
 
 
+def test_rows_are_read_a_page_at_a_time_in_customer_id_order(ledger):
+    # exports read the send this way: a million recipients never sit in memory as dicts at once
+    ledger.seed(KEY, [f"c{n:02d}" for n in range(25)])
+    ledger.seed(SendKey("other", KEY.date, KEY.channel), ["c00", "zz"])
+    pages = list(ledger.row_pages(KEY, page_rows=10))
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [r["customer_id"] for p in pages for r in p] == [f"c{n:02d}" for n in range(25)]
+    assert [len(p) for p in ledger.row_pages(KEY, page_rows=5)] == [5] * 5
+    assert list(ledger.row_pages(SendKey("none", KEY.date, KEY.channel))) == []
+
+
 def test_claims_and_outcomes_are_set_based_and_conditional(ledger):
     ledger.seed(KEY, ["a", "b", "c", "d"])
     assert sorted(ledger.mark_sending(KEY, ["a", "b", "c"])) == ["a", "b", "c"]
