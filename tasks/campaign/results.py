@@ -180,6 +180,14 @@ def result_digest(result_path: str | os.PathLike[str]) -> str | None:
         return None
 
 
+def load_digest(summary: Mapping[str, object]) -> str:
+    """A short digest of what a segment load found (its summary.json without the time it took): what the
+    load's export marker records, so a load redone on other data is exported again, and the same data
+    loaded again (another host, a re-run) is not."""
+    stable = {k: v for k, v in summary.items() if k != "duration_s"}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def send_target(key: SendKey, segment: str) -> MarkerTableTarget:
     """The marker row of one send's export; its build id is the digest of the result file exported."""
     return MarkerTableTarget(send_marker_id(key, segment), config.results().campaign_sends_table)

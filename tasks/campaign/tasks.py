@@ -293,9 +293,11 @@ SEND_TASKS: dict[str, type[_SendChannelCampaign]] = {
 class ExportSegmentLoad(luigi.Task):
     """LoadSegments' counts into [results] segment_loads_table (one row per date).
 
-    Input: LoadSegments(date)'s summary.json. Output: marker row `segment_loads:<date>`.
-    Idempotence key: `date`; a re-run replaces the date's row in one transaction. A separate
-    task so that a warehouse outage fails only the export, never the load or the sends.
+    Input: LoadSegments(date)'s summary.json. Output: marker row `segment_loads:<date>` holding
+    the digest of the summary it exported (results.load_digest), so a load redone since on other
+    data is exported again. Idempotence key: `date`; a re-run replaces the date's row in one
+    transaction. A separate task so that a warehouse outage fails only the export, never the load
+    or the sends.
     """
 
     date = RunDateParameter()
@@ -306,6 +308,13 @@ class ExportSegmentLoad(luigi.Task):
     def output(self) -> MarkerTableTarget:
         return MarkerTableTarget(results_core.load_marker_id(self.date), config.results().segment_loads_table)
 
+    def complete(self) -> bool:
+        summary = Path(self.input().path)
+        if not summary.exists():  # not loaded on this host (or not yet): the marker row says
+            return self.output().exists()
+        digest = results_core.load_digest(json.loads(summary.read_text(encoding="utf-8")))
+        return self.output().build_id() == digest
+
     def run(self) -> None:
         table = config.results().segment_loads_table
         summary = json.loads(Path(self.input().path).read_text(encoding="utf-8"))
@@ -313,7 +322,7 @@ class ExportSegmentLoad(luigi.Task):
         row = results_core.segment_load_row(self.date, summary, rejects)
         with session() as client:
             results_core.replace_segment_load(client, table, row, self.date, config.var_dir() / "results")
-            self.output().touch(client, row.column("loaded_at")[0].as_py().isoformat())
+            self.output().touch(client, results_core.load_digest(summary))
         self.set_status_message(f"{table}: the row of {self.date} loaded")
 
 

@@ -14,7 +14,7 @@ from tasks.campaign import sends as channel_core
 from tasks.campaign.tasks import ExportSegmentLoad, ExportSendResults, LoadSegments, SendEmailCampaign
 from tasks.channels.ledger import SendKey
 from tasks.errors import WarehouseError
-from tests.tasks.campaign_helpers import DAY, build, setup_campaign
+from tests.tasks.campaign_helpers import DAY, build, setup_campaign, write_customers
 
 
 def by_state(warehouse, channel: str) -> dict[str, int]:
@@ -80,6 +80,28 @@ def test_a_rewritten_result_file_makes_the_export_due_again(warehouse, luigi_cfg
         json.dump(payload, fh)
     assert not export.complete()
     assert build(export) and export.complete()
+
+
+def test_a_segment_load_redone_on_other_data_is_exported_again(warehouse, luigi_cfg, tmp_path, var_path):
+    # the export counted as done once its marker row existed: a load redone for the date (a corrected file)
+    # left the warehouse with the old counts
+    rows = setup_campaign(luigi_cfg, tmp_path, 6)
+    export = ExportSegmentLoad(date=DAY)
+    assert build(export) and export.complete()
+    summary_path = segments_core.output_dir(var_path, DAY) / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["duration_s"] = 99.0  # the same data loaded again (another host, a re-run): nothing to do
+    summary_path.write_text(json.dumps(summary))
+    assert export.complete()
+
+    write_customers(tmp_path / "customers.csv", len(rows) + 1)  # a corrected file, with one customer more
+    summary_path.unlink()
+    assert build(LoadSegments(date=DAY))  # the load redone for the date
+    assert not export.complete()
+    assert build(export) and export.complete()
+    ((rows_read,),) = warehouse.execute("SELECT rows_read FROM analytics.segment_loads WHERE date = %(d)s",
+                                        {"d": DAY.isoformat()})
+    assert rows_read == len(rows) + 1
 
 
 def test_a_failed_load_leaves_the_previous_rows(warehouse, tmp_path):
