@@ -116,10 +116,14 @@ class SendLedger:
         self._fences: dict[SendKey, int] = {}  # send -> Postgres backend holding its run lock (run_lock)
         self._seeded: dict[SendKey, int] = {}  # Postgres: rows this process seeded per send, for ANALYZE
         self._analyze_at: dict[SendKey, int] = {}
-        with self.db.transaction() as tx:
-            if self.db.dialect == "sqlite":
-                _migrate_v1(tx, self._schema())
-            tx.script(self._schema())
+        try:
+            with self.db.transaction() as tx:
+                if self.db.dialect == "sqlite":
+                    _migrate_v1(tx, self._schema())
+                tx.script(self._schema())
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()

@@ -138,11 +138,15 @@ class SqliteDatabase(Database):
         private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise ConfigError(f"{self.path}: SQLite refused WAL mode (got {mode})")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise ConfigError(f"{self.path}: SQLite refused WAL mode (got {mode})")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            self._conn.close()
+            raise
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
