@@ -46,7 +46,7 @@ from tasks.campaign import segments as segments_core
 from tasks.campaign.segments.model import TIMEZONE_COLUMN
 from tasks.channels.base import Message
 from tasks.channels.ledger import CAPPED, DUPLICATE_ADDRESS, SUPPRESSED, SendKey, SendLedger
-from tasks.channels.screen import SYSTEM_CLOCK, Clock, Hold, Screened, Skip
+from tasks.channels.screen import SYSTEM_CLOCK, ClaimCap, Clock, Hold, Screened, Skip
 from tasks.channels.suppressions import Suppression, SuppressionStore, suppressions_path
 from tasks.errors import ConfigError
 
@@ -330,11 +330,19 @@ class CampaignScreen:
     def recheck(self, recipients: Sequence[Screened]) -> dict[str, Skip | Hold]:
         """With the token in hand: only what can change within a send, the suppression store (an opt-out or
         unsubscribe recorded meanwhile). The list, the duplicates and quiet hours were checked a moment ago,
-        and the cap's count stays as `check` found it (see the README on concurrent campaigns)."""
+        and the cap is counted again by the claim itself, under a lock (claim_cap)."""
         if self.store is None or not recipients:
             return {}
         found = self.store.find_many(self.channel, [(r.customer_id, r.address) for r in recipients])
         return {cid: self._suppressed(entry) for cid, entry in found.items()}
+
+    def claim_cap(self) -> ClaimCap | None:
+        """The cap again, for the claim to count under its lock (see tasks/channels/screen.py)."""
+        if self.cap is None or self.ledger is None:
+            return None
+        return ClaimCap(self.cap.limit, self.clock.time() - self.cap.window,
+                        f"{{count}} message(s) on {self.channel} within frequency_cap {self.cap.text} "
+                        "(counted at the claim: another send claimed this customer meanwhile)")
 
     @staticmethod
     def _suppressed(entry: Suppression) -> Skip:

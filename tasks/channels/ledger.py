@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.channels.screen import ClaimCap
 from tasks.errors import ConfigError, LockHeldError, LockLostError
 from tasks.state import locks
 from tasks.state.db import Database, Tx, as_database, read_sql
@@ -284,6 +285,36 @@ class SendLedger:
 
     # ------------------------------------------------------------------ moving rows
 
+    def claim(self, key: SendKey, customer_ids: Sequence[str], cap: ClaimCap | None = None) -> tuple[list[str],
+                                                                                                  list[str]]:
+        """mark_sending with a frequency cap counted in the same transaction: (ids claimed, ids capped).
+
+        The customers are locked first (Postgres: a transaction advisory lock per customer and channel;
+        SQLite: BEGIN IMMEDIATE already serialises every writer of the channel's ledger file), then their
+        messages in other sends since `cap.since` are counted, those at `cap.limit` end `capped`, and the
+        rest are claimed; a claim of the same customer by another send waits, then counts this one's
+        `sending` row."""
+        if cap is None or not customer_ids:
+            return self.mark_sending(key, customer_ids), []
+        ids = list(customer_ids)
+        with self.db.transaction() as tx:
+            self._check_fence(tx, key, self._fences.get(key))
+            if self.db.dialect == "postgres":
+                tx.rows(self._sql("lock_customers"), {"ids": ids, "channel": key.channel})
+            counts = dict(tx.rows(self._sql("recent_messages"), {**_key(key), "ids": ids, "since": cap.since}))
+            over: dict[int, list[str]] = {}
+            for cid in ids:
+                if counts.get(cid, 0) >= cap.limit:
+                    over.setdefault(counts[cid], []).append(cid)
+            capped: list[str] = []
+            for count, group in sorted(over.items()):
+                capped += self._move_in(tx, key, group, f"state = '{CAPPED}', reason = :reason",
+                                        {"reason": cap.reason.format(count=count)}, (PENDING,))
+            rest = [cid for cid in ids if counts.get(cid, 0) < cap.limit]
+            claimed = self._move_in(tx, key, rest, "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
+                                    {}, (PENDING,)) if rest else []
+        return claimed, capped
+
     def mark_sending(self, key: SendKey, customer_ids: Sequence[str]) -> list[str]:
         """Claim rows: `pending` -> `sending` with one more attempt, committed before the request goes out.
 
@@ -360,14 +391,23 @@ class SendLedger:
         it (LockLostError)."""
         if not customer_ids:
             return []
-        sql = self._sql("move").format(assignments=assignments, expect=", ".join(f"'{s}'" for s in expect))
         with self.db.transaction() as tx:
-            if fence is not None and not tx.rows(self._sql("lock_held"), {"pid": fence})[0][0]:
-                raise LockLostError(
-                    f"the run lock of the {key.channel} send {key.campaign!r} {key.date} was lost (its database "
-                    "session ended): stopped before claiming more recipients; re-run the send")
-            rows = tx.rows(sql, {**_key(key), **values, "ids": list(customer_ids), "now": time.time()})
+            self._check_fence(tx, key, fence)
+            return self._move_in(tx, key, customer_ids, assignments, values, expect)
+
+    def _move_in(self, tx: Tx, key: SendKey, customer_ids: Sequence[str], assignments: str,
+                 values: dict[str, object], expect: tuple[str, ...]) -> list[str]:
+        """_move's statement in the open transaction `tx`."""
+        sql = self._sql("move").format(assignments=assignments, expect=", ".join(f"'{s}'" for s in expect))
+        rows = tx.rows(sql, {**_key(key), **values, "ids": list(customer_ids), "now": time.time()})
         return [row[0] for row in rows]
+
+    def _check_fence(self, tx: Tx, key: SendKey, fence: int | None) -> None:
+        """With `fence` (the backend holding the send's advisory run lock): LockLostError once it is gone."""
+        if fence is not None and not tx.rows(self._sql("lock_held"), {"pid": fence})[0][0]:
+            raise LockLostError(
+                f"the run lock of the {key.channel} send {key.campaign!r} {key.date} was lost (its database "
+                "session ended): stopped before claiming more recipients; re-run the send")
 
 
 def _migrate_v1(tx: Tx, schema: str) -> None:

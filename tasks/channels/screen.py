@@ -12,6 +12,10 @@ million queries). For each recipient it may answer:
   everyone else;
 - `None`: send.
 
+A frequency cap is counted twice: by `check`, and again by the claim itself (`claim_cap`), in the
+transaction that claims the recipients with each customer locked, since `check`'s count can be
+stale by the time a concurrent campaign claims the same customer.
+
 A provider that answers that an address has opted out or is dead (Twilio 21610, FCM
 UNREGISTERED) is reported back through `Screen.opted_out`, so later sends skip it.
 
@@ -35,6 +39,18 @@ class Skip:
     """Never send this recipient: it ends in `state` (a skipped final state) with `reason`."""
 
     state: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClaimCap:
+    """A frequency cap the claim itself enforces: at most `limit` messages per customer on the channel since
+    `since` (epoch seconds) in other sends, counted in the claim's own transaction with the customers locked,
+    so two campaigns claiming the same customer at the same moment cannot both pass it. `reason` is the
+    capped row's reason, with `{count}` for the messages found."""
+
+    limit: int
+    since: float
     reason: str
 
 
@@ -67,6 +83,10 @@ class Screen(Protocol):
 
     def opted_out(self, message: Message, reason: str) -> None:
         """The provider says this address may never be messaged again: remember it."""
+
+    def claim_cap(self) -> ClaimCap | None:
+        """The frequency cap to enforce again in the claim (`check` counted a moment before, without a lock),
+        or None."""
 
 
 class Clock(Protocol):

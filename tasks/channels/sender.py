@@ -49,6 +49,7 @@ from typing import Protocol
 
 from tasks.channels.base import Message, ProviderClient
 from tasks.channels.ledger import (
+    CAPPED,
     FAILED,
     FINAL_STATES,
     PENDING,
@@ -491,10 +492,16 @@ class _Run:
             messages = [m for m in messages if m.customer_id in still]
             if not messages:
                 return outcome
-        ids = self.ledger.mark_sending(self.key, [m.customer_id for m in messages])
-        if len(ids) < len(messages):  # another process claimed (or finished) these first: never send them
+        # the frequency cap counted again in the claim, with the customers locked: another campaign may have
+        # claimed one of them since the screen's check
+        ids, capped = self.ledger.claim(self.key, [m.customer_id for m in messages],
+                                        self.screen.claim_cap() if self.screen is not None else None)
+        outcome.skipped[CAPPED] += len(capped)
+        taken = len(messages) - len(ids) - len(capped)
+        if taken:  # another process claimed (or finished) these first: never send them
             logger.warning("%s: %d recipient(s) were claimed by another process; not sent by this one",
-                           self._label(), len(messages) - len(ids))
+                           self._label(), taken)
+        if len(ids) < len(messages):
             mine = set(ids)
             messages = [m for m in messages if m.customer_id in mine]
             if not messages:

@@ -277,3 +277,44 @@ def test_the_local_postgres_is_reachable_only_through_its_owner_only_folder(pg_s
     assert stat.S_IMODE(mode) == 0o700
     assert (pg_server.data_dir / f".s.PGSQL.{pg_server.port}").is_socket()
     wait_ready(pg_server.dsn, timeout=5)  # the DSN reaches it through the socket
+
+
+def test_two_sends_claiming_one_customer_at_once_cannot_both_pass_the_cap(ledger, tmp_path):
+    # the cap was counted by the screen a moment before the claim, without a lock: two campaigns claiming the
+    # same customers at the same moment both counted 0 and both sent (1/7d became 2 messages)
+    import threading
+
+    from tasks.channels.screen import ClaimCap
+
+    spring, summer = KEY, SendKey("summer", KEY.date, KEY.channel)
+    ids = [f"c{n:03d}" for n in range(200)]
+    for key in (spring, summer):
+        ledger.seed(key, ids)
+    cap = ClaimCap(1, 0.0, "{count} message(s) on sms within frequency_cap 1/7d")
+    claimed: dict[SendKey, list[str]] = {spring: [], summer: []}
+    capped: dict[SendKey, list[str]] = {spring: [], summer: []}
+    start = threading.Barrier(2)
+
+    def claim(key: SendKey, order: list[str]) -> None:
+        with open_ledger(tmp_path) as own:
+            start.wait()
+            for n in range(0, len(order), 20):
+                got, over = own.claim(key, order[n:n + 20], cap)
+                claimed[key] += got
+                capped[key] += over
+
+    threads = [threading.Thread(target=claim, args=(spring, ids)),
+               threading.Thread(target=claim, args=(summer, ids[::-1]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed[spring] + claimed[summer]) == ids, "each customer claimed by exactly one send"
+    assert sorted(capped[spring] + capped[summer]) == ids
+    key = spring if capped[spring] else summer
+    row = {r["customer_id"]: r for r in ledger.rows(key)}[capped[key][0]]
+    assert (row["state"], row["reason"]) == ("capped", "1 message(s) on sms within frequency_cap 1/7d")
+    # without a cap, claim is mark_sending
+    third = SendKey("autumn", KEY.date, KEY.channel)
+    ledger.seed(third, ["x"])
+    assert ledger.claim(third, ["x"]) == (["x"], [])
