@@ -183,7 +183,10 @@ def load_specs(path: Path) -> list[TableSpec]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read table specs {path}: {exc}") from exc
-    return parse_specs(text, path.parent)
+    try:
+        return parse_specs(text, path.parent)
+    except ConfigError as exc:  # every problem names the file it is in
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _parse_entry(entry: object, index: int, base_dir: Path) -> TableSpec:
@@ -195,16 +198,17 @@ def _parse_entry(entry: object, index: int, base_dir: Path) -> TableSpec:
     for key in ("name", "primary_key", "sql"):
         if key not in entry:
             raise ConfigError(f"table entry {index}: missing required key {key!r}")
-    name = qualified(entry["name"])
+    name = qualified(entry["name"], where=f"table entry {index} name")
     pk = entry["primary_key"]
     if isinstance(pk, str):
         pk = [pk]
     if not isinstance(pk, list) or not pk:
         raise ConfigError(f"{name}: primary_key must be a non-empty list of column names")
-    staging = qualified(entry["staging"]) if entry.get("staging") else ""  # a prefix: builds add __<id>
+    # a prefix: builds add __<id>
+    staging = qualified(entry["staging"], where=f"{name} staging") if entry.get("staging") else ""
     return TableSpec(
         name=name,
-        primary_key=tuple(ident(c) for c in pk),
+        primary_key=tuple(ident(c, f"{name} primary_key") for c in pk),
         sql_path=(base_dir / str(entry["sql"])).resolve(),
         owner=str(entry.get("owner", "")),
         staging=staging,
@@ -223,7 +227,7 @@ def _parse_grants(name: str, raw: object) -> tuple[tuple[str, tuple[str, ...]], 
             raise ConfigError(f"{name}: grants: unknown privilege {privilege!r} (one of {sorted(PRIVILEGES)})")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ConfigError(f"{name}: grants.{privilege} must be a list of role names")
-        grants.append((privilege.upper(), tuple(ident(r) for r in roles)))
+        grants.append((privilege.upper(), tuple(ident(r, f"{name} grants.{privilege}") for r in roles)))
     return tuple(grants)
 
 
@@ -234,13 +238,13 @@ def _parse_checks(name: str, raw: object) -> TableChecks:
     if unknown:
         raise ConfigError(f"{name}: unknown checks {sorted(unknown)}")
     min_rows = raw.get("min_rows", 1)
-    if not isinstance(min_rows, int) or min_rows < 0:
+    if not isinstance(min_rows, int) or isinstance(min_rows, bool) or min_rows < 0:
         raise ConfigError(f"{name}: min_rows must be a non-negative integer")
     ratio = raw.get("max_row_drop_ratio")
     if ratio is not None and (not _is_number(ratio) or not 0 <= ratio <= 1):
         raise ConfigError(f"{name}: max_row_drop_ratio must be between 0 and 1")
     return TableChecks(
-        not_null=tuple(ident(c) for c in raw.get("not_null", [])),
+        not_null=tuple(ident(c, f"{name} checks.not_null") for c in raw.get("not_null", [])),
         min_rows=min_rows,
         max_row_drop_ratio=float(ratio) if ratio is not None else None,
         accepted_values=_accepted_values(name, raw.get("accepted_values", {})),
@@ -265,7 +269,7 @@ def _accepted_values(name: str, raw: object) -> tuple[tuple[str, tuple[object, .
             isinstance(v, str) or _is_number(v) for v in values
         ):
             raise ConfigError(f"{name}: accepted_values.{column} must be a non-empty list of strings or numbers")
-        out.append((ident(column), tuple(values)))
+        out.append((ident(column, f"{name} checks.accepted_values"), tuple(values)))
     return tuple(out)
 
 
@@ -276,7 +280,9 @@ def _relationships(name: str, raw: object) -> tuple[Relationship, ...]:
     for item in raw:
         if not isinstance(item, dict) or set(item) != {"column", "to", "to_column"}:
             raise ConfigError(f"{name}: each relationship needs exactly column, to and to_column")
-        out.append(Relationship(ident(item["column"]), qualified(item["to"]), ident(item["to_column"])))
+        where = f"{name} checks.relationships"
+        out.append(Relationship(ident(item["column"], where), qualified(item["to"], where=where),
+                                ident(item["to_column"], where)))
     return tuple(out)
 
 
@@ -309,7 +315,8 @@ def _freshness(name: str, raw: object) -> Freshness:
     hours = raw["max_age_hours"]
     if not _is_number(hours) or hours <= 0:
         raise ConfigError(f"{name}: freshness.max_age_hours must be a positive number")
-    return Freshness(qualified(raw["source"]), ident(raw["column"]), float(hours))
+    where = f"{name} checks.freshness"
+    return Freshness(qualified(raw["source"], where=where), ident(raw["column"], where), float(hours))
 
 
 def _anomaly(name: str, raw: object) -> RowCountAnomaly:

@@ -22,19 +22,22 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 
 
-def ident(name: str) -> str:
-    """`name` if it is a plain unquoted identifier, else ConfigError (no injection through config)."""
+def ident(name: str, where: str = "") -> str:
+    """`name` if it is a plain unquoted identifier, else ConfigError (no injection through config); `where`
+    names the setting it came from, for the message."""
     if not isinstance(name, str) or not _IDENT.match(name):
-        raise ConfigError(f"invalid SQL identifier {name!r}: use letters, digits, _ and $, not starting with a digit")
+        raise ConfigError(f"{where + ': ' if where else ''}invalid SQL identifier {name!r}: use letters, digits, "
+                          "_ and $, not starting with a digit")
     return name
 
 
-def qualified(name: str, parts: int = 2) -> str:
-    """A validated `schema.table` (or `db.schema.table` with parts=3) name."""
+def qualified(name: str, parts: int = 2, where: str = "") -> str:
+    """A validated `schema.table` (or `db.schema.table` with parts=3) name; `where` as for ident."""
     pieces = name.split(".") if isinstance(name, str) else []
     if len(pieces) != parts:
-        raise ConfigError(f"expected a {parts}-part name like schema.table, got {name!r}")
-    return ".".join(ident(p) for p in pieces)
+        raise ConfigError(f"{where + ': ' if where else ''}expected a {parts}-part name like schema.table, "
+                          f"got {name!r}")
+    return ".".join(ident(p, where) for p in pieces)
 
 
 def string_literal(value: str) -> str:

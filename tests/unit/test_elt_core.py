@@ -68,6 +68,33 @@ def test_bad_specs_are_config_errors(tmp_path: Path, text: str, message: str) ->
         parse_specs(text, tmp_path)
 
 
+def test_a_bad_spec_names_its_file_and_key(tmp_path: Path) -> None:
+    # "invalid SQL identifier 'bad-col'" named neither the file nor the setting; min_rows = true was accepted
+    path = tmp_path / "tables.toml"
+    for body, where in (
+        ("primary_key=['k']\n[table.checks]\nnot_null=['bad-col']\n", "analytics.a checks.not_null"),
+        ("primary_key=['k']\n[table.grants]\nselect=['an analyst']\n", "analytics.a grants.select"),
+        ("primary_key=['k']\n[table.checks]\nrelationships=[{column='k', to='raw', to_column='id'}]\n",
+         "analytics.a checks.relationships"),
+        ("primary_key=['k']\n[table.checks]\nmin_rows=true\n", "analytics.a: min_rows"),
+    ):
+        path.write_text("[[table]]\nname='analytics.a'\nsql='a.sql'\n" + body)
+        with pytest.raises(ConfigError) as caught:
+            load_specs(path)
+        assert str(caught.value).startswith(f"{path}: ") and where in str(caught.value), str(caught.value)
+
+
+def test_min_rows_blocks_an_empty_table_even_when_not_empty_only_warns() -> None:
+    # `if rows:` skipped min_rows on an empty table: with severity { not_empty = "warn" } an empty build
+    # had no blocking check at all, min_rows = 5 notwithstanding
+    checks = TableChecks(min_rows=5, severity=(("not_empty", "warn"),))
+    got = blocking(table_results(stats(rows=0), checks, max_row_drop_ratio=0.5, key="month", not_null="month"))
+    assert [f.name for f in got] == ["min_rows"]
+    default = blocking(table_results(stats(rows=0), TableChecks(severity=(("not_empty", "warn"),)),
+                                     max_row_drop_ratio=0.5, key="month", not_null="month"))
+    assert default == [], "min_rows = 1 on an empty table is not_empty's call"
+
+
 def test_empty_sql_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "sql").mkdir()
     (tmp_path / "sql" / "a.sql").write_text("  ;\n")
