@@ -1,11 +1,12 @@
 """The builds table: one row per build of every table, in the warehouse (plain functions, no luigi).
 
 `[elt] builds_table` (default analytics.elt_builds) holds, per build: the table, the build id,
-the run date, its own staging table, its status (staging -> validated | failed -> published),
-its row count, every check result as JSON, and when it was created, validated, published and
-its staging table dropped. It is what a re-run reads to know where a build is (a COMMENT ON
-cannot erase it), the row-count history `row_count_anomaly` compares with, and a table
-analysts can query:
+the run date, its own staging table, its status (staging -> validated | failed -> published |
+superseded: validated, but a newer build of the table, a later run date or the same date staged
+later, was published first, so this one never is), its row count, every check result as JSON,
+and when it was created, validated, published and its staging table dropped. It is what a re-run
+reads to know where a build is (a COMMENT ON cannot erase it), the row-count history
+`row_count_anomaly` compares with, and a table analysts can query:
 
     SELECT run_date, status, row_count, checks FROM analytics.elt_builds
     WHERE table_name = 'analytics.mau_summary' ORDER BY created_at DESC;
@@ -27,6 +28,7 @@ from tasks.warehouse.client import WarehouseClient
 from tasks.warehouse.sql import qualified
 
 STAGING, VALIDATED, FAILED, PUBLISHED = "staging", "validated", "failed", "published"
+SUPERSEDED = "superseded"  # validated, but a newer build of the table was published first: never published
 KEEP_PUBLISHED = 2  # the published build and the one before it (the rollback copy)
 
 
@@ -80,6 +82,15 @@ class BuildsTable:
 
     def published(self, build_id: str, now: dt.datetime) -> None:
         self._run("builds_published", {"build_id": build_id, "now": now})
+
+    def newer_published(self, build_id: str) -> bool:
+        """True when a newer build of the same table (a later run date, or the same date staged later) is
+        published: publishing `build_id` would put an older version back."""
+        ((count,),) = self._run("builds_newer_published", {"build_id": build_id})
+        return bool(count)
+
+    def superseded(self, build_id: str) -> None:
+        self._run("builds_superseded", {"build_id": build_id})
 
     def dropped(self, build_id: str, now: dt.datetime) -> None:
         self._run("builds_dropped", {"build_id": build_id, "now": now})

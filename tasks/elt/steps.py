@@ -15,7 +15,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from tasks.elt.builds import PUBLISHED, BuildsTable, stale_to_drop, utc_now
+from tasks.elt.builds import PUBLISHED, SUPERSEDED, Build, BuildsTable, stale_to_drop, utc_now
 from tasks.elt.checks import CheckResult, TableStats, blocking, freshness_result, table_results, warnings
 from tasks.elt.specs import TableSpec
 from tasks.errors import DataValidationError, ObjectMissingError, StaleBuildError
@@ -164,14 +164,23 @@ def table_exists(client: WarehouseClient, name: str) -> bool:
 
 def publish(client: WarehouseClient, spec: TableSpec, build_id: str, builds: BuildsTable) -> str:
     """Make the validated build `build_id` the published table, with the spec's comment and grants;
-    idempotent. Returns what it did. StaleBuildError: the build cannot be published (stage again)."""
+    idempotent. Returns what it did. StaleBuildError: the build cannot be published (stage again).
+
+    A build older than the published one (an earlier run date, e.g. a backfill after a later day, or the
+    same date staged earlier by a run that was slower to publish) is never published over it: it is
+    recorded `superseded`, its staging table dropped, and the published table stays the newer one.
+    (Two publishes in the very same moment can still race between this check and the clone.)"""
     build = builds.get(build_id)
-    if build is not None and build.status == PUBLISHED:
-        return "already published"
+    if build is not None and build.status in (PUBLISHED, SUPERSEDED):
+        return "already published" if build.status == PUBLISHED else "superseded by a newer published build"
     if build is None or not build.publishable:
         state = "not recorded" if build is None else ("dropped" if build.dropped else build.status)
         raise StaleBuildError(f"{spec.name}: build {build_id} is {state}, not a validated staged build; "
                               "re-run to stage it again")
+    if builds.newer_published(build_id):
+        builds.superseded(build_id)
+        drop_staging(client, spec, build, builds)
+        return "superseded by a newer published build"
     fault_point("before_publish")
     try:
         client.dialect.publish(client, spec.name, build.staging_table)
@@ -191,7 +200,19 @@ def clear_stale(client: WarehouseClient, spec: TableSpec, builds: BuildsTable, s
     now = utc_now()
     dropped = []
     for build in stale_to_drop(builds.open_builds(spec.name), now, stale_after):
-        client.run("drop_table", table=build.staging_table)
-        builds.dropped(build.build_id, now)
-        dropped.append(build.staging_table)
+        if drop_staging(client, spec, build, builds):
+            dropped.append(build.staging_table)
     return dropped
+
+
+def drop_staging(client: WarehouseClient, spec: TableSpec, build: Build, builds: BuildsTable) -> bool:
+    """Drop `build`'s staging table and record it; only a name this spec gives that build's staging table
+    (the builds table is a table analysts can write to: a row naming another table must not drop it)."""
+    expected = spec.staging_for(build.build_id)
+    if build.staging_table.lower() != expected.lower():
+        log.warning("%s: build %s names the staging table %r, not %r: not dropped", spec.name, build.build_id,
+                    build.staging_table, expected)
+        return False
+    client.run("drop_table", table=expected)
+    builds.dropped(build.build_id, utc_now())
+    return True

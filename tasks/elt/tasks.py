@@ -22,7 +22,7 @@ import luigi
 
 from tasks import config
 from tasks.elt import checks, steps
-from tasks.elt.builds import PUBLISHED, BuildsTable
+from tasks.elt.builds import PUBLISHED, SUPERSEDED, BuildsTable
 from tasks.elt.specs import TableSpec, load_specs
 from tasks.errors import CHECK_WARNING, ConfigError, StaleBuildError, WarehouseError
 from tasks.faults import fault_point
@@ -112,7 +112,8 @@ class StageTable(_TableTask):
 
 
 class StagedBuildTarget(luigi.Target):
-    """A validated build recorded in the stage marker and still publishable (or already published)."""
+    """A validated build recorded in the stage marker and still publishable (or already published, or
+    superseded by a newer published build)."""
 
     def __init__(self, spec: TableSpec, date: dt.date):
         self.spec = spec
@@ -124,7 +125,8 @@ class StagedBuildTarget(luigi.Target):
             if build_id is None:
                 return False
             build = builds_table(client).get(build_id)
-            return build is not None and (build.status == PUBLISHED or build.publishable)
+            # superseded: a newer build of the table is published, so this date has nothing left to publish
+            return build is not None and (build.status in (PUBLISHED, SUPERSEDED) or build.publishable)
 
 
 class PublishTable(_TableTask):

@@ -9,7 +9,8 @@ import luigi
 import pytest
 
 from tasks.elt import steps
-from tasks.elt.tasks import MauSummary, PublishTable, StageTable
+from tasks.elt.builds import BuildsTable
+from tasks.elt.tasks import MauSummary, PublishTable, StageTable, spec_for
 from tasks.errors import DataValidationError
 from tasks.warehouse.client import WarehouseClient
 from tests.warehouse_fixtures import expected_mau, published, seed_raw
@@ -192,3 +193,44 @@ def test_two_days_staged_before_either_publishes_both_converge(warehouse: Wareho
         (markers[f"stage:analytics.mau_summary:{day_a}"][0], "published"),
         (markers[f"stage:analytics.mau_summary:{day_b}"][0], "published"),
     ]
+
+
+def test_an_older_build_is_never_published_over_a_newer_one(warehouse: WarehouseClient, tmp_path: Path) -> None:
+    """A backfill of an earlier day after a later one (or the same day's build staged earlier by a run that was
+    slower to publish) put an older table back over the newer one, and the later day still counted as done."""
+    raw = seed_raw(warehouse, tmp_path)
+    later, earlier = DAY, dt.date(2026, 5, 31)
+    assert build(MauSummary(date=later)).scheduling_succeeded
+    assert build(MauSummary(date=earlier)).scheduling_succeeded  # the backfill: checked, never published
+    assert published(warehouse) == expected_mau(*raw, later)
+    statuses = {run_date: status for run_date, status, *_ in warehouse.execute(
+        "SELECT run_date, status FROM analytics.elt_builds")}
+    assert statuses == {later: "published", earlier: "superseded"}
+    ((dropped,),) = warehouse.execute("SELECT dropped_at IS NOT NULL FROM analytics.elt_builds "
+                                      "WHERE status = 'superseded'")
+    assert dropped, "its staging table goes at once"
+    assert PublishTable(date=earlier, table="analytics.mau_summary").complete()
+    assert StageTable(date=earlier, table="analytics.mau_summary").complete(), "nothing left to stage again"
+
+    # the same day: build a staged, then build b staged and published; a's publish comes last and is superseded
+    StageTable(date=later, table="analytics.mau_summary").run()
+    first = marker_rows(warehouse)[f"stage:analytics.mau_summary:{later}"][0]
+    StageTable(date=later, table="analytics.mau_summary").run()
+    second = marker_rows(warehouse)[f"stage:analytics.mau_summary:{later}"][0]
+    spec, builds = spec_for("analytics.mau_summary")[0], BuildsTable(warehouse, "analytics.elt_builds")
+    assert steps.publish(warehouse, spec, second, builds) == "published"
+    assert steps.publish(warehouse, spec, first, builds).startswith("superseded")
+    status = dict(warehouse.execute("SELECT build_id, status FROM analytics.elt_builds"))
+    assert (status[first], status[second]) == ("superseded", "published")
+
+
+def test_cleanup_drops_only_the_staging_tables_the_spec_names(warehouse: WarehouseClient, tmp_path: Path) -> None:
+    """The builds table is one analysts can write to: a row naming another table (here a raw table) was
+    dropped by the next publish's cleanup."""
+    seed_raw(warehouse, tmp_path)
+    assert build(MauSummary(date=dt.date(2026, 5, 31))).scheduling_succeeded
+    warehouse.execute("INSERT INTO analytics.elt_builds (table_name, build_id, run_date, staging_table, status, "
+                      "created_at) VALUES ('analytics.mau_summary', '2020-01-01/deadbeef0000', '2020-01-01', "
+                      "'raw_data.session_timestamp', 'failed', '2020-01-01 00:00:00')")
+    assert build(MauSummary(date=DAY)).scheduling_succeeded
+    assert steps.table_exists(warehouse, "raw_data.session_timestamp")

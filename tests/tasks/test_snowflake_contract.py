@@ -107,7 +107,15 @@ STAGE_BODY = [
     "WHERE build_id = '<build>'",
     merge("stage"),
 ]
+# no newer build of the table is published (else this one is superseded, never cloned over it)
+NEWER_PUBLISHED = (
+    "SELECT COUNT(*) FROM analytics.elt_builds AS newer, analytics.elt_builds AS this WHERE this.build_id = "
+    "'<build>' AND newer.table_name = this.table_name AND newer.status = 'published' AND newer.build_id <> "
+    "this.build_id AND (newer.run_date > this.run_date OR (newer.run_date = this.run_date AND newer.created_at > "
+    "this.created_at))"
+)
 PUBLISH_BODY = [
+    NEWER_PUBLISHED,
     f"CREATE OR REPLACE TABLE {TABLE} CLONE {STAGING} COPY GRANTS",
     f"COMMENT ON TABLE {TABLE} IS 'Sessions per channel'",
     f"GRANT SELECT ON TABLE {TABLE} TO ROLE ANALYST",
@@ -134,8 +142,8 @@ RERUNS = {  # crash point: (statements the killed run sent, the re-run's stateme
     "after_ctas": (FIRST_RUN[:FIRST_RUN.index(STAGE_BODY[2]) + 1], STAGE_AGAIN),
     "after_validation": (FIRST_RUN[:FIRST_RUN.index(STAGE_BODY[-2]) + 1], STAGE_AGAIN),
     "after_stage_marker": (FIRST_RUN[:FIRST_RUN.index(STAGE_BODY[-1]) + 1], PUBLISH_AGAIN),
-    "before_publish": (FIRST_RUN[:FIRST_RUN.index(PUBLISH_BODY[0])], PUBLISH_AGAIN),
-    "mid_publish": (FIRST_RUN[:FIRST_RUN.index(PUBLISH_BODY[0]) + 1], PUBLISH_AGAIN),
+    "before_publish": (FIRST_RUN[:FIRST_RUN.index(PUBLISH_BODY[1])], PUBLISH_AGAIN),  # after the newer check
+    "mid_publish": (FIRST_RUN[:FIRST_RUN.index(PUBLISH_BODY[1]) + 1], PUBLISH_AGAIN),
     # the builds table says published: never publish again, only the marker
     "after_publish": (FIRST_RUN[:FIRST_RUN.index(PUBLISH_BODY[-1]) + 1],
                       [*PUBLISH_VALIDATED, SCHEMA, CREATE_MARKER, *AFTER_PUBLISH]),
