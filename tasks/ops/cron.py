@@ -8,7 +8,8 @@
    it logs why and exits 0; then it runs `python -m tasks check-config` (as a subprocess: the
    check spans every wing) and on any problem exits EXIT_CONFIG without starting luigi;
 2. takes one of `max_active_runs` lock slots (fcntl locks on <var_dir>/cron/cron-slot-N.lock,
-   released by the kernel when the process dies; with `[state] backend = postgres`, advisory
+   inherited by luigi's process group and released by the kernel when its last process dies;
+   with `[state] backend = postgres`, advisory
    locks every host shares, released when the session ends); none free: exits
    `[retcode] already_running`;
 3. with `catchup`, looks back from the run date (at most `max_catchup_days`, never before
@@ -203,11 +204,12 @@ def luigi_command(sched: Schedule, day: dt.date, lock_dir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_slot(directory: Path, slots: int) -> Iterator[int | None]:
-    """Hold the first free of `slots` run slots; yields its number, or None when all are taken. Slots are lock
-    files under `directory` (this host), or advisory locks with [state] backend = postgres (every host)."""
-    with locks.first_free([f"cron-slot-{number}" for number in range(slots)], directory) as slot:
-        yield slot
+def run_slot(directory: Path, slots: int) -> Iterator[tuple[int, int | None] | None]:
+    """Hold the first free of `slots` run slots; yields (its number, the lock's descriptor for luigi to inherit,
+    None for an advisory lock), or None when all are taken. Slots are lock files under `directory` (this host),
+    or advisory locks with [state] backend = postgres (every host)."""
+    with locks.first_free([f"cron-slot-{number}" for number in range(slots)], directory) as taken:
+        yield None if taken is None else (taken[0], taken[1].fd)
 
 
 # ---------------------------------------------------------------- running luigi
@@ -222,10 +224,13 @@ class Outcome:
     tail: list[str] = field(default_factory=list)
 
 
-def run_process(cmd: Sequence[str], timeout: float, grace: float, *, cwd: Path) -> Outcome:
-    """Run `cmd` in a new process group, copying its output to ours; kill the group on timeout."""
+def run_process(cmd: Sequence[str], timeout: float, grace: float, *, cwd: Path,
+                keep_fds: Sequence[int] = ()) -> Outcome:
+    """Run `cmd` in a new process group, copying its output to ours; kill the group on timeout, and whatever is
+    left of it once `cmd` has exited (SIGTERM, `grace`, SIGKILL). `keep_fds` are inherited by the group (the run
+    slot's lock: held while any process of the run lives, even when the wrapper itself is killed)."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, pass_fds=tuple(keep_fds))
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     copier = threading.Thread(target=_copy_output, args=(proc, tail), daemon=True)
     copier.start()
@@ -247,8 +252,9 @@ def run_process(cmd: Sequence[str], timeout: float, grace: float, *, cwd: Path) 
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
-    if outcome.timed_out:
-        _kill_group(proc.pid, signal.SIGKILL)  # forked task processes that outlived their parent
+    # forked task processes that outlived their parent (a timeout, or luigi itself killed: OOM, an operator)
+    # must not go on after the run is recorded, nor beside the next run once the slot is free
+    _stop_group(proc.pid, grace)
     for sig, previous in forwarded.items():
         signal.signal(sig, previous)
     copier.join(timeout=5)
@@ -265,6 +271,28 @@ def _copy_output(proc: subprocess.Popen, tail: collections.deque[str]) -> None:
             out.write(raw)
             out.flush()
         tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+
+def _stop_group(pgid: int, grace: float) -> None:
+    """SIGTERM whatever is left of the group, wait up to `grace` for it to go, then SIGKILL it."""
+    if not _group_alive(pgid):
+        return
+    logger.warning("cron: processes of the run outlived luigi; stopping process group %d", pgid)
+    _kill_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _kill_group(pgid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:
@@ -348,6 +376,7 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
             logger.warning("cron: %s; exiting %d (already_running)", reason, code)
             record_run({**base, "status": "already_running", "exit_code": code, "reason": reason})
             return code
+        slot_number, fd = slot
         try:
             days = days_to_run(sched, day, task_completeness(sched)) if sched.catchup else [day]
         except ConfigError as exc:
@@ -357,11 +386,11 @@ def cron(run_date: dt.date | None = None, now: dt.datetime | None = None) -> int
         done: list[str] = []
         for number, current in enumerate(days, 1):
             cmd = luigi_command(sched, current, state / "luigi-pids")
-            logger.info("cron: slot %d, day %d/%d: %s %s on scheduler %s: %s", slot, number, len(days),
+            logger.info("cron: slot %d, day %d/%d: %s %s on scheduler %s: %s", slot_number, number, len(days),
                         sched.task, current, scheduler, shlex.join(cmd))
             budget = sched.timeout_seconds - (time.monotonic() - clock) if sched.timeout_seconds else 0
             outcome = run_process(cmd, max(budget, 0.1) if sched.timeout_seconds else 0, sched.kill_grace_seconds,
-                                  cwd=config.PROJECT_ROOT)
+                                  cwd=config.PROJECT_ROOT, keep_fds=[fd] if fd is not None else [])
             done.append(current.isoformat())
             if exit_code(outcome) != 0:
                 break

@@ -35,6 +35,7 @@ class Held:
 
     held: bool
     session_pid: int | None = None
+    fd: int | None = None  # a flock's descriptor: a child given it (pass_fds) keeps the lock while it lives
 
     def __bool__(self) -> bool:
         return self.held
@@ -57,12 +58,12 @@ def try_lock(name: str, lock_dir: str | os.PathLike[str]) -> Iterator[Held]:
 
 
 @contextlib.contextmanager
-def first_free(names: list[str], lock_dir: str | os.PathLike[str]) -> Iterator[int | None]:
-    """Hold the first free lock of `names`; yields its index, or None when all are taken (run slots)."""
+def first_free(names: list[str], lock_dir: str | os.PathLike[str]) -> Iterator[tuple[int, Held] | None]:
+    """Hold the first free lock of `names`; yields (its index, the lock), or None when all are taken (run slots)."""
     for number, name in enumerate(names):
         with try_lock(name, lock_dir) as held:
             if held:
-                yield number
+                yield number, held
                 return
     yield None
 
@@ -79,7 +80,7 @@ def _flock(path: Path) -> Iterator[Held]:
             return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        yield Held(True)
+        yield Held(True, fd=fd)
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

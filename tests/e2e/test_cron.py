@@ -63,6 +63,47 @@ def test_an_overlapping_invocation_exits_already_running(slow_schedule, subproce
     assert third.returncode == 0, third.stderr[-2000:]
 
 
+def test_a_killed_wrapper_leaves_its_slot_taken_while_its_run_goes_on(
+        slow_schedule, subprocess_env, var_path, tmp_path) -> None:
+    # the slot was a lock only the wrapper held: SIGKILL the wrapper and luigi ran on while a second invocation
+    # took the slot and ran beside it
+    slow_schedule.set("SlowDay", "seconds", 5)
+    first = start_cron(subprocess_env, "--date", str(D1), log=tmp_path / "first.log")
+    wait_for(var_path / "slow" / f"{D1}.started", first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = run_cron(subprocess_env, "--date", str(D1 + dt.timedelta(days=1)))
+    assert second.returncode == 10, second.stderr[-2000:]
+    assert "already_running" in second.stderr
+    deadline = time.monotonic() + 60  # the orphaned run finishes; then the slot is free again
+    while not (var_path / "slow" / f"{D1}.done").exists():
+        assert time.monotonic() < deadline, "the first run never finished"
+        time.sleep(0.1)
+    for _ in range(100):
+        third = run_cron(subprocess_env, "--date", str(D1 + dt.timedelta(days=1)))
+        if third.returncode != 10:
+            break
+        time.sleep(0.2)
+    assert third.returncode == 0, third.stderr[-2000:]
+
+
+def test_task_processes_that_outlive_a_killed_luigi_are_stopped(
+        slow_schedule, subprocess_env, var_path, tmp_path) -> None:
+    # luigi's parent killed (OOM, an operator): its forked task process ran on and wrote its output after the
+    # run had been recorded as killed, beside whatever run took the slot next
+    slow_schedule.set("SlowDay", "seconds", 5).set("schedule", "workers", 2).set("schedule", "kill_grace_seconds", 2)
+    first = start_cron(subprocess_env, "--date", str(D1), log=tmp_path / "first.log")
+    wait_for(var_path / "slow" / f"{D1}.started", first)
+    (luigi_parent,) = psutil.Process(first.pid).children()
+    group = [p.pid for p in luigi_parent.children(recursive=True)]
+    assert group, "workers = 2: the task runs in a forked process"
+    luigi_parent.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=30) == 128 + signal.SIGKILL
+    assert all(gone(pid) for pid in group)
+    time.sleep(6)
+    assert not (var_path / "slow" / f"{D1}.done").exists(), "the task process was stopped with its run"
+
+
 def test_two_active_runs_allowed_with_max_active_runs_2(slow_schedule, subprocess_env, var_path, tmp_path) -> None:
     slow_schedule.set("SlowDay", "seconds", 4).set("schedule", "max_active_runs", 2)
     first = start_cron(subprocess_env, "--date", str(D1), log=tmp_path / "first.log")
