@@ -192,7 +192,12 @@ def send_run_summary(
             lines.append(f"*Started* {started_at.isoformat(timespec='seconds')} · *ended* "
                          f"{finished_at.isoformat(timespec='seconds')}")
         if log_tail.strip():
-            lines.append(f"*Last log lines*\n```{log_tail.strip()[-1500:]}```")
+            # redacted whole, then clipped at a line: a secret cut in half no longer matches any pattern
+            tail = redact(log_tail.strip(), phone_region=config.alerts().phone_region)
+            if len(tail) > 1500:
+                clipped = tail[-1500:]
+                tail = clipped.split("\n", 1)[1] if "\n" in clipped else clipped
+            lines.append(f"*Last log lines*\n```{tail}```")
         payload = digest_message(pending, title=title, preface=lines)
         return deliver(payload)
     except Exception as exc:  # noqa: BLE001 - the run summary must never fail its caller

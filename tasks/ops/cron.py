@@ -417,6 +417,9 @@ def config_problems() -> str:
 
 def _config_error(base: dict[str, object], started: dt.datetime, reason: str) -> int:
     """Log, alert and record a configuration error; the wrapper then exits EXIT_CONFIG."""
+    from tasks.ops.redaction import redact
+
+    reason = redact(reason)  # a driver's message may repeat a DSN with its password
     logger.error("cron: not running: %s", reason)
     _alert(["python", "-m", "tasks", "cron"], EXIT_CONFIG, started, reason)
     record_run({**base, "status": "config_error", "exit_code": EXIT_CONFIG, "reason": reason})

@@ -23,13 +23,15 @@ REDACTED = "[REDACTED]"
 
 # Environment variable names whose values are treated as secrets wherever they appear.
 # (Not PWD: that is the working directory.)
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|AUTH|CREDENTIAL|PRIVATE|WEBHOOK|SIGNATURE", re.I)
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|AUTH|CREDENTIAL|PRIVATE|WEBHOOK|SIGNATURE|DSN", re.I)
 # Shorter values (flags, "1", "true") would wipe ordinary words out of messages.
 _MIN_SECRET_LEN = 6
 
 _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S), REDACTED),
     (re.compile(r"https://hooks\.slack\.com/\S+", re.I), REDACTED),
+    # a webhook's path without its host, as HTTP libraries print a request line
+    (re.compile(r"/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,}"), REDACTED),
     (re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{6,}", re.I), rf"\1 {REDACTED}"),
     (re.compile(r"\bSG\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), REDACTED),
     (re.compile(r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{8,}"), REDACTED),
@@ -40,11 +42,13 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
     # scheme://user:password@host -> scheme://user:[REDACTED]@host
     (re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@]+):[^\s@/]+@", re.I), rf"\1:{REDACTED}@"),
+    # user:password@host without a well-formed scheme (a mistyped DSN such as `postgresql//u:pw@db/x`)
+    (re.compile(r"(?<![\w:])([A-Za-z_][\w.-]*):(?!\[REDACTED\])[^\s@/:]+@(?=[\w.-])"), rf"\1:{REDACTED}@"),
     # password=..., "api_key": "...", token: ..., also inside connection strings and query strings
     (
         re.compile(
             r"""(?ix)
-            (["']?\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth|credential)
+            (["']?\b[\w.-]*(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|auth|credential)
             [\w.-]*["']?\s*[=:]\s*)
             ("[^"]*"|'[^']*'|[^\s,;&'"}]+)
             """
@@ -54,6 +58,9 @@ _SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# URL-encoded, as query strings carry them: `To=%2B447946095812`, `email=ann%40example.com`
+_ENCODED_PHONE = re.compile(r"%2B\d{7,15}", re.I)
+_ENCODED_EMAIL = re.compile(r"[A-Za-z0-9._+-]+%40[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", re.I)
 _E164ISH = re.compile(r"\+\d[\d\s().-]{6,}\d")
 # FCM registration tokens (~150 chars of [A-Za-z0-9_:-]) and APNs hex tokens (64 hex digits).
 _DEVICE_TOKEN = re.compile(r"(?<![\w:-])[A-Za-z0-9_:-]{64,}(?![\w:-])")
@@ -80,6 +87,8 @@ def redact(
         out = out.replace(value, REDACTED)
     for pattern, replacement in _SECRET_PATTERNS:
         out = pattern.sub(replacement, out)
+    out = _ENCODED_EMAIL.sub(lambda m: mask_email(re.sub("%40", "@", m.group(0), flags=re.I)), out)
+    out = _ENCODED_PHONE.sub(lambda m: mask_phone("+" + m.group(0)[3:]), out)
     out = _EMAIL.sub(lambda m: mask_email(m.group(0)), out)
     out = _mask_phones(out, phone_region)
     out = _DEVICE_TOKEN.sub(lambda m: mask_token(m.group(0)), out)

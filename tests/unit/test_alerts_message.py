@@ -89,6 +89,17 @@ def test_run_summary_names_the_signal_and_unreported_failures(luigi_cfg, var_pat
     assert "bob@example.com" not in blob and "b***@example.com" in blob
 
 
+def test_the_log_tail_is_redacted_before_it_is_cut(luigi_cfg, var_path, monkeypatch):
+    # the tail was cut to its last 1,500 characters first: a secret cut in half matched no pattern any more
+    token = "eyJhbGciOiJIUzI1NiJ9." + "p" * 40
+    tail = "x" * 3000 + "\nAuthorization: Bearer " + token + "\n" + "y" * 1460
+    with FakeSlack() as slack:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url)
+        alerts.send_run_summary(["luigi"], 1, log_tail=tail)
+    (msg,) = slack.received
+    assert "pppppppppp" not in msg.body and "hJIUzI1NiJ9" not in msg.body
+
+
 def test_run_summary_names_luigi_retcodes(luigi_cfg, monkeypatch):
     luigi_cfg.set("retcode", "task_failed", 30)
     with FakeSlack() as slack:

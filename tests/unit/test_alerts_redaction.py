@@ -9,6 +9,12 @@ from tasks.ops.redaction import REDACTED, redact
 ENV = {"SENDGRID_API_KEY": "SG.env-only-value.xyz", "DB_PASSWORD": "pa55word!", "PATH": "/usr/bin", "PWD": "/work"}
 
 
+def test_a_dsn_variable_is_a_secret_wherever_it_appears():
+    env = {"TASKS_STATE_DSN": "postgres://u@dbhost/state?password=x9y8z7w6"}
+    assert "x9y8z7w6" not in redact("connecting to postgres://u@dbhost/state?password=x9y8z7w6", environ=env)
+    assert redact("at 12:30 see http://host:8082/x", environ={}) == "at 12:30 see http://host:8082/x"
+
+
 @pytest.mark.parametrize(
     "text, gone",
     [
@@ -30,6 +36,13 @@ ENV = {"SENDGRID_API_KEY": "SG.env-only-value.xyz", "DB_PASSWORD": "pa55word!", 
         ("sms to (202) 555-0187 failed", "555-0187"),
         ("sms to +15005550006 failed", "5005550006"),
         ("push to " + "fcmTok_" + "a1B2" * 40 + " unregistered", "a1B2a1B2a1B2a1B2"),
+        # found by review: a mistyped DSN (libpq repeats it), a webhook path without its host, a passphrase,
+        # URL-encoded numbers and addresses, a DSN variable's value
+        ('missing "=" after "postgresql//tasks:S3cretPw@db/state" in connection info string', "S3cretPw"),
+        ("POST /services/T0123ABCD/B0123ABCD/abcdefghijklmnop1234 HTTP/1.1", "abcdefghijklmnop1234"),
+        ("private_key_passphrase=hunter22 rejected", "hunter22"),
+        ("GET /Messages.json?To=%2B447946095812&From=x", "7946095812"),
+        ("GET /lookup?email=ann.lee%40example.com", "ann.lee"),
     ],
 )
 def test_secrets_and_pii_do_not_survive(text, gone):

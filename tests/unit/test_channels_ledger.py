@@ -318,3 +318,16 @@ def test_two_sends_claiming_one_customer_at_once_cannot_both_pass_the_cap(ledger
     third = SendKey("autumn", KEY.date, KEY.channel)
     ledger.seed(third, ["x"])
     assert ledger.claim(third, ["x"]) == (["x"], [])
+
+
+def test_a_mistyped_dsn_never_shows_its_password():
+    # libpq repeats a connection string it cannot parse, password included: that went to check-config's
+    # traceback, the cron log and runs.jsonl (and the pool's workers logged it for 15 s of retries)
+    from tasks.errors import StateBackendError
+    from tasks.state.db import PostgresDatabase, postgres_pool
+
+    dsn = "postgresql//tasks:S3cretPw@db/state"
+    for attempt in (lambda: PostgresDatabase(dsn).connect(), lambda: postgres_pool(dsn)):
+        with pytest.raises(StateBackendError) as caught:
+            attempt()
+        assert "S3cretPw" not in str(caught.value) and "not a valid libpq connection string" in str(caught.value)
