@@ -96,6 +96,7 @@ def check() -> list[Problem]:
     problems += _files(where)
     problems += _providers(where)
     problems += _state(where)
+    problems += _schedule(where)
     return problems
 
 
@@ -245,6 +246,17 @@ def _state(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
         except StateBackendError as exc:
             what = f"backend = postgres, but the database of {state.DSN_ENV} does not answer: {exc}"
             problems.append(Problem(_place(where, "state", "backend"), what))
+    return problems
+
+
+def _schedule(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
+    """[schedule] values the cron wrapper cannot use (a cron expression, a time zone, a date, counts)."""
+    from tasks.ops.cron import schedule_problems
+
+    problems: list[Problem] = []
+    with _quietly(problems):
+        problems += [Problem(_place(where, "schedule", key), what)
+                     for key, what in schedule_problems(config.schedule())]
     return problems
 
 

@@ -244,7 +244,7 @@ def _parse_checks(name: str, raw: object) -> TableChecks:
     if ratio is not None and (not _is_number(ratio) or not 0 <= ratio <= 1):
         raise ConfigError(f"{name}: max_row_drop_ratio must be between 0 and 1")
     return TableChecks(
-        not_null=tuple(ident(c, f"{name} checks.not_null") for c in raw.get("not_null", [])),
+        not_null=tuple(ident(c, f"{name} checks.not_null") for c in _names(raw.get("not_null", []))),
         min_rows=min_rows,
         max_row_drop_ratio=float(ratio) if ratio is not None else None,
         accepted_values=_accepted_values(name, raw.get("accepted_values", {})),
@@ -254,6 +254,11 @@ def _parse_checks(name: str, raw: object) -> TableChecks:
         row_count_anomaly=_anomaly(name, raw["row_count_anomaly"]) if "row_count_anomaly" in raw else None,
         severity=_severity(name, raw.get("severity", {})),
     )
+
+
+def _names(value: object) -> list:
+    """A list of column names; one name may be written alone (`not_null = "mau"`, not the letters m, a, u)."""
+    return [value] if isinstance(value, str) else value if isinstance(value, list) else [value]
 
 
 def _is_number(value: object) -> bool:

@@ -92,27 +92,38 @@ class Schedule:
     log_file: str
 
 
+def schedule_problems(cfg: config.schedule) -> list[tuple[str, str]]:
+    """(key, what is wrong) for every value of [schedule] that luigi's types accept but the wrapper cannot use
+    (check-config reports them all; load_schedule refuses them)."""
+    problems = []
+    if not croniter.is_valid(cfg.cron_expression):
+        problems.append(("cron_expression", f"{cfg.cron_expression!r} is not a cron expression or macro"))
+    try:
+        ZoneInfo(cfg.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(("timezone", f"{cfg.timezone!r} is not an IANA time zone"))
+    if cfg.end_date.strip():
+        try:
+            dt.date.fromisoformat(cfg.end_date.strip())
+        except ValueError:
+            problems.append(("end_date", f"{cfg.end_date!r} is not YYYY-MM-DD"))
+    for key in ("max_catchup_days", "max_active_runs", "workers"):
+        if getattr(cfg, key) < 1:
+            problems.append((key, "must be at least 1"))
+    return problems
+
+
 def load_schedule() -> Schedule:
-    """The [schedule] section; ConfigError names the key that is wrong."""
+    """The [schedule] section; ConfigError names every key that is wrong."""
     try:
         cfg = config.schedule()
     except ValueError as exc:  # luigi's parameter parsing: a malformed date, number or boolean
         raise ConfigError(f"[schedule] {exc}") from None
-    if not croniter.is_valid(cfg.cron_expression):
-        raise ConfigError(f"[schedule] cron_expression {cfg.cron_expression!r} is not a cron expression or macro")
-    try:
-        tz = ZoneInfo(cfg.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"[schedule] timezone {cfg.timezone!r} is not an IANA time zone") from None
-    end = None
-    if cfg.end_date.strip():
-        try:
-            end = dt.date.fromisoformat(cfg.end_date.strip())
-        except ValueError:
-            raise ConfigError(f"[schedule] end_date {cfg.end_date!r} is not YYYY-MM-DD") from None
-    for key in ("max_catchup_days", "max_active_runs", "workers"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"[schedule] {key} must be at least 1")
+    problems = schedule_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(f"[schedule] {key} {what}" for key, what in problems))
+    tz = ZoneInfo(cfg.timezone)
+    end = dt.date.fromisoformat(cfg.end_date.strip()) if cfg.end_date.strip() else None
     return config.settings(
         Schedule, cfg, end_date=end, timezone=tz, timeout_seconds=max(cfg.timeout_seconds, 0),
         scheduler_url=cfg.scheduler_url.strip(),

@@ -48,6 +48,17 @@ def test_task_sections_and_luigi_sections_are_known(luigi_cfg) -> None:
     assert problems() == []
 
 
+def test_every_schedule_value_the_wrapper_cannot_use_is_reported(luigi_cfg) -> None:
+    # check-config said "configuration OK"; the wrapper then refused the first of them at 02:00
+    luigi_cfg.set("schedule", "cron_expression", "every day").set("schedule", "timezone", "Mars/Olympus")
+    luigi_cfg.set("schedule", "end_date", "2026-13-01").set("schedule", "workers", "0")
+    found = [p for p in problems() if "[schedule]" in p]
+    for key, what in (("cron_expression", "'every day' is not a cron expression"),
+                      ("timezone", "'Mars/Olympus' is not an IANA time zone"),
+                      ("end_date", "is not YYYY-MM-DD"), ("workers", "must be at least 1")):
+        assert any(p.startswith(f"{luigi_cfg.path} [schedule] {key}: ") and what in p for p in found), (key, found)
+
+
 def test_the_scheduled_module_s_tasks_are_known_and_a_bad_module_is_named(luigi_cfg) -> None:
     luigi_cfg.set("schedule", "module", "tests.e2e.slow_tasks").set("SlowDay", "seconds", "1")
     assert problems() == []

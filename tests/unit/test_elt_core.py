@@ -84,6 +84,12 @@ def test_a_bad_spec_names_its_file_and_key(tmp_path: Path) -> None:
         assert str(caught.value).startswith(f"{path}: ") and where in str(caught.value), str(caught.value)
 
 
+def test_one_not_null_column_may_be_written_alone(tmp_path: Path) -> None:
+    # `not_null = "mau"` became the columns m, a and u
+    text = "[[table]]\nname='analytics.a'\nprimary_key=['k']\nsql='a.sql'\n[table.checks]\nnot_null='mau'\n"
+    assert parse_specs(text, tmp_path)[0].checks.not_null == ("mau",)
+
+
 def test_min_rows_blocks_an_empty_table_even_when_not_empty_only_warns() -> None:
     # `if rows:` skipped min_rows on an empty table: with severity { not_empty = "warn" } an empty build
     # had no blocking check at all, min_rows = 5 notwithstanding
