@@ -13,14 +13,21 @@ from a section in one way only, `settings(Dataclass, section)`; the wiring aroun
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 import datetime
 import os
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
-import luigi
-import luigi.configuration
+try:  # luigi parses its configuration files as it is imported
+    import luigi
+    import luigi.configuration
+except configparser.Error as _exc:  # a malformed file: say which file and line, and exit as a config error
+    sys.stderr.write(f"the luigi configuration cannot be read: {_exc}\n  (fix that file: `key = value` lines under "
+                     "a [section], each key once per section)\n")
+    raise SystemExit(2) from None
 
 from tasks.errors import ConfigError
 from tasks.files import DIR_MODE, private_dir
@@ -44,7 +51,11 @@ def read_project_config() -> None:
     project_cfg = str(PROJECT_ROOT / "luigi.cfg")
     if os.path.isfile(project_cfg) and project_cfg not in LuigiConfigParser._config_paths:
         LuigiConfigParser._config_paths.insert(0, project_cfg)
-        LuigiConfigParser.reload()
+        try:
+            LuigiConfigParser.reload()
+        except configparser.Error as exc:
+            sys.stderr.write(f"the luigi configuration cannot be read: {exc}\n")
+            raise SystemExit(2) from None
 
 
 def settings(cls: type[T], section: luigi.Config, **overrides: Any) -> T:

@@ -126,6 +126,19 @@ def test_the_command_exits_2_on_any_problem(luigi_cfg, subprocess_env, section, 
     assert ("configuration OK" if code == 0 else "1 configuration problem(s)") in done.stdout
 
 
+@pytest.mark.parametrize("command", ["check-config", "cron"])
+def test_a_malformed_config_file_is_named_with_its_line_and_exits_2(tmp_path, subprocess_env, command) -> None:
+    # `import luigi` parses the files: a key given twice or a line without `=` was a traceback and exit 1,
+    # before any check (and the cron wrapper's exit code said nothing of a config error)
+    bad = tmp_path / "luigi.cfg"
+    bad.write_text("[core]\nfoo = 1\nfoo = 2\n")
+    done = subprocess.run([sys.executable, "-m", "tasks", command], cwd=REPO,
+                          env={**subprocess_env, "LUIGI_CONFIG_PATH": str(bad)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"'{bad}' [line  3]" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_fcm_needs_a_token_or_a_usable_service_account_and_a_project(luigi_cfg, tmp_path, monkeypatch) -> None:
     for name in ("FCM_ACCESS_TOKEN", "FCM_PROJECT_ID", "GOOGLE_APPLICATION_CREDENTIALS"):
         monkeypatch.delenv(name, raising=False)
