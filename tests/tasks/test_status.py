@@ -125,3 +125,14 @@ def test_metrics_go_to_the_textfile_and_a_pushgateway(luigi_cfg, var_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_failed_push_never_logs_the_gateways_password(luigi_cfg, var_path, monkeypatch, caplog):
+    luigi_cfg.set("metrics", "pushgateway_url", "http://metrics:pw12345678@gateway.internal:9091")
+
+    def refuse(url, **_):
+        raise OSError(f"POST {url}/metrics/job/tasks refused")
+
+    monkeypatch.setattr(metrics, "push_to_gateway", refuse)
+    metrics.export(DaySummary(date="2026-03-02"))
+    assert "metrics not exported" in caplog.text and "pw12345678" not in caplog.text
