@@ -47,7 +47,8 @@ FINAL_STATES = (SENT, FAILED, UNKNOWN, *SKIPPED_STATES)
 STATES = (PENDING, SENDING, *FINAL_STATES)
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "ledger"
-ANALYZE_FIRST = 1000  # Postgres: rows seeded by this process before the first ANALYZE of `sends`
+ANALYZE_FIRST = 1000  # Postgres: rows seeded by this process before the first ANALYZE of `sends` (then at 4x each)
+_SENDING = "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL"  # a claim's SET list
 logger = logging.getLogger(__name__)
 
 
@@ -116,7 +117,6 @@ class SendLedger:
         self.path = getattr(self.db, "path", None)
         self._fences: dict[SendKey, int] = {}  # send -> Postgres backend holding its run lock (run_lock)
         self._seeded: dict[SendKey, int] = {}  # Postgres: rows this process seeded per send, for ANALYZE
-        self._analyze_at: dict[SendKey, int] = {}
         try:
             with self.db.transaction() as tx:
                 if self.db.dialect == "sqlite":
@@ -176,12 +176,12 @@ class SendLedger:
                 tx.execute("CREATE TEMPORARY TABLE IF NOT EXISTS seed_ids (customer_id TEXT) ON COMMIT DELETE ROWS")
                 tx.copy_rows("seed_ids", ["customer_id"], ([cid] for cid in ids))
                 added = tx.execute(self._sql("seed"), {**_key(key), "shard": shard, "now": now})
-                # fresh statistics, or the planner scans the whole send per claim: at 1,000 rows this process
-                # seeded, then at each fourfold (a shard's batches are small: a count per call never got there)
-                self._seeded[key] = self._seeded.get(key, 0) + added
-                if self._seeded[key] >= self._analyze_at.get(key, ANALYZE_FIRST):
+                # fresh statistics, or the planner scans the whole send per claim: when the rows this process
+                # seeded pass 1,000, 4,000, 16,000, ... (a shard's batches are small: a count per call never got there)
+                before = self._seeded.get(key, 0)
+                self._seeded[key] = before + added
+                if _passes_threshold(before, before + added):
                     tx.execute("ANALYZE sends")
-                    self._analyze_at[key] = 4 * self._seeded[key]
             else:  # tuples, not dicts (a million rows); the row count sums the rows, ON CONFLICT's skips count 0
                 added = tx.executemany_positional(
                     self._sql("seed"), ((key.campaign, key.date, key.channel, cid, shard, now, now) for cid in ids))
@@ -287,32 +287,33 @@ class SendLedger:
 
     def claim(self, key: SendKey, customer_ids: Sequence[str], cap: ClaimCap | None = None) -> tuple[list[str],
                                                                                                   list[str]]:
-        """mark_sending with a frequency cap counted in the same transaction: (ids claimed, ids capped).
+        """Claim rows as mark_sending does, with `cap` counted in the same transaction: (ids claimed, ids capped).
+        While run_lock holds an advisory lock, the claim first checks it is still held (LockLostError).
 
-        The customers are locked first (Postgres: a transaction advisory lock per customer and channel;
+        With a cap, the customers are locked first (Postgres: a transaction advisory lock per customer and channel;
         SQLite: BEGIN IMMEDIATE already serialises every writer of the channel's ledger file), then their
         messages in other sends since `cap.since` are counted, those at `cap.limit` end `capped`, and the
         rest are claimed; a claim of the same customer by another send waits, then counts this one's
         `sending` row."""
-        if cap is None or not customer_ids:
-            return self.mark_sending(key, customer_ids), []
+        if not customer_ids:
+            return [], []
         ids = list(customer_ids)
+        capped: list[str] = []
         with self.db.transaction() as tx:
-            self._check_fence(tx, key, self._fences.get(key))
-            if self.db.dialect == "postgres":
-                tx.rows(self._sql("lock_customers"), {"ids": ids, "channel": key.channel})
-            counts = dict(tx.rows(self._sql("recent_messages"), {**_key(key), "ids": ids, "since": cap.since}))
-            over: dict[int, list[str]] = {}
-            for cid in ids:
-                if counts.get(cid, 0) >= cap.limit:
-                    over.setdefault(counts[cid], []).append(cid)
-            capped: list[str] = []
-            for count, group in sorted(over.items()):
-                capped += self._move_in(tx, key, group, f"state = '{CAPPED}', reason = :reason",
-                                        {"reason": cap.reason.format(count=count)}, (PENDING,))
-            rest = [cid for cid in ids if counts.get(cid, 0) < cap.limit]
-            claimed = self._move_in(tx, key, rest, "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
-                                    {}, (PENDING,)) if rest else []
+            self._check_fence(tx, key)
+            if cap is not None:
+                if self.db.dialect == "postgres":
+                    tx.rows(self._sql("lock_customers"), {"ids": ids, "channel": key.channel})
+                counts = dict(tx.rows(self._sql("recent_messages"), {**_key(key), "ids": ids, "since": cap.since}))
+                over: dict[int, list[str]] = {}
+                for cid in ids:
+                    if counts.get(cid, 0) >= cap.limit:
+                        over.setdefault(counts[cid], []).append(cid)
+                for count, group in sorted(over.items()):
+                    capped += self._move_in(tx, key, group, f"state = '{CAPPED}', reason = :reason",
+                                            {"reason": cap.reason.format(count=count)}, (PENDING,))
+                ids = [cid for cid in ids if counts.get(cid, 0) < cap.limit]
+            claimed = self._move_in(tx, key, ids, _SENDING, {}, (PENDING,)) if ids else []
         return claimed, capped
 
     def mark_sending(self, key: SendKey, customer_ids: Sequence[str]) -> list[str]:
@@ -321,8 +322,7 @@ class SendLedger:
         Returns the ids this call claimed: a row another process claimed (or finished) first is
         not pending any more, the conditional update skips it, and it must not be sent.
         """
-        return self._move(key, customer_ids, "state = 'sending', attempts = attempts + 1, next_attempt_at = NULL",
-                          {}, (PENDING,), fence=self._fences.get(key))
+        return self.claim(key, customer_ids)[0]
 
     def mark_sent(self, key: SendKey, sent: Sequence[tuple[str, str | None]]) -> int:
         """`sending` -> `sent`, with the provider's message id per recipient; returns how many rows moved. Also
@@ -384,15 +384,11 @@ class SendLedger:
                           {"reason": reason, "due": until}, (PENDING,))
 
     def _move(self, key: SendKey, customer_ids: Sequence[str], assignments: str, values: dict[str, object],
-              expect: tuple[str, ...], fence: int | None = None) -> list[str]:
-        """Move the listed rows still in one of `expect`, in one statement; returns the ids it changed. With
-        `fence` (the backend holding the send's advisory lock), first check in the same transaction that the lock
-        is still held: once its session is gone another host may recover the send, and a claim then would race
-        it (LockLostError)."""
+              expect: tuple[str, ...]) -> list[str]:
+        """Move the listed rows still in one of `expect`, in one statement; returns the ids it changed."""
         if not customer_ids:
             return []
         with self.db.transaction() as tx:
-            self._check_fence(tx, key, fence)
             return self._move_in(tx, key, customer_ids, assignments, values, expect)
 
     def _move_in(self, tx: Tx, key: SendKey, customer_ids: Sequence[str], assignments: str,
@@ -402,12 +398,24 @@ class SendLedger:
         rows = tx.rows(sql, {**_key(key), **values, "ids": list(customer_ids), "now": time.time()})
         return [row[0] for row in rows]
 
-    def _check_fence(self, tx: Tx, key: SendKey, fence: int | None) -> None:
-        """With `fence` (the backend holding the send's advisory run lock): LockLostError once it is gone."""
+    def _check_fence(self, tx: Tx, key: SendKey) -> None:
+        """While run_lock holds the send's advisory lock: LockLostError once its session is gone (another host
+        may recover the send then, and a claim would race it)."""
+        fence = self._fences.get(key)
         if fence is not None and not tx.rows(self._sql("lock_held"), {"pid": fence})[0][0]:
             raise LockLostError(
                 f"the run lock of the {key.channel} send {key.campaign!r} {key.date} was lost (its database "
                 "session ended): stopped before claiming more recipients; re-run the send")
+
+
+def _passes_threshold(before: int, after: int) -> bool:
+    """True when some ANALYZE_FIRST * 4**k lies in (before, after]."""
+    threshold = ANALYZE_FIRST
+    while threshold <= after:
+        if threshold > before:
+            return True
+        threshold *= 4
+    return False
 
 
 def _migrate_v1(tx: Tx, schema: str) -> None:
