@@ -21,16 +21,22 @@ import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tasks.errors import ConfigError
+from tasks.files import DIR_MODE, private_dir
+
+
+def _unreadable(exc: configparser.Error) -> SystemExit:
+    """A malformed configuration file: say which file and line, and exit as a config error (2)."""
+    sys.stderr.write(f"the luigi configuration cannot be read: {exc}\n  (fix that file: `key = value` lines under "
+                     "a [section], each key once per section)\n")
+    return SystemExit(2)
+
+
 try:  # luigi parses its configuration files as it is imported
     import luigi
     import luigi.configuration
-except configparser.Error as _exc:  # a malformed file: say which file and line, and exit as a config error
-    sys.stderr.write(f"the luigi configuration cannot be read: {_exc}\n  (fix that file: `key = value` lines under "
-                     "a [section], each key once per section)\n")
-    raise SystemExit(2) from None
-
-from tasks.errors import ConfigError
-from tasks.files import DIR_MODE, private_dir
+except configparser.Error as _exc:
+    raise _unreadable(_exc) from None
 
 T = TypeVar("T")
 
@@ -53,9 +59,8 @@ def read_project_config() -> None:
         LuigiConfigParser._config_paths.insert(0, project_cfg)
         try:
             LuigiConfigParser.reload()
-        except configparser.Error as exc:
-            sys.stderr.write(f"the luigi configuration cannot be read: {exc}\n")
-            raise SystemExit(2) from None
+        except configparser.Error as exc:  # the project's own file
+            raise _unreadable(exc) from None
 
 
 def settings(cls: type[T], section: luigi.Config, **overrides: Any) -> T:

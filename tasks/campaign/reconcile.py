@@ -28,6 +28,7 @@ Reads [<channel>_campaign], [paths], [results].
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import logging
 import os
@@ -252,11 +253,10 @@ def _refresh(result: ReconcileResult, customers_path: Path) -> bool:
     if result.reopened:
         # rows are pending again: the send is not complete any more, nor are its shards, so the next run sends
         # them; every completion target goes (result files here, marker rows every host sees)
-        files = [p for p in [path, *path.parent.glob("*.json")]
-                 if p == path or (p.stem != path.stem and channel_core.SHARD_SUFFIX.sub("", p.stem) == path.stem)]
+        files = [p for p in (path, *path.parent.glob(f"{glob.escape(path.stem)}.shard-*-of-*.json")) if p.exists()]
         for p in files:
             p.unlink(missing_ok=True)
-        markers = marker.remove(with_children=True) if marker is not None else 0
+        markers = marker.remove() if marker is not None else 0
         logger.info("reconcile: %d recipient(s) of %s are pending again; the send is marked not done (%d result "
                     "file(s), %d marker(s) removed), so its next run sends them",
                     result.reopened, result.channel, len(files), markers)

@@ -69,8 +69,8 @@ def table_results(
 
     rows = stats.row_count
     add("not_empty", "not_empty", rows > 0, f"staged table has {rows} rows")
-    if rows or checks.min_rows > 1:  # (min_rows = 1 on an empty table says what not_empty said; more may block
-        # where not_empty only warns)
+    # on an empty table min_rows = 1 would repeat not_empty; a larger one may block where not_empty only warns
+    if rows or checks.min_rows > 1:
         add("min_rows", "min_rows", rows >= checks.min_rows,
             f"staged table has {rows} rows, expected >= {checks.min_rows}")
     add("primary_key_unique", "primary_key_unique", not stats.duplicate_keys,

@@ -199,10 +199,8 @@ def _parse_entry(entry: object, index: int, base_dir: Path) -> TableSpec:
         if key not in entry:
             raise ConfigError(f"table entry {index}: missing required key {key!r}")
     name = qualified(entry["name"], where=f"table entry {index} name")
-    pk = entry["primary_key"]
-    if isinstance(pk, str):
-        pk = [pk]
-    if not isinstance(pk, list) or not pk:
+    pk = _names(entry["primary_key"])
+    if not pk:
         raise ConfigError(f"{name}: primary_key must be a non-empty list of column names")
     # a prefix: builds add __<id>
     staging = qualified(entry["staging"], where=f"{name} staging") if entry.get("staging") else ""
@@ -257,8 +255,9 @@ def _parse_checks(name: str, raw: object) -> TableChecks:
 
 
 def _names(value: object) -> list:
-    """A list of column names; one name may be written alone (`not_null = "mau"`, not the letters m, a, u)."""
-    return [value] if isinstance(value, str) else value if isinstance(value, list) else [value]
+    """A list of column names; one may be written alone (`not_null = "mau"`, not the letters m, a and u); what
+    is not a name then fails ident() naming its key."""
+    return value if isinstance(value, list) else [value]
 
 
 def _is_number(value: object) -> bool:

@@ -195,10 +195,11 @@ class PostgresDatabase(Database):
         """A connection of its own (not pooled, autocommit): for session-level advisory locks held long."""
         import psycopg
 
+        _check_dsn(self.dsn)
         try:
             return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10, **KEEPALIVES)
-        except psycopg.Error as exc:
-            raise StateBackendError(f"state database unreachable: {_driver_message(exc)}") from None
+        except psycopg.OperationalError as exc:
+            raise StateBackendError(f"state database unreachable: {_first_line(exc)}") from None
 
 
 # A dead peer (a host that lost power) releases its advisory locks once TCP notices: ~40 s.
@@ -214,13 +215,9 @@ def postgres_pool(dsn: str, size: int = 4) -> Any:
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
-            import psycopg
             from psycopg_pool import ConnectionPool
 
-            try:  # before the pool: its workers would log libpq's message (the DSN whole) for 15 s of retries
-                psycopg.conninfo.conninfo_to_dict(dsn)
-            except psycopg.Error as exc:
-                raise StateBackendError(f"state database unreachable: {_driver_message(exc)}") from None
+            _check_dsn(dsn)  # before the pool: its workers would log libpq's message for 15 s of retries
 
             pool = ConnectionPool(dsn, min_size=1, max_size=max(1, size), kwargs=dict(KEEPALIVES), open=False,
                                   name="tasks-state")
@@ -228,8 +225,8 @@ def postgres_pool(dsn: str, size: int = 4) -> Any:
                 pool.open(wait=True, timeout=15)
             except Exception as exc:  # noqa: BLE001 - psycopg_pool raises PoolTimeout on an unreachable server
                 pool.close()
-                raise StateBackendError(f"state database unreachable: {type(exc).__name__}: "
-                                        f"{_driver_message(exc)}") from None
+                raise StateBackendError(f"state database unreachable: {type(exc).__name__}: {_first_line(exc)}") \
+                    from None
             _POOLS[key] = pool
         return pool
 
@@ -249,15 +246,16 @@ def _pg_operational_errors() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError,)
 
 
-def _driver_message(exc: BaseException) -> str:
-    """What to say of a driver error: libpq repeats a connection string it cannot parse whole, password
-    included, so for that one only the kind of problem is kept."""
+def _check_dsn(dsn: str) -> None:
+    """StateBackendError when libpq cannot parse `dsn`, without its message: libpq repeats a connection string
+    it cannot parse whole, password included."""
     import psycopg
 
-    if isinstance(exc, psycopg.ProgrammingError) or "connection info string" in str(exc) or "invalid dsn" in str(
-            exc).lower():
-        return "TASKS_STATE_DSN is not a valid libpq connection string or URI (postgresql://user:password@host/db)"
-    return _first_line(exc)
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        raise StateBackendError("state database unreachable: TASKS_STATE_DSN is not a valid libpq connection string "
+                                "or URI (postgresql://user:password@host/db)") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -51,14 +51,14 @@ class MarkerTarget(luigi.Target):
             tx.execute(read_sql(SQL_DIR, "put", self.db.dialect),
                        {"marker_id": self.marker_id, "payload": json.dumps(payload, sort_keys=True)})
 
-    def remove(self, with_children: bool = False) -> int:
-        """Unmark the task (and, `with_children`, every marker whose id extends this one's with `/...`: a send's
-        shards); returns how many rows went."""
+    def remove(self) -> int:
+        """Unmark the task and every marker whose id extends this one's with `/...` (a send's shards); returns
+        how many rows went."""
         self._schema()
+        prefix = f"{self.marker_id}/"
         with self.db.transaction() as tx:
-            return tx.execute(read_sql(SQL_DIR, "remove", self.db.dialect), {
-                "marker_id": self.marker_id, "prefix": f"{self.marker_id}/" if with_children else self.marker_id,
-                "prefix_chars": len(self.marker_id) + 1 if with_children else len(self.marker_id)})
+            return tx.execute(read_sql(SQL_DIR, "remove", self.db.dialect),
+                              {"marker_id": self.marker_id, "prefix": prefix, "prefix_chars": len(prefix)})
 
     def __repr__(self) -> str:
         return f"MarkerTarget({self.marker_id!r})"
