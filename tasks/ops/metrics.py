@@ -123,7 +123,5 @@ def export(summary: DaySummary) -> Path | None:
         if cfg.pushgateway_url:
             push_to_gateway(cfg.pushgateway_url, job=cfg.job, registry=reg, timeout=cfg.push_timeout)
     except Exception as exc:  # noqa: BLE001 - metrics must never fail a run
-        from tasks.ops.redaction import redact  # a Pushgateway URL may carry its basic-auth password
-
-        logger.warning("metrics not exported: %s: %s", type(exc).__name__, redact(str(exc)))
+        logger.warning("metrics not exported: %s: %s", type(exc).__name__, exc)
     return path

