@@ -89,7 +89,7 @@ def result_path(
     return Path(var_dir) / "campaigns" / date.isoformat() / campaign / f"{channel}-{segment}.json"
 
 
-SHARD_SUFFIX = re.compile(r"\.shard-(\d+)-of-(\d+)$")  # of a shard's result file's stem
+SHARD_SUFFIX = re.compile(r"\.shard-\d+-of-\d+$")  # of a shard's result file's stem
 
 
 def shard_result_path(send_result: Path, shard: int, shards: int) -> Path:
