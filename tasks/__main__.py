@@ -34,7 +34,7 @@ def _warehouse(args: argparse.Namespace) -> int:
     from tasks.warehouse import embedded
     from tasks.warehouse.client import embedded_dir
 
-    cfg = config.warehouse()
+    cfg = config.WarehouseConfig()
     if cfg.backend != "embedded":
         print(f"[warehouse] backend = {cfg.backend}: there is no embedded server to manage")
         return 0 if args.action == "status" else 2
@@ -58,7 +58,7 @@ def _warehouse(args: argparse.Namespace) -> int:
 def _state(args: argparse.Namespace) -> int:
     from tasks.state.server import default_server
 
-    server = default_server(config.var_dir(), args.port or config.state().server_port)
+    server = default_server(config.var_dir(), args.port or config.StateConfig().server_port)
     if args.action == "start":
         dsn = server.start()
         print(f"local Postgres running on its Unix socket only (port {server.port}), data in {server.data_dir}")
@@ -90,7 +90,7 @@ def _seed_demo(args: argparse.Namespace) -> int:
     from tasks.demo import seed
     from tasks.warehouse import session
 
-    cfg = config.warehouse()
+    cfg = config.WarehouseConfig()
     if cfg.backend == "snowflake" and not args.force:
         print("refusing to seed demo data into a real Snowflake account; pass --force if you mean it")
         return 2
@@ -152,7 +152,7 @@ def _suppress(args: argparse.Namespace) -> int:
     from tasks.campaign import compliance
     from tasks.channels.suppressions import Suppression
 
-    region = config.segments().default_region
+    region = config.SegmentsConfig().default_region
     with compliance.open_suppressions(config.var_dir()) as store:
         if args.action == "list":
             writer = csv.writer(sys.stdout, lineterminator="\n")

@@ -79,7 +79,7 @@ def known_sections() -> dict[str, set[str] | None]:
     # sections of ours read without a Config class (see config.campaign)
     sections[config.CAMPAIGN_SECTION] = {f.name for f in dataclasses.fields(config.CampaignSettings)}
     for name, cls in Register._get_reg().items():
-        if cls is Register.AMBIGUOUS_CLASS or name.startswith("_") or name == "Config":
+        if cls is Register.AMBIGUOUS_CLASS or name.startswith("_") or name in ("Config", "Section"):
             continue
         if issubclass(cls, luigi.Config | luigi.Task):
             sections[name] = {_norm(p) for p, _ in cls.get_params()}
@@ -169,10 +169,9 @@ def _unknown(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
 
 def _types(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     problems = []
-    for name in sorted(n for n in known_sections() if n in vars(config)):
-        cls = getattr(config, name)
-        if not (isinstance(cls, type) and issubclass(cls, luigi.Config)):
-            continue
+    sections = {cls.section: cls for cls in vars(config).values()
+                if isinstance(cls, type) and issubclass(cls, config.Section) and cls.section in known_sections()}
+    for name, cls in sorted(sections.items()):
         for param_name, param in cls.get_params():
             try:
                 param._get_value(name, param_name)  # Luigi's own parsing of the configured value
@@ -194,9 +193,9 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
         return path
 
     with _quietly(problems):
-        need("segments", "input_path", config.segments().input_path)
+        need("segments", "input_path", config.SegmentsConfig().input_path)
     with _quietly(problems):
-        specs_path = need("elt", "table_specs", config.elt().table_specs)
+        specs_path = need("elt", "table_specs", config.EltConfig().table_specs)
         if specs_path is not None:
             for spec in load_specs(specs_path):
                 if not spec.sql_path.is_file():
@@ -256,7 +255,7 @@ def _schedule(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     problems: list[Problem] = []
     with _quietly(problems):
         problems += [Problem(_place(where, "schedule", key), what)
-                     for key, what in schedule_problems(config.schedule())]
+                     for key, what in schedule_problems(config.ScheduleConfig())]
     return problems
 
 

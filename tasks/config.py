@@ -19,7 +19,7 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from tasks.errors import ConfigError
 from tasks.files import DIR_MODE, private_dir
@@ -88,8 +88,22 @@ def resolve_path(value: str | os.PathLike[str]) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-class paths(luigi.Config):
+class Section(luigi.Config):
+    """A luigi.Config whose luigi.cfg section (and `--<section>-<key>` command-line prefix) is `section`,
+    not its class name: the classes are named `*Config`, so none shadows a package of the same name
+    (`state`, `warehouse`, `segments`...), while the sections keep the names operators already use."""
+
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def get_task_family(cls) -> str:
+        return cls.section or cls.__name__
+
+
+class PathsConfig(Section):
     """Where the package writes at run time."""
+
+    section = "paths"
 
     var_dir = luigi.Parameter(
         default="var",
@@ -100,15 +114,17 @@ class paths(luigi.Config):
 
 def var_dir(create: bool = True) -> Path:
     """The run-time folder (TASKS_VAR_DIR wins over [paths] var_dir), created unless `create` is false."""
-    path = resolve_path(os.environ.get("TASKS_VAR_DIR") or paths().var_dir)
+    path = resolve_path(os.environ.get("TASKS_VAR_DIR") or PathsConfig().var_dir)
     if create:
         private_dir(path)
         os.chmod(path, DIR_MODE)  # holds personal data (segments, ledgers, outbox): owner-only, even if it existed
     return path
 
 
-class state(luigi.Config):
+class StateConfig(Section):
     """Where campaign state lives: the send ledger, run locks, rate-limit buckets, completion markers."""
+
+    section = "state"
 
     backend = luigi.ChoiceParameter(
         choices=["sqlite", "postgres"],
@@ -124,8 +140,10 @@ class state(luigi.Config):
     )
 
 
-class warehouse(luigi.Config):
+class WarehouseConfig(Section):
     """The warehouse the ELT runs on: the embedded fakesnow server or a real Snowflake account."""
+
+    section = "warehouse"
 
     backend = luigi.ChoiceParameter(
         choices=["embedded", "snowflake"],
@@ -175,8 +193,10 @@ class warehouse(luigi.Config):
     )
 
 
-class elt(luigi.Config):
+class EltConfig(Section):
     """The ELT pipeline: which tables to build and how to check them."""
+
+    section = "elt"
 
     table_specs = luigi.Parameter(
         default="config/tables.toml", description="TOML file listing the tables to build, in order."
@@ -198,8 +218,10 @@ class elt(luigi.Config):
     )
 
 
-class segments(luigi.Config):
+class SegmentsConfig(Section):
     """LoadSegments: the customer-segment CSV and how strictly it is validated."""
+
+    section = "segments"
 
     input_path = luigi.Parameter(
         default=SAMPLE_SEGMENTS,
@@ -235,8 +257,10 @@ class segments(luigi.Config):
     )
 
 
-class slack(luigi.Config):
+class SlackConfig(Section):
     """Failure alerts to a Slack incoming webhook (tasks/ops/alerts.py, tasks/ops/slack.py)."""
+
+    section = "slack"
 
     webhook_url = luigi.Parameter(
         default="",
@@ -277,8 +301,10 @@ class slack(luigi.Config):
     )
 
 
-class alerts(luigi.Config):
+class AlertsConfig(Section):
     """What failure alerts say about their context (owner, luigid link, phone masking)."""
+
+    section = "alerts"
 
     owner = luigi.Parameter(
         default="", description="Who is told in each alert (a name or @handle). Empty: the environment variable OWNER."
@@ -293,8 +319,10 @@ class alerts(luigi.Config):
     )
 
 
-class _channel_campaign(luigi.Config):
+class ChannelCampaignConfig(Section):
     """Parameters shared by the three channel sections below (a base class, not a section of its own)."""
+
+    section = "_channel_campaign"
 
     provider = luigi.Parameter(default="outbox", description="Who delivers: outbox (a local JSONL file) or the API.")
     base_url = luigi.Parameter(
@@ -354,8 +382,10 @@ class _channel_campaign(luigi.Config):
     )
 
 
-class _quiet_hours_campaign(_channel_campaign):
+class QuietHoursCampaignConfig(ChannelCampaignConfig):
     """Quiet hours, for the channels that reach a phone at once (SMS, push); a base class, not a section."""
+
+    section = "_quiet_hours_campaign"
 
     quiet_hours = luigi.Parameter(
         default="off",
@@ -375,8 +405,10 @@ class _quiet_hours_campaign(_channel_campaign):
     )
 
 
-class email_campaign(_channel_campaign):
+class EmailCampaignConfig(ChannelCampaignConfig):
     """The e-mail send (SendEmailCampaign): outbox or SendGrid (SENDGRID_API_KEY)."""
+
+    section = "email_campaign"
 
     unsubscribe_url = luigi.Parameter(
         default="",
@@ -398,8 +430,10 @@ class email_campaign(_channel_campaign):
     batch_size = luigi.IntParameter(default=1000, description="SendGrid personalizations per request (at most 1000).")
 
 
-class sms_campaign(_quiet_hours_campaign):
+class SmsCampaignConfig(QuietHoursCampaignConfig):
     """The SMS send (SendSmsCampaign): outbox or Twilio (TWILIO_* environment variables)."""
+
+    section = "sms_campaign"
 
     quiet_hours = luigi.Parameter(
         default="auto",
@@ -414,9 +448,11 @@ class sms_campaign(_quiet_hours_campaign):
     )
 
 
-class push_campaign(_quiet_hours_campaign):
+class PushCampaignConfig(QuietHoursCampaignConfig):
     """The push send (SendPushNotification): outbox or FCM HTTP v1 (GOOGLE_APPLICATION_CREDENTIALS or
     FCM_ACCESS_TOKEN; FCM_PROJECT_ID)."""
+
+    section = "push_campaign"
 
     token_refresh_margin = luigi.FloatParameter(
         default=300.0,
@@ -454,8 +490,10 @@ def campaign() -> CampaignSettings:
     })
 
 
-class schedule(luigi.Config):
+class ScheduleConfig(Section):
     """When and how the cron wrapper (tasks/ops/cron.py) runs the pipeline; `depends_on_past` is read by RunAll."""
+
+    section = "schedule"
 
     enabled = luigi.BoolParameter(default=True, description="false: the cron wrapper logs that and exits 0.")
     cron_expression = luigi.Parameter(
@@ -502,8 +540,10 @@ class schedule(luigi.Config):
     )
 
 
-class results(luigi.Config):
+class ResultsConfig(Section):
     """Campaign results in the warehouse: per-recipient outcomes and per-day segment loads."""
+
+    section = "results"
 
     campaign_sends_table = luigi.Parameter(
         default="analytics.campaign_sends",
@@ -515,16 +555,20 @@ class results(luigi.Config):
     )
 
 
-class report(luigi.Config):
+class ReportConfig(Section):
     """The run summary printed at the end of `luigi --module tasks ...` runs and kept in runs.jsonl."""
+
+    section = "report"
 
     summary = luigi.BoolParameter(
         default=True, description="Print the summary table when a `luigi` command-line run ends, and record the run."
     )
 
 
-class metrics(luigi.Config):
+class MetricsConfig(Section):
     """Business metrics (prometheus_client): a node_exporter textfile and, optionally, a Pushgateway."""
+
+    section = "metrics"
 
     textfile = luigi.Parameter(
         default="",
@@ -538,8 +582,10 @@ class metrics(luigi.Config):
     push_timeout = luigi.FloatParameter(default=5.0, description="Seconds a push to the Pushgateway may take.")
 
 
-class luigid(luigi.Config):
+class LuigidConfig(Section):
     """The central scheduler started by `python -m tasks luigid` (state under <var_dir>/luigid/)."""
+
+    section = "luigid"
 
     host = luigi.Parameter(default="127.0.0.1", description="Address luigid listens on (it has no authentication).")
     port = luigi.IntParameter(default=8082, description="Port of luigid's API and UI.")

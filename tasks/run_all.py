@@ -46,7 +46,7 @@ class RunAll(luigi.Task):
 
     def previous_day(self) -> RunAll | None:
         """RunAll of the day before when depends_on_past is on and that day is not before start_date."""
-        cfg = config.schedule()
+        cfg = config.ScheduleConfig()
         previous = self.date - dt.timedelta(days=1)
         return RunAll(date=previous) if cfg.depends_on_past and previous >= cfg.start_date else None
 

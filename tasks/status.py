@@ -66,7 +66,7 @@ def _tables(date: dt.date) -> list[dict[str, Any]]:
     from tasks.warehouse import embedded, session
     from tasks.warehouse.client import embedded_dir
 
-    if config.warehouse().backend == "embedded" and embedded.read_state(embedded_dir()) is None:
+    if config.WarehouseConfig().backend == "embedded" and embedded.read_state(embedded_dir()) is None:
         raise RuntimeError("the embedded warehouse is not running (python -m tasks warehouse start)")
     with session() as client:
         return elt_report.table_reports(client, date)
@@ -110,7 +110,7 @@ def end_of_run() -> summaries.DaySummary | None:
 def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries.DaySummary | None:
     """Print, record, export and (on success) post the summary of the run of `argv`. Never raises."""
     try:
-        if not config.report().summary:
+        if not config.ReportConfig().summary:
             return None
         task = root_task(argv)
         date = getattr(task, "date", None)

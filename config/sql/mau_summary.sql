@@ -1,5 +1,7 @@
 -- Monthly active users up to the run date: distinct users with a session in each month.
--- TO_VARCHAR needs a TIMESTAMP_NTZ argument: on the emulator the format is dropped otherwise (FACTS.md).
+-- TO_VARCHAR needs a TIMESTAMP_NTZ argument: fakesnow 0.12.1 silently drops the format on a
+-- plain TIMESTAMP (the result is the full timestamp text, millions of rows instead of 24); ::TIMESTAMP_NTZ is valid
+-- Snowflake and correct on both.
 SELECT TO_VARCHAR(s.ts::TIMESTAMP_NTZ, 'YYYY-MM') AS month,
        COUNT(DISTINCT u.userid) AS mau
 FROM raw_data.session_timestamp AS s

@@ -49,7 +49,7 @@ def _customers(var_dir: Path, date: datetime.date) -> Iterator[Path]:
     if path.is_file():
         yield path
         return
-    cfg = config.segments()
+    cfg = config.SegmentsConfig()
     options = config.settings(
         segments_core.LoadOptions, cfg, segments=tuple(s.strip() for s in cfg.segments.split(",") if s.strip())
     )

@@ -101,7 +101,7 @@ def _sum_results(total: ReconcileResult, parts: list[ReconcileResult]) -> Reconc
     return total
 
 
-def supported(cfg: config._channel_campaign) -> bool:
+def supported(cfg: config.ChannelCampaignConfig) -> bool:
     """True when the section's provider can look a message up (Twilio)."""
     return cfg.provider in LOOKUP_PROVIDERS
 
@@ -141,7 +141,7 @@ def reconcile_send(
         render = channel_core.make_render(channel_core.channel_template(channel, template or cfg.template), key, cfg)
         client = channel_core.make_client(channel, cfg, config.var_dir(), key)
         assert isinstance(client, TwilioClient)
-        grace_s = 60.0 * config.sms_campaign().reconcile_grace_minutes
+        grace_s = 60.0 * config.SmsCampaignConfig().reconcile_grace_minutes
         rate, burst = channel_core.limits(cfg)
         now = time.time() if now is None else now
         try:
@@ -161,7 +161,7 @@ def reconcile_send(
                         result.still_unknown += 1
                         result.other_body += 1
                     elif now - float(row["updated_at"]) >= grace_s:
-                        minutes = config.sms_campaign().reconcile_grace_minutes
+                        minutes = config.SmsCampaignConfig().reconcile_grace_minutes
                         result.reopened += len(ledger.reopen(
                             key, [cid], f"not found at {cfg.provider} {minutes:g} min after the last attempt"))
                     else:

@@ -190,7 +190,7 @@ def load_digest(summary: Mapping[str, object]) -> str:
 
 def send_target(key: SendKey, segment: str) -> MarkerTableTarget:
     """The marker row of one send's export; its build id is the digest of the result file exported."""
-    return MarkerTableTarget(send_marker_id(key, segment), config.results().campaign_sends_table)
+    return MarkerTableTarget(send_marker_id(key, segment), config.ResultsConfig().campaign_sends_table)
 
 
 def send_exported(key: SendKey, segment: str, result_path: str | os.PathLike[str]) -> bool:
@@ -221,7 +221,7 @@ def export_send(channel: str, date: dt.date, campaign: str, segment: str, custom
 
     digest = result_digest(result_path) or "no-result-file"
     with session() as client:
-        total = replace_send(client, config.results().campaign_sends_table, tables(), key, segment,
+        total = replace_send(client, config.ResultsConfig().campaign_sends_table, tables(), key, segment,
                              config.var_dir() / "results")
         send_target(key, segment).touch(client, digest)
     wanted = {k: v for k, v in (expected or {}).items() if v}

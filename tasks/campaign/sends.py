@@ -73,9 +73,9 @@ PROVIDER_ENV: dict[str, tuple[tuple[str, ...], ...]] = {
 MASKS: dict[str, Callable[[str], str]] = {"email": pii.mask_email, "sms": pii.mask_phone, "push": pii.mask_token}
 
 
-def channel_config(channel: str) -> config._channel_campaign:
+def channel_config(channel: str) -> config.ChannelCampaignConfig:
     """The config section object of `channel` (built now, never at import time)."""
-    sections = {"email": config.email_campaign, "sms": config.sms_campaign, "push": config.push_campaign}
+    sections = {"email": config.EmailCampaignConfig, "sms": config.SmsCampaignConfig, "push": config.PushCampaignConfig}
     try:
         return sections[channel]()
     except KeyError:
@@ -103,7 +103,7 @@ def marker_id(channel: str, campaign: str, date: datetime.date, segment: str, sh
     return whole if shards <= 1 else f"{whole}/shard-{shard + 1}-of-{shards}"
 
 
-def limits(cfg: config._channel_campaign) -> tuple[float, int]:
+def limits(cfg: config.ChannelCampaignConfig) -> tuple[float, int]:
     """(rate, burst) of a section, with the provider's defaults for zeros."""
     rate, burst = DEFAULT_LIMITS.get(cfg.provider, (1.0, 1))
     return (cfg.rate or rate, cfg.burst or burst)
@@ -175,7 +175,7 @@ def channel_template(channel: str, name: str) -> ChannelTemplate:
     return load_template(config.resolve_path(template_path(templates_dir, channel, name)), channel)
 
 
-def available_fields(channel: str, cfg: config._channel_campaign, recipients: ParquetRecipients) -> set[str]:
+def available_fields(channel: str, cfg: config.ChannelCampaignConfig, recipients: ParquetRecipients) -> set[str]:
     """The template fields the recipients can have (ParquetRecipients.fields) and, for e-mail with an
     unsubscribe URL, unsubscribe_url."""
     fields = recipients.fields()
@@ -184,7 +184,7 @@ def available_fields(channel: str, cfg: config._channel_campaign, recipients: Pa
     return fields
 
 
-def make_render(template: ChannelTemplate, key: SendKey, cfg: config._channel_campaign) -> Callable[
+def make_render(template: ChannelTemplate, key: SendKey, cfg: config.ChannelCampaignConfig) -> Callable[
         [Recipient], dict[str, str]]:
     """The sender's render function: the template with the recipient's fields, plus (e-mail with
     [email_campaign] unsubscribe_url) the recipient's one-click unsubscribe URL, signed with
@@ -203,13 +203,13 @@ def make_render(template: ChannelTemplate, key: SendKey, cfg: config._channel_ca
     return render
 
 
-def build_screen(channel: str, cfg: config._channel_campaign, key: SendKey, provider: str,
+def build_screen(channel: str, cfg: config.ChannelCampaignConfig, key: SendKey, provider: str,
                  customers_path: str | os.PathLike[str], segment: str, ledger: SendLedger | None,
                  store: SuppressionStore | None, clock: Clock = SYSTEM_CLOCK) -> compliance.CampaignScreen:
     """The compliance screen of one send ([campaign] suppression_list, re-read now; frequency_cap; the
     channel's quiet hours; the duplicate addresses among the whole send's customers, every shard's)."""
     shared = config.campaign()
-    region = config.segments().default_region
+    region = config.SegmentsConfig().default_region
     listed = (compliance.read_suppression_list(config.resolve_path(shared.suppression_list), region)
               if shared.suppression_list else set())
     quiet = (compliance.parse_quiet_hours(cfg.quiet_hours, provider, cfg.default_timezone)
@@ -232,13 +232,13 @@ def campaign_problems() -> list[tuple[str, str, str]]:
     if shared.suppression_list:
         try:
             compliance.read_suppression_list(config.resolve_path(shared.suppression_list),
-                                             config.segments().default_region)
+                                             config.SegmentsConfig().default_region)
         except ConfigError as exc:
             problems.append(("campaign", "suppression_list", str(exc)))
     return problems
 
 
-def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[str, str, str]]:
+def config_problems(channel: str, cfg: config.ChannelCampaignConfig) -> list[tuple[str, str, str]]:
     """(section, key, problem) for each reason `cfg` cannot send; [] when it can. The send refuses
     to start on any of them, and `python -m tasks check-config` reports them all."""
     section, provider = f"{channel}_campaign", cfg.provider
@@ -268,14 +268,14 @@ def config_problems(channel: str, cfg: config._channel_campaign) -> list[tuple[s
             problems += [("environment", None, f"{what}; [{section}] provider = fcm needs it")
                          for what in fcm_problems()]
         sample = config.resolve_path(config.SAMPLE_SEGMENTS).resolve()
-        if config.resolve_path(config.segments().input_path).resolve() == sample:
+        if config.resolve_path(config.SegmentsConfig().input_path).resolve() == sample:
             problems.append(("segments", "input_path",
                              f"the bundled demo sample ({config.SAMPLE_SEGMENTS}, fictional customers) with "
                              f"[{section}] provider = {provider}: set [segments] input_path to your segment file"))
     return problems
 
 
-def make_client(channel: str, cfg: config._channel_campaign, var_dir: Path, key: SendKey) -> ProviderClient:
+def make_client(channel: str, cfg: config.ChannelCampaignConfig, var_dir: Path, key: SendKey) -> ProviderClient:
     """The provider client of a section (after config_problems found none); credentials from the environment."""
     provider = cfg.provider
     if provider == "outbox":
@@ -370,7 +370,7 @@ def run_channel_send(
     return result
 
 
-def check_held(result: dict, cfg: config._channel_campaign) -> None:
+def check_held(result: dict, cfg: config.ChannelCampaignConfig) -> None:
     """RecipientsHeldError when recipients are still pending (held for quiet hours past the section's
     max_hold_hours, or without a known zone): no result file, and the next run of the same send resumes
     them (`result`: a send's result document)."""
@@ -389,7 +389,7 @@ def check_held(result: dict, cfg: config._channel_campaign) -> None:
     )
 
 
-def make_limiter(channel: str, cfg: config._channel_campaign, var_dir: Path, shard: Shard) -> ChannelLimiter:
+def make_limiter(channel: str, cfg: config.ChannelCampaignConfig, var_dir: Path, shard: Shard) -> ChannelLimiter:
     """The channel's token bucket: in the state database with [state] backend = postgres (every host shares
     it); in <var_dir>/limiter/<channel>.sqlite3 when the send is split into shards on this host (one process
     per shard); else in this process."""

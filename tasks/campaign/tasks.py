@@ -53,7 +53,7 @@ class LoadSegments(luigi.Task):
         return luigi.LocalTarget(str(self.output_dir() / segments_core.SUMMARY_FILE))
 
     def run(self) -> None:
-        cfg = config.segments()
+        cfg = config.SegmentsConfig()
         options = config.settings(
             segments_core.LoadOptions, cfg, segments=tuple(s.strip() for s in cfg.segments.split(",") if s.strip())
         )
@@ -306,7 +306,7 @@ class ExportSegmentLoad(luigi.Task):
         return LoadSegments(date=self.date)
 
     def output(self) -> MarkerTableTarget:
-        return MarkerTableTarget(results_core.load_marker_id(self.date), config.results().segment_loads_table)
+        return MarkerTableTarget(results_core.load_marker_id(self.date), config.ResultsConfig().segment_loads_table)
 
     def complete(self) -> bool:
         summary = Path(self.input().path)
@@ -316,7 +316,7 @@ class ExportSegmentLoad(luigi.Task):
         return self.output().build_id() == digest
 
     def run(self) -> None:
-        table = config.results().segment_loads_table
+        table = config.ResultsConfig().segment_loads_table
         summary = json.loads(Path(self.input().path).read_text(encoding="utf-8"))
         rejects = self.requires().output_dir() / segments_core.REJECTS_FILE
         row = results_core.segment_load_row(self.date, summary, rejects)
@@ -362,5 +362,5 @@ class ExportSendResults(luigi.Task):
         result = json.loads(path.read_text(encoding="utf-8"))
         count = results_core.export_send(self.channel, self.date, self.campaign, send.segment, _segments_here(self),
                                          str(result.get("provider", "")), path, expected=result.get("counts"))
-        self.set_status_message(f"{config.results().campaign_sends_table}: {count} rows of {self.channel} "
+        self.set_status_message(f"{config.ResultsConfig().campaign_sends_table}: {count} rows of {self.channel} "
                                 f"{self.campaign}/{send.segment} loaded")

@@ -1,6 +1,6 @@
 """The send library: one module per provider (outbox, sendgrid, twilio, fcm) and the shared parts.
 
-A provider module is a wire format and its own error codes (STYLE principle 7) on top of the
+A provider module is a wire format and its own error codes on top of the
 shared status rules (`status.py`), the HTTP transport and request loop (`http.py`); `sender.py`
 owns rate limiting (`limiter.py`), concurrency, retries and the durable ledger (`ledger.py`).
 Slack alerts (tasks/ops/slack.py) use the same transport, status rules and limiter. Imports only

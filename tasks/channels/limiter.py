@@ -3,7 +3,8 @@
 `rate` requests per second on average, at most `burst` at once from a full bucket: over any
 window of t seconds at most `burst + rate * t` requests pass. `ratelimit` (the original
 design) is a fixed window that lets twice its limit through across a window edge and has
-no burst (FACTS.md), so it is not used.
+no burst (`limits(calls=10, period=1)` let 20 calls through in one sliding second in 14 of 15
+runs with 8 threads, ratelimit 2.2.1), so it is not used.
 
 By default the bucket lives in this process and is shared by its threads: the three campaign
 channels run in separate Luigi workers, each with its own bucket and its own provider limit.

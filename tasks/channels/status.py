@@ -1,6 +1,6 @@
 """The shared status rules: a provider's answer (HTTP status, its own error code) -> the typed error.
 
-The one place that classifies responses (STYLE principle 7). A provider module extracts its
+The one place that classifies responses. A provider module extracts its
 code and its retry hint from the response and keeps its own code table (`ProviderCodes`);
 the rules, in this order, are the same for every provider:
 

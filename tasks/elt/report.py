@@ -18,9 +18,9 @@ from tasks.warehouse import MarkerTableTarget, WarehouseClient
 
 def table_reports(client: WarehouseClient, date: dt.date) -> list[dict[str, object]]:
     """One dict per configured table: table, published, status, rows, checks {pass, fail, warn}, problems."""
-    builds = BuildsTable(client, config.elt().builds_table)
+    builds = BuildsTable(client, config.EltConfig().builds_table)
     out: list[dict[str, object]] = []
-    for spec in load_specs(config.resolve_path(config.elt().table_specs)):
+    for spec in load_specs(config.resolve_path(config.EltConfig().table_specs)):
         name = spec.name.lower()
         marker = MarkerTableTarget(f"publish:{name}:{date.isoformat()}", spec.name)
         published = marker.build_id(client) is not None

@@ -36,7 +36,7 @@ STALE_BUILD_ATTEMPTS = 3
 
 def table_specs() -> list[TableSpec]:
     """The configured table specs, in build order."""
-    return load_specs(config.resolve_path(config.elt().table_specs))
+    return load_specs(config.resolve_path(config.EltConfig().table_specs))
 
 
 def spec_for(name: str) -> tuple[TableSpec, TableSpec | None]:
@@ -45,11 +45,11 @@ def spec_for(name: str) -> tuple[TableSpec, TableSpec | None]:
     for i, spec in enumerate(specs):
         if spec.name.lower() == name.lower():
             return spec, specs[i - 1] if i else None
-    raise ConfigError(f"table {name} is not in {config.elt().table_specs}")
+    raise ConfigError(f"table {name} is not in {config.EltConfig().table_specs}")
 
 
 def builds_table(client: WarehouseClient) -> BuildsTable:
-    return BuildsTable(client, config.elt().builds_table)
+    return BuildsTable(client, config.EltConfig().builds_table)
 
 
 class _TableTask(luigi.Task):
@@ -77,7 +77,7 @@ class _TableTask(luigi.Task):
         with self.tagged(client, spec, build_id):
             staged = steps.stage_validated(
                 client, spec, self.date, build_id, builds_table(client),
-                max_row_drop_ratio=config.elt().max_row_drop_ratio if ratio is None else ratio,
+                max_row_drop_ratio=config.EltConfig().max_row_drop_ratio if ratio is None else ratio,
             )
             log.info("%s: staged build %s in %s validated: %s rows", spec.name, build_id, staged.staging,
                      staged.row_count)
@@ -172,7 +172,7 @@ class PublishTable(_TableTask):
 
     def clear_stale(self, client: WarehouseClient, spec: TableSpec) -> None:
         """Drop staging tables no longer needed; a failure here is logged, never fails the publish."""
-        stale_after = dt.timedelta(hours=config.elt().stale_build_hours)
+        stale_after = dt.timedelta(hours=config.EltConfig().stale_build_hours)
         try:
             dropped = steps.clear_stale(client, spec, builds_table(client), stale_after)
         except WarehouseError as exc:

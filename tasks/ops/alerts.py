@@ -127,9 +127,9 @@ def _alert(task: luigi.Task, kind: str, error_type: str, message: str, key_suffi
     """Record one failure in the ledger and send an individual alert if storm control allows
     (`key_suffix` keeps a warning apart from a later failure of the same task)."""
     try:
-        slack_cfg = config.slack()
+        slack_cfg = config.SlackConfig()
         family, params = task.task_family, _params(task)
-        region = config.alerts().phone_region
+        region = config.AlertsConfig().phone_region
         first_line = (message.strip().splitlines() or [""])[0]
         summary = redact(f"{family}({params}) {kind}: {error_type}: {first_line}", phone_region=region)[:300]
         decision = _ledger().record(
@@ -193,7 +193,7 @@ def send_run_summary(
                          f"{finished_at.isoformat(timespec='seconds')}")
         if log_tail.strip():
             # redacted whole, then clipped at a line: a secret cut in half no longer matches any pattern
-            tail = redact(log_tail.strip(), phone_region=config.alerts().phone_region)
+            tail = redact(log_tail.strip(), phone_region=config.AlertsConfig().phone_region)
             if len(tail) > 1500:
                 clipped = tail[-1500:]
                 tail = clipped.split("\n", 1)[1] if "\n" in clipped else clipped
@@ -230,7 +230,7 @@ def failure_message(
 
     `run_date` is the task's own date (its `date` parameter): the day whose data failed, which a
     backfill or catch-up runs long after; when it failed is shown apart, as *Failed at*."""
-    slack_cfg, alerts_cfg = config.slack(), config.alerts()
+    slack_cfg, alerts_cfg = config.SlackConfig(), config.AlertsConfig()
     region = alerts_cfg.phone_region
     host = socket.gethostname()
     owner = alerts_cfg.owner or os.environ.get("OWNER", "")
@@ -265,7 +265,7 @@ def digest_message(
     pending: Sequence[PendingFailure], *, title: str, preface: Sequence[str] = ()
 ) -> dict[str, Any]:
     """One message listing failures that were not alerted individually and repeat counts."""
-    region = config.alerts().phone_region
+    region = config.AlertsConfig().phone_region
     lines = []
     for item in pending[:_DIGEST_LINES]:
         if item.alerted:
@@ -288,7 +288,7 @@ def digest_message(
 
 def luigid_task_url(task_id: str) -> str | None:
     """Link to the task's graph in the luigid visualiser, when a central scheduler is configured."""
-    base = config.alerts().luigid_url
+    base = config.AlertsConfig().luigid_url
     if not base:
         core = luigi.interface.core()
         if core.local_scheduler:

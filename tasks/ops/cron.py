@@ -92,7 +92,7 @@ class Schedule:
     log_file: str
 
 
-def schedule_problems(cfg: config.schedule) -> list[tuple[str, str]]:
+def schedule_problems(cfg: config.ScheduleConfig) -> list[tuple[str, str]]:
     """(key, what is wrong) for every value of [schedule] that luigi's types accept but the wrapper cannot use
     (check-config reports them all; load_schedule refuses them)."""
     problems = []
@@ -116,7 +116,7 @@ def schedule_problems(cfg: config.schedule) -> list[tuple[str, str]]:
 def load_schedule() -> Schedule:
     """The [schedule] section; ConfigError names every key that is wrong."""
     try:
-        cfg = config.schedule()
+        cfg = config.ScheduleConfig()
     except ValueError as exc:  # luigi's parameter parsing: a malformed date, number or boolean
         raise ConfigError(f"[schedule] {exc}") from None
     problems = schedule_problems(cfg)

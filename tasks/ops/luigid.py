@@ -37,7 +37,7 @@ def luigid_main(port: int | None = None, host: str | None = None) -> int:
         if not luigi_cfg.has_section("scheduler"):
             luigi_cfg.add_section("scheduler")
         luigi_cfg.set("scheduler", "metrics_collector", "prometheus")  # GET /metrics (prometheus_client)
-    cfg = config.luigid()
+    cfg = config.LuigidConfig()
     paths = luigid_paths()
     private_dir(paths["pidfile"].parent)
     host, port = host or cfg.host, port or cfg.port

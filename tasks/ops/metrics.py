@@ -103,7 +103,7 @@ def registry_for(summary: DaySummary) -> CollectorRegistry:
 
 def textfile_path() -> Path | None:
     """Where the textfile goes ([metrics] textfile; `-` for none)."""
-    value = config.metrics().textfile.strip()
+    value = config.MetricsConfig().textfile.strip()
     if value == "-":
         return None
     return config.resolve_path(value) if value else config.var_dir() / "metrics" / TEXTFILE
@@ -119,7 +119,7 @@ def export(summary: DaySummary) -> Path | None:
             if not path.parent.exists():
                 private_dir(path.parent)
             write_to_textfile(str(path), reg)  # a temporary file, then os.rename: never half-written
-        cfg = config.metrics()
+        cfg = config.MetricsConfig()
         if cfg.pushgateway_url:
             push_to_gateway(cfg.pushgateway_url, job=cfg.job, registry=reg, timeout=cfg.push_timeout)
     except Exception as exc:  # noqa: BLE001 - metrics must never fail a run

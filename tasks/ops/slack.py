@@ -72,7 +72,7 @@ class SlackSettings:
 
     @classmethod
     def load(cls) -> SlackSettings:
-        cfg = config.slack()
+        cfg = config.SlackConfig()
         return config.settings(cls, cfg, webhook_url=os.environ.get(WEBHOOK_ENV) or cfg.webhook_url)
 
     @property

@@ -169,7 +169,7 @@ def slack_message(summary: DaySummary) -> dict[str, Any]:
 def notify_success(summary: DaySummary) -> Delivery | None:
     """Post the summary when `[slack] notify_success` is on and the day is done; never raises."""
     try:
-        if not config.slack().notify_success or not summary.ok:
+        if not config.SlackConfig().notify_success or not summary.ok:
             return None
         return deliver(slack_message(summary))
     except Exception:  # noqa: BLE001 - a success note must never fail the run

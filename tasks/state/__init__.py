@@ -35,7 +35,7 @@ class StateSettings:
 
 def settings() -> StateSettings:
     """The [state] section as plain values."""
-    return config.settings(StateSettings, config.state())
+    return config.settings(StateSettings, config.StateConfig())
 
 
 def dsn() -> str:

@@ -173,13 +173,13 @@ class WarehouseClient:
 
 def embedded_dir() -> Path:
     """The folder of the embedded server's files ([warehouse] embedded_dir or <var_dir>/warehouse)."""
-    cfg = config.warehouse()
+    cfg = config.WarehouseConfig()
     return config.resolve_path(cfg.embedded_dir) if cfg.embedded_dir else config.var_dir() / "warehouse"
 
 
 def connect_params() -> dict[str, Any]:
     """Keyword arguments for snowflake.connector.connect for the configured backend."""
-    cfg = config.warehouse()
+    cfg = config.WarehouseConfig()
     common: dict[str, Any] = {
         "login_timeout": cfg.login_timeout,
         "autocommit": True,  # sent as the AUTOCOMMIT session parameter at login, whatever the account default
@@ -218,7 +218,7 @@ def connect(params: dict[str, Any] | None = None) -> WarehouseClient:
     """A new client for the configured warehouse (starts the embedded server if needed)."""
     import snowflake.connector
 
-    cfg = config.warehouse()
+    cfg = config.WarehouseConfig()
     params = params or connect_params()
     try:
         conn = snowflake.connector.connect(**params)

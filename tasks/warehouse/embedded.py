@@ -5,7 +5,8 @@ as its own detached process so that every Luigi worker process and every operato
 reaches the same database through the real Snowflake connector. Its pid and port are kept
 in `<dir>/server.json`; a file lock serialises concurrent starts.
 
-fakesnow 0.12.1 ignores its own persistence flags (FACTS.md): we replace its module-level
+fakesnow 0.12.1 ignores its own persistence flags (`fakesnow -s -d DIR` ignores `-d`, and the
+FAKESNOW_DB_PATH session parameter works for the first login only, then HTTP 500): we replace its module-level
 instance with one bound to our folder before serving, and close DuckDB on shutdown.
 """
 

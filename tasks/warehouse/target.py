@@ -15,7 +15,7 @@ from tasks.warehouse.sql import qualified
 
 
 def marker_table() -> str:
-    return qualified(config.warehouse().marker_table)
+    return qualified(config.WarehouseConfig().marker_table)
 
 
 class MarkerTableTarget(luigi.Target):

@@ -13,7 +13,7 @@ FCM_ACCESS_TOKEN of `env()` or an issued token until it expires or `revoke_token
 
 Each provider POST is, in order:
 counted and time-stamped; checked for the credentials in `FakeProvider.env()` (401);
-validated (SendGrid and Twilio against the official OpenAPI specs in <repo>/../shared/specs/,
+validated (SendGrid and Twilio against the official OpenAPI specs in tests/fakes/specs/ (from twilio/sendgrid-oai and twilio/twilio-oai, MIT; licences beside them),
 plus Twilio's documented "From or MessagingServiceSid" and "Body" rules; FCM against its
 documented message shape), a violation is a 400 counted in `counters["spec_errors"]`;
 throttled by the provider's own token bucket (`rate`, `burst`; 429 in the provider's format,
@@ -92,8 +92,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.fakes.timing import max_in_window
 
-REPO = Path(__file__).resolve().parent.parent.parent
-SPECS_DIR = REPO.parent / "shared" / "specs"
+SPECS_DIR = Path(__file__).resolve().parent / "specs"
 SPEC_FILES = {"sendgrid": "sendgrid_mail_v3.json", "twilio": "twilio_api_v2010.json"}
 SPEC_HOSTS = {"sendgrid": "https://api.sendgrid.com", "twilio": "https://api.twilio.com"}
 

@@ -1,6 +1,7 @@
 """Every statement the Snowflake backend can send parses with sqlglot's `snowflake` dialect.
 
-fakesnow cannot run GRANT, SWAP WITH, CLONE or ALTER SESSION SET QUERY_TAG (FACTS.md), so the
+fakesnow cannot run GRANT, SWAP WITH, CLONE or ALTER SESSION SET QUERY_TAG (fakesnow 0.12.1 answers
+them with parser errors), so the
 Snowflake-only statements are checked here: every packaged SQL file rendered with real
 identifiers and bound as the connector binds parameters, and every statement the Snowflake
 dialect's own methods send, recorded on the recording connection without a backend. The
