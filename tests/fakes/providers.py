@@ -13,7 +13,8 @@ FCM_ACCESS_TOKEN of `env()` or an issued token until it expires or `revoke_token
 
 Each provider POST is, in order:
 counted and time-stamped; checked for the credentials in `FakeProvider.env()` (401);
-validated (SendGrid and Twilio against the official OpenAPI specs in tests/fakes/specs/ (from twilio/sendgrid-oai and twilio/twilio-oai, MIT; licences beside them),
+validated (SendGrid and Twilio against the official OpenAPI specs in tests/fakes/specs/, from
+twilio/sendgrid-oai and twilio/twilio-oai under the MIT licence, which lies beside them;
 plus Twilio's documented "From or MessagingServiceSid" and "Body" rules; FCM against its
 documented message shape), a violation is a 400 counted in `counters["spec_errors"]`;
 throttled by the provider's own token bucket (`rate`, `burst`; 429 in the provider's format,
