@@ -5,13 +5,24 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATE ?= $(shell date +%F)
 
-.PHONY: run test test-fast bench lint luigid warehouse-stop clean postgres-binaries
+.PHONY: run test test-fast bench lint lock luigid warehouse-stop clean postgres-binaries
 
-$(STAMP): setup.cfg pyproject.toml
+# Installs exactly the versions in requirements/lock.txt (every dependency, the embedded warehouse and the
+# test tools), then the package itself without resolving again. `make lock` refreshes the lock.
+$(STAMP): setup.cfg pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# The one command that refreshes the lock: the newest versions inside setup.cfg's ranges, for the package
+# with its `embedded` and `test` extras. Commit requirements/lock.txt after it.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --upgrade --no-header --no-emit-index-url --no-emit-find-links \
+	  --annotation-style=line --extra embedded --extra test --strip-extras -o requirements/lock.txt setup.cfg
 
 run: $(STAMP)
 	$(BIN)/python -m tasks check-config
@@ -19,7 +30,7 @@ run: $(STAMP)
 	$(BIN)/python -m tasks seed-demo
 	$(BIN)/luigi --module tasks RunAll --date $(DATE) --local-scheduler --workers 3
 
-test: $(STAMP) postgres-binaries
+test: lint postgres-binaries
 	$(BIN)/python -m pytest
 
 # The shared-state tests run a real PostgreSQL server (tasks/state/server.py starts it in a temporary
@@ -34,8 +45,10 @@ postgres-binaries:
 test-fast: $(STAMP) postgres-binaries
 	$(BIN)/python -m pytest -m "not slow" tests/unit
 
+# ruff (ruff.toml) over the repository, mypy (setup.cfg [mypy]) over tasks/
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy tasks
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
