@@ -1,7 +1,7 @@
 """`python -m bench [--smoke]` (`make bench`): every benchmark in turn; each also runs alone (`python -m bench.<name>`).
 
 Results are merged into bench/results.json (see bench/common.py for BENCH_RESULTS, BENCH_OUT
-and the smoke mode); the README's Benchmarks table is made from it. A benchmark that fails is
+and the smoke mode); the table of docs/benchmarks.md is made from it. A benchmark that fails is
 reported and the others still run; the exit code is then 1.
 """
 
@@ -14,7 +14,7 @@ import traceback
 
 from bench import common
 
-# every benchmark; the README's Benchmarks table lists the same, tests/bench/test_bench_smoke.py runs each
+# every benchmark; docs/benchmarks.md lists the same, tests/bench/test_bench_smoke.py runs each
 MODULES = ("load_segments", "email_batching", "campaign_pace", "campaign_resume", "campaign_scale", "elt")
 
 

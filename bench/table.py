@@ -1,4 +1,4 @@
-"""Print bench/results.json (or BENCH_RESULTS) as the Markdown table of the README's Benchmarks section.
+"""Print bench/results.json (or BENCH_RESULTS) as the Markdown table of docs/benchmarks.md.
 
     python -m bench.table
 """

@@ -546,7 +546,7 @@ def test_long_fields_on_the_csv_module_path_in_parallel_ranges(tmp_path: Path,
 
 
 def test_the_same_segment_file_gives_byte_identical_customers_parquet(tmp_path):
-    """Hosts recognise each other's seeding by the file's CRC-32 (README: Running on several hosts)."""
+    """Hosts recognise each other's seeding by the file's CRC-32 (docs/multi-host.md: Segments on each host)."""
     import zlib
 
     from tasks.campaign import segments
