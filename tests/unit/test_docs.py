@@ -75,6 +75,7 @@ def test_readme_is_an_entry_point_of_at_most_300_lines() -> None:
 
 
 def test_the_readme_links_every_docs_page() -> None:
+    assert len(links(README)) >= len(PAGES)  # the link pattern finds links at all
     linked = {(README.parent / target.partition("#")[0]).resolve() for target in links(README)}
     unlinked = [page.name for page in PAGES[1:] if page.resolve() not in linked]
     assert not unlinked, f"docs pages the README does not link: {unlinked}"
@@ -82,14 +83,7 @@ def test_the_readme_links_every_docs_page() -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_every_relative_link_resolves(page: Path) -> None:
-    assert links(page), f"{page.name} links nothing: every page links back to the README at least"
     assert broken_links(page) == []
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
-def test_the_docs_cite_nothing_outside_the_repository(page: Path) -> None:
-    text = page.read_text(encoding="utf-8")
-    assert re.findall(r"\.\./shared|STYLE\.md|FACTS\.md|STYLE principle", text) == []
 
 
 def test_the_link_checker_finds_a_missing_file_a_missing_heading_and_a_way_out(tmp_path: Path) -> None:
