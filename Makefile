@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DATE ?= $(shell date +%F)
+# empty: RunAll's own default, the day the schedule is on ([schedule] timezone; tasks.params.default_run_date)
+DATE ?=
 
 .PHONY: run test test-fast bench lint lock luigid warehouse-stop clean postgres-binaries
 
@@ -28,7 +29,7 @@ run: $(STAMP)
 	$(BIN)/python -m tasks check-config
 	$(BIN)/python -m tasks warehouse start
 	$(BIN)/python -m tasks seed-demo
-	$(BIN)/luigi --module tasks RunAll --date $(DATE) --local-scheduler --workers 3
+	$(BIN)/luigi --module tasks RunAll $(if $(DATE),--date $(DATE)) --local-scheduler --workers 3
 
 test: lint postgres-binaries
 	$(BIN)/python -m pytest

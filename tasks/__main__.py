@@ -8,11 +8,14 @@
   crontab                       print the crontab line for [schedule]
   luigid [--port P]             the central scheduler and its UI, state under var/luigid/
   check-config                  every problem of the effective luigi.cfg at once (exit 2 if any)
-  reconcile --date D [--campaign C]   settle `unknown` SMS with Twilio's Messages list
+  reconcile [--date D] [--campaign C] settle `unknown` SMS with Twilio's Messages list
   status [--date D] [--days N]  what ran: tables, sends, rejects, alerts, runs (exit 1 if the last run failed)
   suppress add|remove|list|import   the suppression store (addresses never to message)
   unsubscribe-server [--port N] the one-click unsubscribe endpoint (RFC 8058), standard library
-  preview --date D              dry run of the sends: counts per future state, first messages rendered
+  preview [--date D]            dry run of the sends: counts per future state, first messages rendered
+
+A command without --date takes the day the schedule is on (tasks.params.default_run_date: the date of
+the latest [schedule] cron_expression tick in [schedule] timezone, as the cron wrapper computes it).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from tasks.demo.seed import DEFAULT_SESSIONS
 from tasks.errors import TasksError
 
 log = logging.getLogger("tasks")
+
+_DAY = "the day the schedule is on, in [schedule] timezone"
 
 
 def _warehouse(args: argparse.Namespace) -> int:
@@ -131,7 +136,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _reconcile(args: argparse.Namespace) -> int:
     from tasks.campaign import reconcile, segments
+    from tasks.params import default_run_date
 
+    args.date = args.date or default_run_date()
     customers = segments.output_dir(config.var_dir(), args.date) / segments.CUSTOMERS_FILE
     if not customers.exists():
         print(f"no customers for {args.date} ({customers}): LoadSegments has not run for that date")
@@ -201,7 +208,9 @@ def _unsubscribe_server(args: argparse.Namespace) -> int:
 
 def _preview(args: argparse.Namespace) -> int:
     from tasks.campaign import preview, sends
+    from tasks.params import default_run_date
 
+    args.date = args.date or default_run_date()
     channels = [args.channel] if args.channel else list(sends.CHANNELS)
     reports = preview.preview(args.date, args.campaign, channels, template=args.template or "",
                               segment=args.segment or "")
@@ -243,11 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
         func=_check_config
     )
     rec = sub.add_parser("reconcile", help="settle unknown SMS with Twilio's Messages list")
-    rec.add_argument("--date", type=datetime.date.fromisoformat, required=True, help="the send date, YYYY-MM-DD")
+    rec.add_argument("--date", type=datetime.date.fromisoformat, help=f"the send date, YYYY-MM-DD (default: {_DAY})")
     rec.add_argument("--campaign", help="only this campaign (default: every send of the date, and `demo`)")
     rec.set_defaults(func=_reconcile)
     st = sub.add_parser("status", help="what ran: tables, sends, rejects, alerts, runs")
-    st.add_argument("--date", type=datetime.date.fromisoformat, help="the last day shown (default: today, UTC)")
+    st.add_argument("--date", type=datetime.date.fromisoformat, help=f"the last day shown (default: {_DAY})")
     st.add_argument("--days", type=int, default=1, help="how many days up to --date (default 1)")
     st.set_defaults(func=_status)
     sup = sub.add_parser("suppress", help="the suppression store: add, remove, list, import FILE")
@@ -262,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     unsub.add_argument("--host", default="127.0.0.1", help="put it behind your HTTPS proxy (default 127.0.0.1)")
     unsub.set_defaults(func=_unsubscribe_server)
     prev = sub.add_parser("preview", help="dry run: counts per future state and the first rendered messages")
-    prev.add_argument("--date", type=datetime.date.fromisoformat, default=datetime.date.today())
+    prev.add_argument("--date", type=datetime.date.fromisoformat, help=f"the send date (default: {_DAY})")
     prev.add_argument("--campaign", default="demo")
     prev.add_argument("--channel", choices=["email", "sms", "push"])
     prev.add_argument("--template", help="template name (default: the channel's [<channel>_campaign] template)")

@@ -31,17 +31,17 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import luigi
 import luigi.configuration
-from luigi.configuration.cfg_parser import LuigiConfigParser
-from luigi.task_register import Register
 
 from tasks import config, state
 from tasks.campaign import sends
 from tasks.channels.templates import template_path
 from tasks.elt.specs import load_specs
 from tasks.errors import StateBackendError, TasksError
+from tasks.luigi_internals import config_paths, configured_value, registered_classes
 from tasks.state.db import PostgresDatabase
 
 # Sections Luigi reads with arbitrary keys or without a Config class.
@@ -61,7 +61,7 @@ class Problem:
 
 def config_files() -> list[Path]:
     """The files Luigi reads, in order, that exist."""
-    paths = list(LuigiConfigParser._config_paths)
+    paths = config_paths()
     env = os.environ.get("LUIGI_CONFIG_PATH")
     if env:
         paths.append(env)  # luigi reads it as one path, added when it reads the files
@@ -75,11 +75,11 @@ def config_files() -> list[Path]:
 
 def known_sections() -> dict[str, set[str] | None]:
     """Section -> its keys (normalised with `_`), or None when any key is allowed."""
-    sections: dict[str, set[str] | None] = {name: None for name in FREE_FORM}
+    sections: dict[str, set[str] | None] = dict.fromkeys(FREE_FORM)
     # sections of ours read without a Config class (see config.campaign)
     sections[config.CAMPAIGN_SECTION] = {f.name for f in dataclasses.fields(config.CampaignSettings)}
-    for name, cls in Register._get_reg().items():
-        if cls is Register.AMBIGUOUS_CLASS or name.startswith("_") or name in ("Config", "Section"):
+    for name, cls in registered_classes().items():
+        if name.startswith("_") or name in ("Config", "Section"):
             continue
         if issubclass(cls, luigi.Config | luigi.Task):
             sections[name] = {_norm(p) for p, _ in cls.get_params()}
@@ -174,7 +174,7 @@ def _types(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     for name, cls in sorted(sections.items()):
         for param_name, param in cls.get_params():
             try:
-                param._get_value(name, param_name)  # Luigi's own parsing of the configured value
+                configured_value(param, name, param_name)  # Luigi's own parsing of the configured value
             except (ValueError, TypeError, luigi.parameter.ParameterException) as exc:
                 problems.append(Problem(_place(where, name, param_name), f"wrong value: {exc}"))
     return problems
@@ -197,10 +197,8 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     with _quietly(problems):
         specs_path = need("elt", "table_specs", config.EltConfig().table_specs)
         if specs_path is not None:
-            for spec in load_specs(specs_path):
-                if not spec.sql_path.is_file():
-                    problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
-                                            f"file not found: {spec.sql_path}"))
+            problems.extend(Problem(f"{specs_path} [[table]] {spec.name} sql", f"file not found: {spec.sql_path}")
+                            for spec in load_specs(specs_path) if not spec.sql_path.is_file())
     with _quietly(problems):
         need("campaign", "suppression_list", config.campaign().suppression_list)
     for channel in sends.CHANNELS:
@@ -216,7 +214,7 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
 def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     """What each send would refuse to start on (sends.config_problems: provider, limits, environment,
     the demo sample with a real provider)."""
-    problems = []
+    problems: list[Problem] = []
     with _quietly(problems):
         for section, key, what in sends.campaign_problems():
             if "does not exist" not in what:  # a missing file: _files names it
@@ -259,16 +257,17 @@ def _schedule(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     return problems
 
 
-class _quietly:
+class _quietly:  # noqa: N801 - named for how it reads at the call site: `with _quietly(problems):`
     """Turn an error while reading a section into a problem (the type check reports the key)."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:  # noqa: ANN001
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         if exc is None:
             return False
         if isinstance(exc, ValueError | TypeError | luigi.parameter.ParameterException):

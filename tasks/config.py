@@ -50,15 +50,14 @@ def read_project_config() -> None:
     Luigi only looks in the working directory (and LUIGI_CONFIG_PATH): `luigi --module tasks`
     run from elsewhere would silently lose [retcode] (failed runs exit 0) and every section
     here. The project file goes first, so the working directory's file and LUIGI_CONFIG_PATH
-    still override it. (`_config_paths` is Luigi's list of files to read, in order.)
+    still override it.
     """
-    from luigi.configuration.cfg_parser import LuigiConfigParser
+    from tasks.luigi_internals import prepend_config_path
 
     project_cfg = str(PROJECT_ROOT / "luigi.cfg")
-    if os.path.isfile(project_cfg) and project_cfg not in LuigiConfigParser._config_paths:
-        LuigiConfigParser._config_paths.insert(0, project_cfg)
+    if os.path.isfile(project_cfg):
         try:
-            LuigiConfigParser.reload()
+            prepend_config_path(project_cfg)
         except configparser.Error as exc:  # the project's own file
             raise _unreadable(exc) from None
 

@@ -26,10 +26,14 @@ class RunAll(luigi.Task):
     Normally a wrapper: it requires the day's work. With `[schedule] depends_on_past = true`
     it requires RunAll(date - 1 day) instead (not before `start_date`) and yields the day's
     work from run() as dynamic dependencies, so none of the day's tasks starts before the
-    previous day is complete. (Requiring the previous RunAll beside the day's work would only
-    order the wrappers: the day's first tasks would still run at once, and two days' ELT
-    share the staging tables.) Completeness looks at the day's own work only, so checking it
-    never walks the chain back to `start_date`.
+    previous day is complete, which is what depends_on_past promises. (Requiring the previous
+    RunAll beside the day's work would only order the wrappers: the day's first tasks would
+    start at once with the previous day's.) Without depends_on_past the ELT lets days run at
+    once (every build stages into its own table; an older day's build never replaces a newer
+    published one), but two days' sends of one channel in two processes would each take the
+    provider's whole rate unless the bucket is shared (`[state] backend = postgres`, or a sharded
+    send): the cron wrapper's catch-up runs one day after another for that. Completeness looks at
+    the day's own work only, so checking it never walks the chain back to `start_date`.
     """
 
     date = RunDateParameter()

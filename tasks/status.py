@@ -14,7 +14,8 @@ records, tasks/ops/metrics.py exports it.
   notify_success` posts the summary after a successful day. The cron wrapper's luigi runs are
   such runs, so every cron run ends on it too. It never changes the run's exit code.
 - `python -m tasks status [--date D] [--days N]`: the same table for each of the N days up to D
-  (default today, UTC), each with its last run record; exits 1 when the last run shown failed.
+  (default: the day the schedule is on, tasks.params.default_run_date), each with its last run
+  record; exits 1 when the last run shown failed.
 
 Reads [report], [elt], [warehouse], [results], [paths], the channel sections, [slack], [metrics].
 """
@@ -37,6 +38,7 @@ from tasks.ops import alerts, metrics
 from tasks.ops import summary as summaries
 from tasks.ops.alert_ledger import AlertLedger
 from tasks.ops.slack import alerts_file
+from tasks.params import default_run_date
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +166,7 @@ def _alerts_where() -> str:
 def main(date: dt.date | None = None, days: int = 1, out: Any = None) -> int:
     """Print the summary of each of `days` days up to `date`; 1 when the last run shown failed, else 0."""
     out = out or sys.stdout
-    last_day = date or dt.datetime.now(dt.UTC).date()
+    last_day = date or default_run_date()
     days = max(1, days)
     runs = summaries.read_runs()
     shown: list[dict[str, Any]] = []

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import luigi.configuration
 import pytest
-from luigi.configuration.cfg_parser import LuigiConfigParser
-from luigi.setup_logging import InterfaceLogging
+
+from tasks.luigi_internals import config_paths, skip_luigi_logging_setup, use_config_paths
 
 pytest_plugins = ["tests.warehouse_fixtures", "tests.state_fixtures"]
 
 # pytest owns logging in the test process: luigi.build must not apply [core] logging_conf_file
 # (logging.config.fileConfig would take caplog's handler off the root logger). Subprocesses
 # (`luigi --module tasks ...`) still apply it.
-InterfaceLogging._configured = True
+skip_luigi_logging_setup()
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -57,9 +57,7 @@ class LuigiCfg:
     def _write(self) -> None:
         with open(self.path, "w") as fh:
             self.parser.write(fh)
-        LuigiConfigParser._config_paths = [str(self.path)]
-        LuigiConfigParser._instance = None
-        LuigiConfigParser.reload()
+        use_config_paths([str(self.path)])
         assert luigi.configuration.get_config().get("paths", "var_dir", None) is not None
 
 
@@ -77,12 +75,10 @@ def luigi_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LuigiCfg:
     """The test's luigi config (a copy of the repo's luigi.cfg), inherited by subprocesses."""
     cfg_path = tmp_path / "luigi.cfg"
     monkeypatch.setenv("LUIGI_CONFIG_PATH", str(cfg_path))
-    saved = list(LuigiConfigParser._config_paths)
+    saved = config_paths()
     cfg = LuigiCfg(cfg_path)
     yield cfg
-    LuigiConfigParser._config_paths = saved
-    LuigiConfigParser._instance = None
-    LuigiConfigParser.reload()
+    use_config_paths(saved)
 
 
 @pytest.fixture

@@ -31,12 +31,12 @@ Every text leaving here goes through tasks/ops/redaction.py. Reads [slack], [ale
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import logging
 import os
 import re
 import signal
 import socket
-import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -51,6 +51,7 @@ import luigi.retcodes
 
 from tasks import config
 from tasks.errors import CHECK_WARNING
+from tasks.luigi_internals import complete_traceback, event_handlers
 from tasks.ops.alert_ledger import ALERT, WARNING_SUFFIX, AlertLedger, PendingFailure
 from tasks.ops.redaction import redact
 from tasks.ops.slack import WEBHOOK_ENV, Delivery, SlackSettings, alerts_dir, deliver
@@ -111,11 +112,10 @@ _HANDLERS = {
 
 def register() -> None:
     """Attach the handlers to luigi.Task, replacing copies from an earlier import (no double alerts)."""
-    callbacks = luigi.Task._event_callbacks.setdefault(luigi.Task, {})
     for event, handler in _HANDLERS.items():
-        registered = callbacks.setdefault(event, set())
-        for old in [cb for cb in registered if getattr(cb, _MARK, False)]:
-            registered.discard(old)
+        for old in event_handlers(event):
+            if getattr(old, _MARK, False):
+                luigi.Task.remove_event_handler(event, old)
         setattr(handler, _MARK, True)
         luigi.Task.event_handler(event)(handler)
 
@@ -271,13 +271,12 @@ def digest_message(
         if item.alerted:
             lines.append(f"• {item.summary} (failed {item.count} times in this run, alerted once)")
         else:
-            times = f" ×{item.count}" if item.count > 1 else ""
+            times = f" \u00d7{item.count}" if item.count > 1 else ""
             lines.append(f"• {item.summary}{times}")
     if len(pending) > _DIGEST_LINES:
         lines.append(f"… and {len(pending) - _DIGEST_LINES} more")
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": _clip(title, 150)}}]
-    for text in preface:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, 2900)}})
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, 2900)}} for text in preface)
     if lines:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), 2900)}})
     blocks.append({"type": "context", "elements": [
@@ -309,7 +308,7 @@ def luigid_task_url(task_id: str) -> str | None:
 def task_run_date(task: luigi.Task) -> str | None:
     """The task's run date (its `date` parameter, YYYY-MM-DD), or None for a task without one."""
     date = getattr(task, "date", None)
-    return date.isoformat() if hasattr(date, "isoformat") else None
+    return date.isoformat() if isinstance(date, dt.date) else None
 
 
 def _params(task: luigi.Task) -> str:
@@ -355,17 +354,13 @@ def _describe_returncode(returncode: int | None) -> str:
 
 
 def _complete_error_from_stack() -> tuple[str, str]:
-    """The exception complete() raised: Luigi passes none with DEPENDENCY_MISSING, but its caller
-    (`Worker._add`) holds the formatted traceback in a local; read it, or say where to look."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        trace = frame.f_locals.get("formatted_traceback") if frame.f_code.co_name == "_add" else None
-        if isinstance(trace, str) and trace.strip():
-            last = trace.strip().splitlines()[-1]
-            error_type, _, message = last.partition(": ")
-            return error_type.rsplit(".", 1)[-1], message
-        frame = frame.f_back
-    return "CompleteCheckError", "complete() raised; the traceback is in the worker log"
+    """The exception complete() raised: Luigi passes none with DEPENDENCY_MISSING, but the worker
+    holds its formatted traceback (tasks.luigi_internals.complete_traceback); read it, or say where to look."""
+    trace = complete_traceback()
+    if trace is None:
+        return "CompleteCheckError", "complete() raised; the traceback is in the worker log"
+    error_type, _, message = trace.strip().splitlines()[-1].partition(": ")
+    return error_type.rsplit(".", 1)[-1], message
 
 
 def _failure_count(pending: Sequence[PendingFailure]) -> str:

@@ -14,10 +14,16 @@
    `[retcode] already_running`;
 3. with `catchup`, looks back from the run date (at most `max_catchup_days`, never before
    `start_date`) for the last day whose task is complete and runs every day after it, oldest
-   first, one luigi run per day, stopping at the first day that fails. Not Luigi's
-   RangeDaily: that puts all the days in one graph and runs them concurrently, but the days'
-   ELT share the staging tables (`<schema>.temp_<table>`), so two days must never interleave;
-   the next invocation starts again after the last complete day;
+   first, one luigi run per day, stopping at the first day that fails; the next invocation
+   starts again after the last complete day. Not Luigi's RangeDaily, which puts all the days in
+   one graph and runs them at once. The ELT would not mind: every build stages into its own
+   table, and a day older than the one already published ends `superseded` instead of
+   publishing (tasks/elt/). What does mind: with `[schedule] depends_on_past`, a day must not
+   start before the day before it is complete; a channel's rate limit is a bucket per process
+   unless `[state] backend = postgres` or the send is sharded, so two days' sends of one channel
+   in two task processes would each take the provider's whole rate; and the frequency cap counts
+   earlier sends, so days in order let the older day's message through and cap the later ones,
+   where days at once would race for each customer;
 4. runs `luigi --module tasks RunAll --date D --workers N` in its own process group, against
    the central scheduler when one is configured, else `--local-scheduler`, so that a crash,
    SIGKILL or OOM kill of luigi is seen here as an exit status;
@@ -62,6 +68,7 @@ from croniter import croniter
 from tasks import config
 from tasks.errors import ConfigError
 from tasks.files import append_json_line, private_dir
+from tasks.params import run_date_at
 from tasks.state import locks
 
 logger = logging.getLogger(__name__)
@@ -107,9 +114,8 @@ def schedule_problems(cfg: config.ScheduleConfig) -> list[tuple[str, str]]:
             dt.date.fromisoformat(cfg.end_date.strip())
         except ValueError:
             problems.append(("end_date", f"{cfg.end_date!r} is not YYYY-MM-DD"))
-    for key in ("max_catchup_days", "max_active_runs", "workers"):
-        if getattr(cfg, key) < 1:
-            problems.append((key, "must be at least 1"))
+    problems.extend((key, "must be at least 1") for key in ("max_catchup_days", "max_active_runs", "workers")
+                    if getattr(cfg, key) < 1)
     return problems
 
 
@@ -134,11 +140,9 @@ def load_schedule() -> Schedule:
 
 
 def scheduled_date(sched: Schedule, now: dt.datetime | None = None) -> dt.date:
-    """The date, in the schedule's time zone, of the latest cron tick at or before `now`."""
-    local = (now or dt.datetime.now(dt.UTC)).astimezone(sched.timezone)
-    # croniter's get_prev is strictly before its start: one second later makes "at" count
-    start = local.replace(microsecond=0) + dt.timedelta(seconds=1)
-    return croniter(sched.cron_expression, start).get_prev(dt.datetime).date()
+    """The date, in the schedule's time zone, of the latest cron tick at or before `now`: the same rule
+    as every other default run date (tasks.params.default_run_date)."""
+    return run_date_at(sched.cron_expression, sched.timezone, now or dt.datetime.now(dt.UTC))
 
 
 def outside_window(sched: Schedule, day: dt.date) -> str | None:
@@ -306,7 +310,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
+def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
@@ -348,6 +352,7 @@ def runs_file() -> Path:
 def record_run(summary: dict[str, object]) -> None:
     """Log the one-line summary and append it to <var_dir>/runs/runs.jsonl (one write, O_APPEND)."""
     days = summary.get("dates") or []
+    assert isinstance(days, list), "a run record's dates are a list"
     logger.info("cron run: status=%s exit=%s dates=%s task=%s scheduler=%s duration=%.1fs%s",
                 summary["status"], summary["exit_code"], ",".join(map(str, days)) or "-", summary.get("task"),
                 summary.get("scheduler", "-"), summary.get("duration_s", 0.0),
