@@ -29,7 +29,7 @@ from phonenumbers.phonemetadata import PhoneMetadata
 
 from tasks.addresses import normalise_email, normalise_phone
 from tasks.campaign.segments import kernels
-from tasks.campaign.segments.dfa import Dfa, Unsupported, compile_dfa
+from tasks.campaign.segments.dfa import Dfa, UnsupportedPatternError, compile_dfa
 from tasks.campaign.segments.model import (
     BLANK_LINE,
     CHANNEL_COLUMNS,
@@ -188,11 +188,11 @@ class _PhoneFastPath:
                               "".join(sorted({str(code)[0], prefix[:1], idd[:1]} - {""})))
         try:  # the valid-number patterns as DFAs
             fast.automata()
-        except Unsupported:
+        except UnsupportedPatternError:
             return None
         try:  # the impossible-number patterns too, else no such rule (those numbers take the slow path)
             fast.impossible_automata()
-        except Unsupported:
+        except UnsupportedPatternError:
             return dataclasses.replace(fast, all_types=())
         return fast
 
