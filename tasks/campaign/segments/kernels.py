@@ -35,6 +35,7 @@ _Bools: TypeAlias = npt.NDArray[np.bool_]
 _I4, _U1, _U4 = (nt.Array(t, 1, "C", readonly=True) for t in (nt.int32, nt.uint8, nt.uint32))
 _U4X2, _U1X2 = nt.Array(nt.uint32, 2, "C", readonly=True), nt.Array(nt.uint8, 2, "C", readonly=True)
 _OUT_B1, _OUT_I4, _OUT_U1 = nt.boolean[:], nt.int32[:], nt.uint8[:]
+_STEP_B1, _STEP_I4 = nt.boolean[::1], nt.int32[::1]  # passed from one step of a kernel to the next
 
 
 def _kernel(signature: Signature) -> Callable[[_Kernel], Dispatcher[_Kernel]]:
@@ -142,49 +143,95 @@ def drop_bytes(offsets: _Int32s, data: _Bytes, drop: _Bytes) -> tuple[_Int32s, _
     return new_offsets, new_data[:k]
 
 
-@_kernel(nt.boolean(_U1, _U1))
-def _starts_with(value: _Bytes, prefix: _Bytes) -> bool:
-    """Whether `value` begins with `prefix` (a branch-free compare over the prefix's bytes)."""
-    if value.shape[0] < prefix.shape[0]:
-        return False
-    same = True
-    for c in range(prefix.shape[0]):
-        same &= value[c] == prefix[c]
-    return same
+@_kernel(nt.Tuple((_STEP_B1, _STEP_B1, _STEP_I4))(_I4, _U1, _I4, _U1, _U4, _U1, _U1))
+def _phone_shapes(offsets: _Int32s, data: _Bytes, plain_offsets: _Int32s, plain_data: _Bytes, shape: _UInt32s,
+                  shape_accept: _Bytes, calling_code: _Bytes) -> tuple[_Bools, _Bools, _Int32s]:
+    """phone_fast's first step, per value: the raw value has the shape of a phone number; its plain form has no
+    `+`; where in `plain_data` its national significant number starts (after `+<calling code>`), -1 when it is
+    not shaped or is international with another calling code."""
+    n = offsets.shape[0] - 1
+    shaped = np.zeros(n, dtype=np.bool_)
+    national = np.zeros(n, dtype=np.bool_)
+    nsn_start = np.full(n, -1, dtype=np.int32)
+    code = calling_code.shape[0]
+    for i in range(n):
+        shaped[i] = shape_accept[run(shape, data[np.uintp(offsets[i]):np.uintp(offsets[i + 1])])] != 0
+        start, end = np.intp(plain_offsets[i]), np.intp(plain_offsets[i + 1])
+        plus = end > start and plain_data[start] == 43
+        national[i] = not plus
+        if not shaped[i]:
+            continue
+        if plus:  # international: +<calling code> then the national number
+            if end - start < code + 1:
+                continue
+            same = True
+            for c in range(code):
+                same &= plain_data[start + 1 + c] == calling_code[c]
+            if not same:
+                continue
+            start += code + 1
+        nsn_start[i] = start
+    return shaped, national, nsn_start
 
 
-@_kernel(nt.boolean(_U1, _U1, _U4, _U1, _U1, _U4X2, _U1X2, _U1X2))
-def _valid_national(nsn: _Bytes, national_prefix: _Bytes, general: _UInt32s, general_accept: _Bytes,
-                    general_lengths: _Bytes, types: _UInt32s, types_accept: _Bytes, types_lengths: _Bytes) -> bool:
-    """Whether the national significant number `nsn` is valid for the region: a length the general description
-    allows, not starting with the national prefix, matched by the general DFA and by one of the types' DFAs at a
-    length that type allows. A lengths mask says which lengths are allowed (1), its last entry standing for every
-    longer one."""
-    length = nsn.shape[0]
-    if not general_lengths[min(length, general_lengths.shape[0] - 1)]:
-        return False
-    if national_prefix.shape[0] and _starts_with(nsn, national_prefix):
-        return False
-    if not general_accept[run(general, nsn)]:
-        return False
-    for t in range(types.shape[0]):
-        if types_lengths[t, min(length, types_lengths.shape[1] - 1)] and types_accept[t, run(types[t], nsn)]:
-            return True
-    return False
+@_kernel(_STEP_B1(_I4, _U1, _STEP_I4, _U1, _U4, _U1, _U1, _U4X2, _U1X2, _U1X2))
+def _phone_valid(plain_offsets: _Int32s, plain_data: _Bytes, nsn_start: _Int32s, national_prefix: _Bytes,
+                 general: _UInt32s, general_accept: _Bytes, general_lengths: _Bytes, types: _UInt32s,
+                 types_accept: _Bytes, types_lengths: _Bytes) -> _Bools:
+    """phone_fast's second step: which national significant numbers (from `nsn_start`, -1 none) are valid for
+    the region: a length the general description allows, not starting with the national prefix, matched by the
+    general DFA and by one of the types' DFAs at a length that type allows. A lengths mask says which lengths
+    are allowed (1), its last entry standing for every longer one."""
+    n = nsn_start.shape[0]
+    fast = np.zeros(n, dtype=np.bool_)
+    prefix = national_prefix.shape[0]
+    for i in range(n):
+        if nsn_start[i] < 0:
+            continue
+        start, end = np.intp(nsn_start[i]), np.intp(plain_offsets[i + 1])
+        length = end - start
+        if not general_lengths[min(length, general_lengths.shape[0] - 1)]:
+            continue
+        if prefix and length >= prefix:
+            same = True
+            for c in range(prefix):
+                same &= plain_data[start + c] == national_prefix[c]
+            if same:
+                continue
+        nsn = plain_data[start:end]
+        if not general_accept[run(general, nsn)]:
+            continue
+        for t in range(types.shape[0]):
+            if types_lengths[t, min(length, types_lengths.shape[1] - 1)] and types_accept[t, run(types[t], nsn)]:
+                fast[i] = True
+                break
+    return fast
 
 
-@_kernel(nt.int64(nt.uint8[::1], nt.int64, _U1, _U1))
-def _write_e164(out: _Bytes, at: int, calling_code: _Bytes, nsn: _Bytes) -> int:
-    """Write `+<calling code><nsn>` into `out` from index `at`; the index after it."""
-    out[at] = 43
-    at += 1
-    for byte in calling_code:
-        out[at] = byte
-        at += 1
-    for byte in nsn:
-        out[at] = byte
-        at += 1
-    return at
+@_kernel(nt.Tuple((_OUT_I4, _OUT_U1))(_I4, _U1, _STEP_I4, _STEP_B1, _U1))
+def _phone_e164(plain_offsets: _Int32s, plain_data: _Bytes, nsn_start: _Int32s, fast: _Bools,
+                calling_code: _Bytes) -> tuple[_Int32s, _Bytes]:
+    """phone_fast's last step: the E.164 column, `+<calling code><national number>` for the `fast` values and
+    empty elsewhere."""
+    n = nsn_start.shape[0]
+    code = calling_code.shape[0]
+    e164_offsets = np.zeros(n + 1, dtype=np.int32)
+    e164 = np.empty(plain_offsets[n] - plain_offsets[0] + n * (code + 1), dtype=np.uint8)
+    k = 0
+    for i in range(n):
+        e164_offsets[i] = k
+        if not fast[i]:
+            continue
+        e164[k] = 43
+        k += 1
+        for c in range(code):
+            e164[k] = calling_code[c]
+            k += 1
+        for byte in plain_data[np.uintp(nsn_start[i]):np.uintp(plain_offsets[i + 1])]:
+            e164[k] = byte
+            k += 1
+    e164_offsets[n] = k
+    return e164_offsets, e164[:k]
 
 
 @_kernel(nt.Tuple((_OUT_B1, _OUT_B1, _OUT_B1, _OUT_I4, _OUT_U1))(
@@ -193,41 +240,20 @@ def phone_fast(offsets: _Int32s, data: _Bytes, plain_offsets: _Int32s, plain_dat
                shape_accept: _Bytes, calling_code: _Bytes, national_prefix: _Bytes, general: _UInt32s,
                general_accept: _Bytes, general_lengths: _Bytes, types: _UInt32s, types_accept: _Bytes,
                types_lengths: _Bytes) -> tuple[_Bools, _Bools, _Bools, _Int32s, _Bytes]:
-    """The vectorised is_valid_number of _PhoneFastPath, one value at a time.
+    """The vectorised is_valid_number of _PhoneFastPath, in three passes over the column.
 
     `data` are the raw values, `plain_data` the same with the punctuation dropped. Returns
     (shaped, national, fast, E.164 offsets, E.164 data): the raw value has the shape of a phone
     number; its plain form has no `+`; it is valid for the region (`+<calling code>` and the
-    national significant number, which _valid_national accepts). The E.164 column holds the
+    national significant number, which _phone_valid accepts). The E.164 column holds the
     numbers of the fast rows (empty elsewhere).
     """
-    n = offsets.shape[0] - 1
-    shaped = np.zeros(n, dtype=np.bool_)
-    national = np.zeros(n, dtype=np.bool_)
-    fast = np.zeros(n, dtype=np.bool_)
-    code = calling_code.shape[0]
-    e164_offsets = np.zeros(n + 1, dtype=np.int32)
-    e164 = np.empty(plain_offsets[n] - plain_offsets[0] + n * (code + 1), dtype=np.uint8)
-    k = 0
-    for i in range(n):
-        e164_offsets[i] = k
-        shaped[i] = shape_accept[run(shape, data[np.uintp(offsets[i]):np.uintp(offsets[i + 1])])] != 0
-        start, end = np.intp(plain_offsets[i]), np.intp(plain_offsets[i + 1])
-        plus = end > start and plain_data[start] == 43
-        national[i] = not plus
-        if not shaped[i]:
-            continue
-        if plus:  # international: +<calling code> then the national number
-            if not _starts_with(plain_data[start + 1:end], calling_code):
-                continue
-            start += code + 1
-        nsn = plain_data[start:end]
-        if _valid_national(nsn, national_prefix, general, general_accept, general_lengths, types, types_accept,
-                           types_lengths):
-            fast[i] = True
-            k = _write_e164(e164, k, calling_code, nsn)
-    e164_offsets[n] = k
-    return shaped, national, fast, e164_offsets, e164[:k]
+    shaped, national, nsn_start = _phone_shapes(offsets, data, plain_offsets, plain_data, shape, shape_accept,
+                                                calling_code)
+    fast = _phone_valid(plain_offsets, plain_data, nsn_start, national_prefix, general, general_accept,
+                        general_lengths, types, types_accept, types_lengths)
+    e164_offsets, e164 = _phone_e164(plain_offsets, plain_data, nsn_start, fast, calling_code)
+    return shaped, national, fast, e164_offsets, e164
 
 
 _H1_SEED, _H2_SEED = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
