@@ -107,9 +107,8 @@ def schedule_problems(cfg: config.ScheduleConfig) -> list[tuple[str, str]]:
             dt.date.fromisoformat(cfg.end_date.strip())
         except ValueError:
             problems.append(("end_date", f"{cfg.end_date!r} is not YYYY-MM-DD"))
-    for key in ("max_catchup_days", "max_active_runs", "workers"):
-        if getattr(cfg, key) < 1:
-            problems.append((key, "must be at least 1"))
+    problems.extend((key, "must be at least 1") for key in ("max_catchup_days", "max_active_runs", "workers")
+                    if getattr(cfg, key) < 1)
     return problems
 
 
@@ -306,7 +305,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
+def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
@@ -347,9 +346,10 @@ def runs_file() -> Path:
 
 def record_run(summary: dict[str, object]) -> None:
     """Log the one-line summary and append it to <var_dir>/runs/runs.jsonl (one write, O_APPEND)."""
-    days = summary.get("dates") or []
+    days = summary.get("dates")
+    dates = ",".join(map(str, days)) if isinstance(days, list) else ""
     logger.info("cron run: status=%s exit=%s dates=%s task=%s scheduler=%s duration=%.1fs%s",
-                summary["status"], summary["exit_code"], ",".join(map(str, days)) or "-", summary.get("task"),
+                summary["status"], summary["exit_code"], dates or "-", summary.get("task"),
                 summary.get("scheduler", "-"), summary.get("duration_s", 0.0),
                 f" ({summary['reason']})" if summary.get("reason") else "")
     append_json_line(runs_file(), summary)
