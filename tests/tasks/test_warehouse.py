@@ -83,7 +83,7 @@ def test_several_client_processes_write_at_once(warehouse: WarehouseClient, subp
     assert warehouse.execute("SELECT COUNT(*), COUNT(DISTINCT worker) FROM public.hits") == [(4000, 4)]
 
 
-def test_a_missing_table_is_object_missing_and_the_dialect_is_chosen_once(warehouse) -> None:  # noqa: ANN001
+def test_a_missing_table_is_object_missing_and_the_dialect_is_chosen_once(warehouse) -> None:
     with pytest.raises(ObjectMissingError, match="42S02"):
         warehouse.execute("SELECT * FROM analytics.no_such_table", name="probe")
     assert isinstance(warehouse.dialect, EmbeddedDialect)
