@@ -12,7 +12,7 @@ import mmap
 import re
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,19 +53,22 @@ def _quiet_undecodable_invalid_rows() -> None:
     the hook that was there before.
     """
     with _HOOK_LOCK:
-        previous = sys.unraisablehook
-        if getattr(previous, "_segments_filter", False):
+        if not isinstance(sys.unraisablehook, _UndecodableRowFilter):
+            sys.unraisablehook = _UndecodableRowFilter(sys.unraisablehook)
+
+
+class _UndecodableRowFilter:
+    """The unraisable hook of _quiet_undecodable_invalid_rows: drops that one case, passes on every other."""
+
+    def __init__(self, previous: Callable[[sys.UnraisableHookArgs], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and getattr(
+            unraisable.object, "__qualname__", ""
+        ) == _arrow_chunk.__qualname__ + ".<locals>.on_invalid":
             return
-
-        def hook(unraisable: sys.UnraisableHookArgs) -> None:
-            if isinstance(unraisable.exc_value, UnicodeDecodeError) and getattr(
-                unraisable.object, "__qualname__", ""
-            ) == _arrow_chunk.__qualname__ + ".<locals>.on_invalid":
-                return
-            previous(unraisable)
-
-        hook._segments_filter = True  # type: ignore[attr-defined]
-        sys.unraisablehook = hook
+        self.previous(unraisable)
 
 
 @contextlib.contextmanager
