@@ -28,7 +28,7 @@ class CheckFailure:
 class DataValidationError(TasksError):
     """Raised when data fails its checks: nothing was published; fix the data or the thresholds."""
 
-    def __init__(self, subject: str, failures: Sequence[CheckFailure]):
+    def __init__(self, subject: str, failures: Sequence[CheckFailure]) -> None:
         self.subject = subject
         self.failures = list(failures)
         listed = "; ".join(str(f) for f in self.failures)
@@ -38,7 +38,7 @@ class DataValidationError(TasksError):
 class WarehouseError(TasksError):
     """Raised when a warehouse statement fails; carries the query id to look up in Snowflake's history."""
 
-    def __init__(self, message: str, query_id: str | None = None, sql_name: str | None = None):
+    def __init__(self, message: str, query_id: str | None = None, sql_name: str | None = None) -> None:
         self.query_id = query_id
         self.sql_name = sql_name
         where = f" [{sql_name}]" if sql_name else ""
@@ -74,7 +74,7 @@ CHECK_WARNING = "tasks.check_warning"
 class ApiError(TasksError):
     """Base of provider API errors; `status` is the HTTP status when there was a response."""
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
         self.status = status
         self.code = code
         super().__init__(message)
@@ -90,7 +90,7 @@ class RetriableApiError(ApiError):
         code: str | None = None,
         retry_after: float | None = None,
         maybe_delivered: bool = False,
-    ):
+    ) -> None:
         super().__init__(message, status, code)
         self.retry_after = retry_after
         # True when the provider may have accepted the request before failing (read timeout,

@@ -4,7 +4,7 @@
 - TASKS_PAUSE_AT=<point> and TASKS_PAUSE_DIR=<dir>: at that step the process creates
   `<dir>/<point>.paused` and waits until `<dir>/<point>.resume` exists, so a test can run another
   process in between (a deterministic interleaving of two real processes). It gives up with
-  `FaultPointTimeout` after TASKS_PAUSE_TIMEOUT seconds (default 120).
+  `FaultPointTimeoutError` after TASKS_PAUSE_TIMEOUT seconds (default 120).
 
 Unset (production), `fault_point` does nothing.
 """
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 
-class FaultPointTimeout(RuntimeError):
+class FaultPointTimeoutError(RuntimeError):
     """Raised when a paused process was not resumed in time (a test harness bug, never production)."""
 
 
@@ -35,5 +35,5 @@ def _pause(name: str, directory: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not resume.exists():
         if time.monotonic() > deadline:
-            raise FaultPointTimeout(f"paused at {name} for {timeout:.0f}s and never resumed")
+            raise FaultPointTimeoutError(f"paused at {name} for {timeout:.0f}s and never resumed")
         time.sleep(0.02)

@@ -32,6 +32,7 @@ import re
 import threading
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,14 +301,14 @@ class CampaignScreen:
         key: SendKey,
         provider: str,
         *,
-        listed: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+        listed: AbstractSet[tuple[str, str]] = frozenset(),
         store: SuppressionStore | None = None,
         duplicates: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         cap: FrequencyCap | None = None,
         ledger: SendLedger | None = None,
         quiet: QuietHours | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ):
+    ) -> None:
         self.key, self.channel, self.provider = key, key.channel, provider
         self.listed = listed
         self.store = store

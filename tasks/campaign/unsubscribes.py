@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socketserver
+from collections.abc import Callable
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -41,7 +42,7 @@ def address_of(var_dir: str | os.PathLike[str], key: SendKey, customer_id: str) 
     return values[0] if values else None
 
 
-def recorder(store: SuppressionStore, var_dir: str | os.PathLike[str]):  # noqa: ANN201 - a closure
+def recorder(store: SuppressionStore, var_dir: str | os.PathLike[str]) -> Callable[[SendKey, str], None]:
     """`record(key, customer_id)` for UnsubscribeApp: suppress the customer (and its address) on the channel."""
 
     def record(key: SendKey, customer_id: str) -> None:

@@ -60,7 +60,7 @@ class FcmClient(HttpProviderClient):
     raise_for_status = staticmethod(classify_response)
     id_field = "name"
 
-    def __init__(self, transport: HttpTransport, project_id: str, tokens: BearerTokens):
+    def __init__(self, transport: HttpTransport, project_id: str, tokens: BearerTokens) -> None:
         super().__init__(transport, f"/v1/projects/{project_id}/messages:send", tokens)
 
     def request_body(self, message: Message) -> dict[str, object]:

@@ -46,7 +46,7 @@ class HttpTransport:
         read_timeout: float,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-    ):
+    ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
@@ -176,7 +176,7 @@ class HttpProviderClient(ABC):
     idempotent = False  # none of the HTTP providers has an idempotency key
     id_field = "id"
 
-    def __init__(self, transport: HttpTransport, path: str, tokens: BearerTokens | None = None):
+    def __init__(self, transport: HttpTransport, path: str, tokens: BearerTokens | None = None) -> None:
         self.transport = transport
         self.path = path
         self.tokens = tokens

@@ -43,7 +43,7 @@ _OAUTH_CODE = re.compile(r"^[a-z_]{1,40}$")
 class StaticToken:
     """One access token minted outside; never refreshed (a 401 stops the send)."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str) -> None:
         self._token = token
 
     def token(self) -> str:
@@ -87,7 +87,7 @@ def load_service_account(path: str | Path, variable: str = CREDENTIALS_ENV) -> C
 class ServiceAccountToken:
     """Access tokens of one service account, refreshed before expiry and on a 401; thread-safe."""
 
-    def __init__(self, credentials: Credentials, *, refresh_margin: float = 300.0, timeout: float = 30.0):
+    def __init__(self, credentials: Credentials, *, refresh_margin: float = 300.0, timeout: float = 30.0) -> None:
         self._credentials = credentials
         self._margin = refresh_margin
         self._timeout = timeout

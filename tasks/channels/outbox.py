@@ -32,7 +32,7 @@ class OutboxClient:
     batch_size = 1
     idempotent = False
 
-    def __init__(self, path: str | os.PathLike[str], channel: str):
+    def __init__(self, path: str | os.PathLike[str], channel: str) -> None:
         self.path = Path(path)
         self.channel = channel
         private_file(self.path)  # addresses and bodies: 0600 in a 0700 folder

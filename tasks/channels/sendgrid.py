@@ -59,7 +59,7 @@ class SendGridClient(HttpProviderClient):
     raise_for_status = staticmethod(classify_response)
 
     def __init__(self, transport: HttpTransport, from_email: str, from_name: str = "", batch_size: int = 1000,
-                 asm_group_id: int = 0, sandbox: bool = False):
+                 asm_group_id: int = 0, sandbox: bool = False) -> None:
         super().__init__(transport, PATH)
         self.sender = {"email": from_email, **({"name": from_name} if from_name else {})}
         self.batch_size = max(1, min(int(batch_size), MAX_PERSONALIZATIONS))

@@ -63,7 +63,7 @@ def classify(
     named = f"{provider}: HTTP {status}" + (f" {code}" if code else "")
     if status == 429 or code in codes.rate_limit:
         raise RetriableApiError(f"{named}: rate limited", status=status, code=code, retry_after=retry_after)
-    if code in codes.permanent:
+    if code is not None and code in codes.permanent:
         error = OptedOutError if code in codes.opt_out else FatalApiError
         raise error(f"{named}: {codes.permanent[code]}", status=status, code=code)
     if status in (401, 403) or code in codes.auth:

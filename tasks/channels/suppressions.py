@@ -51,7 +51,7 @@ class SuppressionStore:
     """The store; thread-safe (every method is one short transaction), shared by processes and, on Postgres,
     by hosts."""
 
-    def __init__(self, where: str | os.PathLike[str] | Database):
+    def __init__(self, where: str | os.PathLike[str] | Database) -> None:
         self.db = as_database(where)
         with self.db.transaction() as tx:
             tx.script(self._sql("schema"))

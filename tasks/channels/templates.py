@@ -128,7 +128,7 @@ def load_template(path: str | os.PathLike[str], channel: str) -> ChannelTemplate
             raise ConfigError(f"{channel} template {path}: part {name!r} has a malformed $placeholder")
         used.update(tpl.get_identifiers())
     template = ChannelTemplate(channel, parts, dict(defaults), frozenset(used), path)
-    sample = {f: "x" * 16 for f in used}
+    sample = dict.fromkeys(used, "x" * 16)
     try:
         template.render(sample)
     except FatalApiError as exc:

@@ -64,7 +64,7 @@ class TwilioClient(HttpProviderClient):
 
     def __init__(
         self, transport: HttpTransport, account_sid: str, from_number: str = "", messaging_service_sid: str = ""
-    ):
+    ) -> None:
         super().__init__(transport, f"/2010-04-01/Accounts/{account_sid}/Messages.json")
         self.sender = {"MessagingServiceSid": messaging_service_sid} if messaging_service_sid else {"From": from_number}
 

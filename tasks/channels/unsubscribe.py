@@ -92,7 +92,7 @@ _FORM = """<form method="post"><input type="hidden" name="List-Unsubscribe" valu
 class UnsubscribeApp:
     """The WSGI app; `record(key, customer_id)` stores the unsubscribe (raise to answer 500)."""
 
-    def __init__(self, secret: bytes, record: Callable[[SendKey, str], None]):
+    def __init__(self, secret: bytes, record: Callable[[SendKey, str], None]) -> None:
         if len(secret) < MIN_SECRET_CHARS:
             raise ValueError(f"the unsubscribe secret must have at least {MIN_SECRET_CHARS} characters")
         self.secret = secret
@@ -117,7 +117,7 @@ class UnsubscribeApp:
             environ["wsgi.input"].read(min(length, _MAX_BODY))  # RFC 8058's body; the token is what counts
         try:
             self.record(key, customer_id)
-        except Exception:  # noqa: BLE001 - the sender retries a POST that failed; say so, log the cause
+        except Exception:  # any failure of the store: the sender retries a POST that failed; say so, log the cause
             logger.exception("unsubscribe of customer %s (%s) could not be recorded", customer_id, key.channel)
             return self._answer(start_response, 500, "Try again", "We could not record this; please try again.")
         logger.info("unsubscribed: customer %s from %s (campaign %r, %s)", customer_id, key.channel, key.campaign,

@@ -69,7 +69,7 @@ class PendingFailure:
 class AlertLedger:
     """The ledger file; opens a connection per call so it is safe to use after a fork."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path) -> None:
         self.path = path
         private_file(path)
         conn = self._connect()

@@ -351,10 +351,10 @@ def runs_file() -> Path:
 
 def record_run(summary: dict[str, object]) -> None:
     """Log the one-line summary and append it to <var_dir>/runs/runs.jsonl (one write, O_APPEND)."""
-    days = summary.get("dates") or []
-    assert isinstance(days, list), "a run record's dates are a list"
+    days = summary.get("dates")
+    dates = ",".join(map(str, days)) if isinstance(days, list) else ""
     logger.info("cron run: status=%s exit=%s dates=%s task=%s scheduler=%s duration=%.1fs%s",
-                summary["status"], summary["exit_code"], ",".join(map(str, days)) or "-", summary.get("task"),
+                summary["status"], summary["exit_code"], dates or "-", summary.get("task"),
                 summary.get("scheduler", "-"), summary.get("duration_s", 0.0),
                 f" ({summary['reason']})" if summary.get("reason") else "")
     append_json_line(runs_file(), summary)

@@ -91,8 +91,7 @@ def redact(
     out = _ENCODED_PHONE.sub(lambda m: mask_phone("+" + m.group(0)[3:]), out)
     out = _EMAIL.sub(lambda m: mask_email(m.group(0)), out)
     out = _mask_phones(out, phone_region)
-    out = _DEVICE_TOKEN.sub(lambda m: mask_token(m.group(0)), out)
-    return out
+    return _DEVICE_TOKEN.sub(lambda m: mask_token(m.group(0)), out)
 
 
 def _mask_phones(text: str, region: str | None) -> str:

@@ -24,11 +24,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tasks.errors import WarehouseError
+
+if TYPE_CHECKING:
+    import uvicorn  # imported where the server runs: a client of the embedded warehouse never loads it
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +141,9 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # a zombie child of ours counts as dead
-    with contextlib.suppress(OSError, IndexError):
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
+    with contextlib.suppress(OSError, IndexError), open(f"/proc/{pid}/stat") as fh:
+        if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
     return True
 
 
@@ -165,51 +168,14 @@ def serve(directory: Path, port: int, reap_after: float = 30.0) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     fs_server.shared_fs = fakesnow.instance.FakeSnow(db_path=str(directory))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted sockets inherit this: without it every response waits ~40 ms for a delayed ACK
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", port))
-    actual_port = sock.getsockname()[1]
+    sock = _listening_socket(port)
     last_seen: dict[str, float] = {}
-
-    async def app(scope, receive, send):  # noqa: ANN001, ANN202 (ASGI)
-        if scope["type"] == "http":
-            for key, value in scope.get("headers", []):
-                if key == b"authorization":
-                    last_seen[value.decode("latin-1")[17:-1]] = time.monotonic()  # 'Snowflake Token="..."'
-        await fs_server.app(scope, receive, send)
-
-    def reap() -> None:
-        while True:
-            time.sleep(min(1.0, reap_after / 2))
-            now = time.monotonic()
-            for token, conn in list(fs_server.sessions.items()):
-                if now - last_seen.get(token, now) <= reap_after:
-                    continue
-                try:
-                    # DuckDB raises unless a transaction is open: an idle session outside one is left alone
-                    conn._duck_conn.rollback()
-                except Exception:  # noqa: BLE001 (duckdb raises its own types; any failure means "nothing to undo")
-                    last_seen[token] = now
-                    continue
-                fs_server.sessions.pop(token, None)
-                last_seen.pop(token, None)
-                log.warning("rolled back a session idle in a transaction for %.0fs (its client is gone)", reap_after)
-
-    threading.Thread(target=reap, name="reaper", daemon=True).start()
+    app = _session_tracking(fs_server.app, last_seen)
+    threading.Thread(target=_reap, args=(fs_server.sessions, last_seen, reap_after), name="reaper",
+                     daemon=True).start()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30))
-
-    def announce() -> None:
-        while not server.started and not server.should_exit:
-            time.sleep(0.02)
-        if server.started:
-            state = {"pid": os.getpid(), "port": actual_port, "directory": str(directory)}
-            tmp = directory / f".{STATE_FILE}.{os.getpid()}"
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, directory / STATE_FILE)
-
-    threading.Thread(target=announce, name="announce", daemon=True).start()
+    threading.Thread(target=_announce, args=(server, directory, sock.getsockname()[1]), name="announce",
+                     daemon=True).start()
     try:
         server.run(sockets=[sock])
     finally:
@@ -219,6 +185,68 @@ def serve(directory: Path, port: int, reap_after: float = 30.0) -> None:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(state_path.read_text()).get("pid") == os.getpid():
                 state_path.unlink()
+
+
+def _listening_socket(port: int) -> socket.socket:
+    """A TCP socket bound to 127.0.0.1:`port` (0: any free port) for uvicorn to listen on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit this: without it every response waits ~40 ms for a delayed ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+# ASGI's shapes (the spec's own names): a connection's scope, the callables that receive and send its events
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+_App = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+
+def _session_tracking(inner: _App, last_seen: dict[str, float]) -> _App:
+    """`inner` (fakesnow's ASGI app), noting in `last_seen` when each session token last sent a request."""
+
+    async def app(scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] == "http":
+            for key, value in scope.get("headers", []):
+                if key == b"authorization":
+                    last_seen[value.decode("latin-1")[17:-1]] = time.monotonic()  # 'Snowflake Token="..."'
+        await inner(scope, receive, send)
+
+    return app
+
+
+def _reap(sessions: dict[str, Any], last_seen: dict[str, float], reap_after: float) -> None:
+    """Forever: roll back and drop every session idle inside a transaction for over `reap_after` seconds."""
+    import duckdb
+
+    while True:
+        time.sleep(min(1.0, reap_after / 2))
+        now = time.monotonic()
+        for token, conn in list(sessions.items()):
+            if now - last_seen.get(token, now) <= reap_after:
+                continue
+            try:
+                # DuckDB raises unless a transaction is open: an idle session outside one is left alone
+                conn._duck_conn.rollback()
+            except duckdb.Error:  # no transaction to undo (or the connection is gone): nothing to reap
+                last_seen[token] = now
+                continue
+            sessions.pop(token, None)
+            last_seen.pop(token, None)
+            log.warning("rolled back a session idle in a transaction for %.0fs (its client is gone)", reap_after)
+
+
+def _announce(server: uvicorn.Server, directory: Path, port: int) -> None:
+    """Once `server` listens, write server.json (pid, port, folder) atomically: clients wait for it."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.02)
+    if server.started:
+        state = {"pid": os.getpid(), "port": port, "directory": str(directory)}
+        tmp = directory / f".{STATE_FILE}.{os.getpid()}"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, directory / STATE_FILE)
 
 
 def main(argv: list[str] | None = None) -> None:

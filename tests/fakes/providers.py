@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import email.utils
 import json
@@ -178,7 +179,7 @@ class _Bucket:
             return False
 
 
-class _Reply(Exception):
+class _Reply(Exception):  # noqa: N818 - control flow carrying an answer (2xx too), not an error
     """Control flow inside the handler: answer with this status, body and headers."""
 
     def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
@@ -243,10 +244,10 @@ class FakeProvider:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 fake._handle(self)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 fake._handle_list(self)
 
             def log_message(self, *args: Any) -> None:
@@ -576,10 +577,8 @@ class FakeProvider:
             _hang_up(request)
             return True
         time.sleep(self.faults.hang)
-        try:
+        with contextlib.suppress(OSError):  # the client gave up long ago
             self._send(request, reply)
-        except OSError:
-            pass  # the client gave up long ago
         return True
 
     def _accept(self, provider: str, messages: list[dict[str, Any]]) -> _Reply:
@@ -640,10 +639,8 @@ def _rfc2822(epoch: float) -> str:
 
 def _hang_up(request: BaseHTTPRequestHandler) -> None:
     request.close_connection = True
-    try:
+    with contextlib.suppress(OSError):
         request.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _spec_problems(provider: str, request: BaseHTTPRequestHandler, raw: bytes, path: str, ctype: str,

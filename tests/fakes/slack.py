@@ -51,7 +51,7 @@ class FakeSlack:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 fake._handle(self)
 
             def log_message(self, *args: Any) -> None:

@@ -39,7 +39,7 @@ def snowflake(luigi_cfg):
     client.close()
 
 
-def select_grantees(client, table: str) -> set[str]:  # noqa: ANN001
+def select_grantees(client, table: str) -> set[str]:
     rows = client.execute(f"SHOW GRANTS ON TABLE {table}")
     return {str(r[5]).upper() for r in rows if str(r[1]).upper() == "SELECT"}  # privilege, ..., grantee_name
 

@@ -258,7 +258,7 @@ def test_held_past_max_hold_hours_stay_pending_and_the_next_run_sends_them(luigi
         result = send("sms", clock=clock)
         assert set(sent_at) == {"+14155550100", "+12125550101"}  # London opens at 10:00 UTC, within 8 h
         assert result.counts["pending"] == 2 and not result.complete
-        with pytest.raises(RecipientsHeldError, match="2 recipient.* until 2026-03-02 15:00 UTC.*1 without a known "
+        with pytest.raises(RecipientsHeldError, match=r"2 recipient.* until 2026-03-02 15:00 UTC.*1 without a known "
                                                       "time zone"):
             channel_core.check_held(result.as_dict(), channel_core.channel_config("sms"))
         ledger = ledger_rows(var_path, "sms")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import luigi
@@ -168,7 +169,7 @@ SELECT month, mau - LAG(mau) OVER (ORDER BY month) AS growth FROM analytics.mau_
     growth = dict(warehouse.execute("SELECT month, growth FROM analytics.mau_growth"))
     months = sorted(want)
     assert growth[months[0]] is None
-    assert all(growth[m] == want[m] - want[p] for p, m in zip(months, months[1:], strict=False))
+    assert all(growth[m] == want[m] - want[p] for p, m in itertools.pairwise(months))
     markers = marker_rows(warehouse)
     assert markers[f"publish:analytics.mau_summary:{DAY}"][1] < markers[f"stage:analytics.mau_growth:{DAY}"][1]
 

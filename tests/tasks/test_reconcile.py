@@ -166,7 +166,7 @@ def test_a_queued_message_stays_unknown_within_the_grace_and_lookups_are_paced(
         luigi_cfg, tmp_path, var_path, fake_env):
     # every message stays queued (no date_sent), and every other request drops after accepting:
     # the lookups find nothing, and within the grace nothing goes back to pending
-    faults = Faults(script={n: "drop" for n in range(1, 13, 2)})
+    faults = Faults(script=dict.fromkeys(range(1, 13, 2), "drop"))
     with FakeProvider(faults=faults, rate=5, burst=5, twilio_queued=True) as fake:
         setup_campaign(luigi_cfg, tmp_path, 12)
         point_at(luigi_cfg, fake, rate=5, burst=2, reconcile_grace_minutes=30)

@@ -4,6 +4,7 @@ equals summary.json, no address leaves the ledger, and a re-run replaces instead
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -74,7 +75,7 @@ def test_a_rewritten_result_file_makes_the_export_due_again(warehouse, luigi_cfg
     export = ExportSendResults(date=DAY, channel="email")
     assert build(export) and export.complete()
     path = SendEmailCampaign(date=DAY).output().path
-    payload = json.loads(open(path).read())
+    payload = json.loads(Path(path).read_text())
     payload["reconciled"] = [{"settled_sent": 0}]
     with open(path, "w") as fh:
         json.dump(payload, fh)

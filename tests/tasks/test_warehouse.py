@@ -83,7 +83,7 @@ def test_several_client_processes_write_at_once(warehouse: WarehouseClient, subp
     assert warehouse.execute("SELECT COUNT(*), COUNT(DISTINCT worker) FROM public.hits") == [(4000, 4)]
 
 
-def test_a_missing_table_is_object_missing_and_the_dialect_is_chosen_once(warehouse) -> None:  # noqa: ANN001
+def test_a_missing_table_is_object_missing_and_the_dialect_is_chosen_once(warehouse) -> None:
     with pytest.raises(ObjectMissingError, match="42S02"):
         warehouse.execute("SELECT * FROM analytics.no_such_table", name="probe")
     assert isinstance(warehouse.dialect, EmbeddedDialect)
@@ -100,3 +100,35 @@ def test_sessions_autocommit_and_carry_the_project_query_tag(warehouse: Warehous
         assert other.execute("SELECT COUNT(*) FROM public.ac") == [(1,)]  # committed without a COMMIT
     finally:
         other.close()
+
+
+_OPEN_TRANSACTION_AND_HANG = """
+import sys, time
+from tasks.warehouse.client import connect
+client = connect()
+client.execute("BEGIN")
+client.execute("INSERT INTO public.reaped VALUES (1)")
+print("in transaction", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_client_killed_inside_a_transaction_is_rolled_back_by_the_reaper(
+        warehouse: WarehouseClient, warehouse_dir: Path, subprocess_env) -> None:
+    warehouse.execute("CREATE TABLE public.reaped (a INTEGER)")
+    log = warehouse_dir / embedded.LOG_FILE
+    before = log.read_text(errors="replace").count("rolled back a session idle in a transaction")
+    child = subprocess.Popen([sys.executable, "-c", _OPEN_TRANSACTION_AND_HANG], env=subprocess_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "in transaction\n", child.stderr
+    finally:
+        child.kill()  # SIGKILL: no COMMIT, no ROLLBACK, no logout
+        child.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while log.read_text(errors="replace").count("rolled back a session idle in a transaction") == before:
+        assert time.monotonic() < deadline, "the reaper never rolled the dead session back"
+        time.sleep(0.2)
+    assert warehouse.execute("SELECT COUNT(*) FROM public.reaped") == [(0,)]  # the dead client's row is gone
+    warehouse.execute("INSERT INTO public.reaped VALUES (2)")  # idle outside a transaction: left alone, still usable
+    assert warehouse.execute("SELECT a FROM public.reaped") == [(2,)]

@@ -13,8 +13,9 @@ from tests.fakes.slack import FakeSlack, _well_formed
 
 
 def message(**overrides) -> dict:
-    values = dict(task_id="MauSummary_2024_01_05_abc", family="MauSummary", params="date=2024-01-05",
-                  kind="failure", error_type="DataValidationError", message="MAU failed 1 check(s): non_empty: 0 rows")
+    values = {"task_id": "MauSummary_2024_01_05_abc", "family": "MauSummary", "params": "date=2024-01-05",
+              "kind": "failure", "error_type": "DataValidationError",
+              "message": "MAU failed 1 check(s): non_empty: 0 rows"}
     values.update(overrides)
     return alerts.failure_message(**values)
 

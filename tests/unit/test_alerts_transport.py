@@ -18,8 +18,8 @@ PAYLOAD = {"text": "Luigi failure: X", "blocks": [{"type": "section", "text": {"
 
 
 def settings(url: str, **overrides) -> SlackSettings:
-    values = dict(webhook_url=url, rate_per_second=1.0, burst=5, timeout=2.0, max_retries=3, backoff=0.05,
-                  handler_budget=10.0)
+    values = {"webhook_url": url, "rate_per_second": 1.0, "burst": 5, "timeout": 2.0, "max_retries": 3,
+              "backoff": 0.05, "handler_budget": 10.0}
     values.update(overrides)
     return SlackSettings(**values)
 

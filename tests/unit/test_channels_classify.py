@@ -101,7 +101,7 @@ def test_messages_name_status_code_and_meaning_never_the_provider_text():
     with pytest.raises(FatalApiError) as info:
         sendgrid.classify_response(response(400, body))
     assert str(info.value) == "sendgrid: HTTP 400: request rejected (fields from, personalizations.0.to)"
-    with pytest.raises(AuthApiError, match="API key rejected or lacks mail.send"):
+    with pytest.raises(AuthApiError, match=r"API key rejected or lacks mail\.send"):
         sendgrid.classify_response(response(403, {"errors": []}))
     with pytest.raises(FatalApiError, match=r"^fcm: HTTP 404 UNREGISTERED: the token is no longer registered$"):
         fcm.classify_response(response(404, fcm_error(404, "UNREGISTERED")))

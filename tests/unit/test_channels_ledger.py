@@ -71,12 +71,11 @@ def test_sending_left_by_a_dead_run_becomes_unknown_and_is_resent_at_most_once(l
 
 
 def test_run_lock_refuses_a_second_live_run(ledger, tmp_path):
-    with ledger.run_lock(KEY):
-        with open_ledger(tmp_path) as second:
-            with pytest.raises(LockHeldError, match="another process"), second.run_lock(KEY):
-                pass
-            with second.run_lock(KEY, Shard(1, 2)):  # another shard of the same send has its own lock
-                pass
+    with ledger.run_lock(KEY), open_ledger(tmp_path) as second:
+        with pytest.raises(LockHeldError, match="another process"), second.run_lock(KEY):
+            pass
+        with second.run_lock(KEY, Shard(1, 2)):  # another shard of the same send has its own lock
+            pass
     with ledger.run_lock(KEY):  # released on exit
         pass
 
@@ -176,7 +175,7 @@ def test_two_runs_starting_with_different_shard_counts_cannot_both_go_on(ledger,
     # the check, and one recovered the other's live rows as unknown
     with open_ledger(tmp_path) as other:
         assert ledger.seeding(KEY, Shard(0, 2)) is None
-        with pytest.raises(ConfigError, match="was started with shards = 2; keep .* = 2 until it is finished"):
+        with pytest.raises(ConfigError, match=r"was started with shards = 2; keep .* = 2 until it is finished"):
             other.seeding(KEY, Shard(0, 4))
         assert other.seeding(KEY, Shard(1, 2)) is None
 

@@ -112,7 +112,7 @@ def test_an_unreachable_token_endpoint_is_retriable_and_nothing_was_sent(tmp_pat
     path = tmp_path / "sa.json"
     path.write_text(json.dumps(service_account_info(key, f"http://127.0.0.1:{port}/token", "k1")))
     tokens = ServiceAccountToken.from_file(path, timeout=2)
-    with pytest.raises(RetriableApiError, match="^fcm: cannot reach the OAuth2 token endpoint$") as raised:
+    with pytest.raises(RetriableApiError, match=r"^fcm: cannot reach the OAuth2 token endpoint$") as raised:
         tokens.token()
     assert raised.value.maybe_delivered is False
     tokens.close()

@@ -20,7 +20,7 @@ from tasks.warehouse.target import MarkerTableTarget
 from tests.fakes.recording import RecordingConnection, recorded
 
 
-def snowflake_error(cls, errno: int, sqlstate: str | None, msg: str):  # noqa: ANN001, ANN201
+def snowflake_error(cls, errno: int, sqlstate: str | None, msg: str):
     return cls(msg=msg, errno=errno, sqlstate=sqlstate, sfqid="01b2-query")
 
 
@@ -38,7 +38,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("cls", "errno", "sqlstate", "msg", "expected"), CASES)
-def test_translate_types_the_error_by_what_the_caller_should_do(cls, errno, sqlstate, msg, expected) -> None:  # noqa: ANN001
+def test_translate_types_the_error_by_what_the_caller_should_do(cls, errno, sqlstate, msg, expected) -> None:
     error = snowflake_error(cls, errno, sqlstate, msg)
     result = translate(error, sql_name="marker_lookup", query_id="cursor-qid")
     assert type(result) is expected

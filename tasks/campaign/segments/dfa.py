@@ -6,7 +6,7 @@ syntax is supported, the one whose meaning is the same byte by byte as character
 ASCII literals and classes (ranges, `\\d` as [0-9]), `|`, groups, `?`, `*`, `+`, `{n,m}`,
 `^` at the start and `$` at the end, and ASCII-only case folding for `(?i)`. Anything else
 (negated classes, `.`, non-ASCII literals, look-arounds, back-references, anchors inside the
-pattern) raises Unsupported, and the caller keeps its RE2 path.
+pattern) raises UnsupportedPatternError, and the caller keeps its RE2 path.
 
 Because every class is ASCII, a value with a non-ASCII byte never matches. RE2 folds case over
 Unicode under `(?i)` (`[a-z]` then matches U+017F and U+212A); this compiler does not, so its
@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import functools
 import re
+import re._constants as _c  # the regex parser's own modules (Python 3.11+, the package's floor)
+import re._parser as _parser
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-try:  # Python 3.11+
-    import re._constants as _c
-    import re._parser as _parser
-except ImportError:  # pragma: no cover - Python < 3.11
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _parser  # type: ignore[no-redef]
-
-_MAX_STATES = 20_000  # a bigger DFA is not worth building here: Unsupported
+_MAX_STATES = 20_000  # a bigger DFA is not worth building here: UnsupportedPatternError
 
 
-class Unsupported(ValueError):
+class UnsupportedPatternError(ValueError):
     """The pattern uses syntax this compiler does not translate (the caller keeps its RE2 path)."""
 
 
@@ -42,7 +39,7 @@ class Dfa:
     state times 256 (one add and one load a step), and a uint8 accept flag per state.
     """
 
-    def __init__(self, table: np.ndarray, accept: np.ndarray):
+    def __init__(self, table: np.ndarray, accept: np.ndarray) -> None:
         self.table = table  # int32 [states, 256]
         self.accept = accept  # bool [states]
         self.flat = np.ascontiguousarray(table, dtype=np.uint32).ravel() << np.uint32(8)
@@ -66,7 +63,7 @@ class Dfa:
                     key = (0, 0)  # this one dead: the product is dead
                 if key not in index:
                     if len(order) >= _MAX_STATES:
-                        raise Unsupported(f"more than {_MAX_STATES} states")
+                        raise UnsupportedPatternError(f"more than {_MAX_STATES} states")
                     index[key] = len(order)
                     order.append(key)
                 row.append(index[key])
@@ -93,7 +90,7 @@ def compile_dfa(pattern: str) -> Dfa:
     parsed = _parser.parse(pattern)
     fold = bool(parsed.state.flags & re.IGNORECASE)
     if parsed.state.flags & ~(re.IGNORECASE | re.UNICODE):
-        raise Unsupported(f"flags {parsed.state.flags:#x}")
+        raise UnsupportedPatternError(f"flags {parsed.state.flags:#x}")
     items = list(parsed)
     if items and items[0] == (_c.AT, _c.AT_BEGINNING):
         items = items[1:]
@@ -105,7 +102,7 @@ def compile_dfa(pattern: str) -> Dfa:
 
 
 class _Nfa:
-    def __init__(self, fold: bool):
+    def __init__(self, fold: bool) -> None:
         self.fold = fold
         self.eps: list[list[int]] = []
         self.moves: list[list[tuple[frozenset[int], int]]] = []
@@ -115,7 +112,7 @@ class _Nfa:
         self.moves.append([])
         return len(self.eps) - 1
 
-    def sequence(self, items) -> tuple[int, int]:  # noqa: ANN001
+    def sequence(self, items: Iterable[tuple[Any, Any]]) -> tuple[int, int]:
         start = end = self.state()
         for item in items:
             a, b = self.node(item)
@@ -125,14 +122,14 @@ class _Nfa:
 
     def byteset(self, chars: set[int]) -> tuple[int, int]:
         if any(c > 0x7F for c in chars):
-            raise Unsupported("a non-ASCII character")
+            raise UnsupportedPatternError("a non-ASCII character")
         if self.fold:
             chars = chars | {c ^ 0x20 for c in chars if 0x41 <= (c & ~0x20) <= 0x5A}
         a, b = self.state(), self.state()
         self.moves[a].append((frozenset(chars), b))
         return a, b
 
-    def node(self, item) -> tuple[int, int]:  # noqa: ANN001
+    def node(self, item: tuple[Any, Any]) -> tuple[int, int]:
         op, arg = item
         if op is _c.LITERAL:
             return self.byteset({arg})
@@ -146,12 +143,12 @@ class _Nfa:
                 elif kind is _c.CATEGORY and value is _c.CATEGORY_DIGIT:
                     chars.update(range(0x30, 0x3A))
                 else:
-                    raise Unsupported(f"class item {kind} {value}")
+                    raise UnsupportedPatternError(f"class item {kind} {value}")
             return self.byteset(chars)
         if op is _c.SUBPATTERN:
             _group, add_flags, del_flags, sub = arg
             if add_flags or del_flags:
-                raise Unsupported("flags inside a group")
+                raise UnsupportedPatternError("flags inside a group")
             return self.sequence(sub)
         if op is _c.BRANCH:
             a, b = self.state(), self.state()
@@ -162,7 +159,7 @@ class _Nfa:
             return a, b
         if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None)):
             if op is not _c.MAX_REPEAT and op is not _c.MIN_REPEAT:
-                raise Unsupported("possessive repeat")
+                raise UnsupportedPatternError("possessive repeat")
             low, high, sub = arg
             start = end = self.state()
             for _ in range(low):
@@ -185,7 +182,7 @@ class _Nfa:
                 end = y
             self.eps[end].append(done)
             return start, done
-        raise Unsupported(f"{op}")
+        raise UnsupportedPatternError(f"{op}")
 
     def closure(self, states: frozenset[int]) -> frozenset[int]:
         seen = set(states)
@@ -222,7 +219,7 @@ class _Nfa:
                 target = self.closure(target) if target else frozenset()
                 if target not in index:
                     if len(order) >= _MAX_STATES:
-                        raise Unsupported(f"more than {_MAX_STATES} states")
+                        raise UnsupportedPatternError(f"more than {_MAX_STATES} states")
                     index[target] = len(order)
                     order.append(target)
                     rows.append([])

@@ -12,19 +12,39 @@ imports only load them. Reads no luigi.cfg section.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 from numba import types as nt
 
-_OPTS = {"nogil": True, "cache": True, "boundscheck": False}
+if TYPE_CHECKING:
+    from numba.core.dispatcher import Dispatcher
+    from numba.core.typing import Signature
+
+_Kernel = TypeVar("_Kernel", bound=Callable[..., object])
+# what the kernels take and return, for readers and the type checker (numba compiles from the signatures)
+_Int32s: TypeAlias = npt.NDArray[np.int32]
+_Bytes: TypeAlias = npt.NDArray[np.uint8]
+_UInt32s: TypeAlias = npt.NDArray[np.uint32]
+_UInt64s: TypeAlias = npt.NDArray[np.uint64]
+_Bools: TypeAlias = npt.NDArray[np.bool_]
 # inputs: read-only, contiguous views (Arrow buffers, tables); outputs: new arrays
 _I4, _U1, _U4 = (nt.Array(t, 1, "C", readonly=True) for t in (nt.int32, nt.uint8, nt.uint32))
 _U4X2, _U1X2 = nt.Array(nt.uint32, 2, "C", readonly=True), nt.Array(nt.uint8, 2, "C", readonly=True)
 _OUT_B1, _OUT_I4, _OUT_U1 = nt.boolean[:], nt.int32[:], nt.uint8[:]
+_STEP_B1, _STEP_I4 = nt.boolean[::1], nt.int32[::1]  # passed from one step of a kernel to the next
 
 
-@njit(nt.uintp(_U4, _U1), **_OPTS)
-def run(table, value):  # noqa: ANN001, ANN201
+def _kernel(signature: Signature) -> Callable[[_Kernel], Dispatcher[_Kernel]]:
+    """numba's njit with this module's options: compiled for `signature`, no GIL, cached on disk, no bounds checks."""
+    return njit(signature, nogil=True, cache=True, boundscheck=False)
+
+
+@_kernel(nt.uintp(_U4, _U1))
+def run(table: _UInt32s, value: _Bytes) -> np.uintp:
     """The state the DFA ends in after `value` (0: dead). The table holds next states times 256, so a
     step is one add and one load."""
     at = np.uintp(256)
@@ -35,8 +55,8 @@ def run(table, value):  # noqa: ANN001, ANN201
     return at >> np.uintp(8)
 
 
-@njit(_OUT_B1(_I4, _U1, _U4, _U1), **_OPTS)
-def full_match(offsets, data, table, accept):  # noqa: ANN001, ANN201
+@_kernel(_OUT_B1(_I4, _U1, _U4, _U1))
+def full_match(offsets: _Int32s, data: _Bytes, table: _UInt32s, accept: _Bytes) -> _Bools:
     """Which values the DFA matches whole."""
     n = offsets.shape[0] - 1
     out = np.zeros(n, dtype=np.bool_)
@@ -45,8 +65,8 @@ def full_match(offsets, data, table, accept):  # noqa: ANN001, ANN201
     return out
 
 
-@njit(_OUT_B1(_I4, _U1, _U1, nt.int64, nt.int64), **_OPTS)
-def all_in_class(offsets, data, allowed, min_length, max_length):  # noqa: ANN001, ANN201
+@_kernel(_OUT_B1(_I4, _U1, _U1, nt.int64, nt.int64))
+def all_in_class(offsets: _Int32s, data: _Bytes, allowed: _Bytes, min_length: int, max_length: int) -> _Bools:
     """Which values are `min_length` to `max_length` bytes long, each byte `allowed` (1 in the table)."""
     n = offsets.shape[0] - 1
     out = np.zeros(n, dtype=np.bool_)
@@ -61,17 +81,17 @@ def all_in_class(offsets, data, allowed, min_length, max_length):  # noqa: ANN00
     return out
 
 
-@njit(nt.boolean(_U1), **_OPTS)
-def all_ascii(data):  # noqa: ANN001, ANN201
+@_kernel(nt.boolean(_U1))
+def all_ascii(data: _Bytes) -> bool:
     """Whether every byte is below 0x80 (a branch-free OR over the bytes, which the compiler vectorises)."""
     seen = np.uint8(0)
     for byte in data:
         seen |= byte
-    return seen < 128
+    return bool(seen < 128)
 
 
-@njit(_OUT_B1(_I4, _U1, _U1), **_OPTS)
-def edge_bytes(offsets, data, edge):  # noqa: ANN001, ANN201
+@_kernel(_OUT_B1(_I4, _U1, _U1))
+def edge_bytes(offsets: _Int32s, data: _Bytes, edge: _Bytes) -> _Bools:
     """Which non-empty values start or end with a byte in `edge` (1 in the table)."""
     n = offsets.shape[0] - 1
     out = np.zeros(n, dtype=np.bool_)
@@ -82,8 +102,9 @@ def edge_bytes(offsets, data, edge):  # noqa: ANN001, ANN201
     return out
 
 
-@njit(_OUT_B1(_I4, _U1, _U4, _U1, nt.int64, nt.int64), **_OPTS)
-def email_fast(offsets, data, table, accept, max_length, max_local):  # noqa: ANN001, ANN201
+@_kernel(_OUT_B1(_I4, _U1, _U4, _U1, nt.int64, nt.int64))
+def email_fast(offsets: _Int32s, data: _Bytes, table: _UInt32s, accept: _Bytes, max_length: int,
+               max_local: int) -> _Bools:
     """Which values the DFA matches whole, at most `max_length` bytes long with the first `@` at an
     index of at most `max_local`."""
     n = offsets.shape[0] - 1
@@ -104,8 +125,8 @@ def email_fast(offsets, data, table, accept, max_length, max_local):  # noqa: AN
     return out
 
 
-@njit(nt.Tuple((_OUT_I4, _OUT_U1))(_I4, _U1, _U1), **_OPTS)
-def drop_bytes(offsets, data, drop):  # noqa: ANN001, ANN201
+@_kernel(nt.Tuple((_OUT_I4, _OUT_U1))(_I4, _U1, _U1))
+def drop_bytes(offsets: _Int32s, data: _Bytes, drop: _Bytes) -> tuple[_Int32s, _Bytes]:
     """The column with every byte in `drop` (1 in the table) removed: new offsets and data. Exact for
     ASCII bytes in UTF-8, which never occur inside a multi-byte sequence."""
     n = offsets.shape[0] - 1
@@ -122,31 +143,18 @@ def drop_bytes(offsets, data, drop):  # noqa: ANN001, ANN201
     return new_offsets, new_data[:k]
 
 
-@njit(nt.Tuple((_OUT_B1, _OUT_B1, _OUT_B1, _OUT_I4, _OUT_U1))(
-    _I4, _U1, _I4, _U1, _U4, _U1, _U1, _U1, _U4, _U1, _U1, _U4X2, _U1X2, _U1X2), **_OPTS)
-def phone_fast(offsets, data, plain_offsets, plain_data, shape, shape_accept, calling_code,  # noqa: ANN001, ANN201
-               national_prefix, general, general_accept, general_lengths, types, types_accept, types_lengths):
-    """The vectorised is_valid_number of _PhoneFastPath, one value at a time.
-
-    `data` are the raw values, `plain_data` the same with the punctuation dropped. Returns
-    (shaped, national, fast, E.164 offsets, E.164 data): the raw value has the shape of a phone
-    number; its plain form has no `+`; it is valid for the region (`+<calling code>` and the
-    national significant number, which the general DFA and one of the types' match, at a length
-    each allows, and which does not start with the national prefix). The E.164 column holds the
-    numbers of the fast rows (empty elsewhere). A lengths mask says which lengths are allowed
-    (1), its last entry standing for every longer one.
-    """
+@_kernel(nt.Tuple((_STEP_B1, _STEP_B1, _STEP_I4))(_I4, _U1, _I4, _U1, _U4, _U1, _U1))
+def _phone_shapes(offsets: _Int32s, data: _Bytes, plain_offsets: _Int32s, plain_data: _Bytes, shape: _UInt32s,
+                  shape_accept: _Bytes, calling_code: _Bytes) -> tuple[_Bools, _Bools, _Int32s]:
+    """phone_fast's first step, per value: the raw value has the shape of a phone number; its plain form has no
+    `+`; where in `plain_data` its national significant number starts (after `+<calling code>`), -1 when it is
+    not shaped or is international with another calling code."""
     n = offsets.shape[0] - 1
     shaped = np.zeros(n, dtype=np.bool_)
     national = np.zeros(n, dtype=np.bool_)
-    fast = np.zeros(n, dtype=np.bool_)
+    nsn_start = np.full(n, -1, dtype=np.int32)
     code = calling_code.shape[0]
-    prefix = national_prefix.shape[0]
-    e164_offsets = np.zeros(n + 1, dtype=np.int32)
-    e164 = np.empty(plain_offsets[n] - plain_offsets[0] + n * (code + 1), dtype=np.uint8)
-    k = 0
     for i in range(n):
-        e164_offsets[i] = k
         shaped[i] = shape_accept[run(shape, data[np.uintp(offsets[i]):np.uintp(offsets[i + 1])])] != 0
         start, end = np.intp(plain_offsets[i]), np.intp(plain_offsets[i + 1])
         plus = end > start and plain_data[start] == 43
@@ -162,6 +170,25 @@ def phone_fast(offsets, data, plain_offsets, plain_data, shape, shape_accept, ca
             if not same:
                 continue
             start += code + 1
+        nsn_start[i] = start
+    return shaped, national, nsn_start
+
+
+@_kernel(_STEP_B1(_I4, _U1, _STEP_I4, _U1, _U4, _U1, _U1, _U4X2, _U1X2, _U1X2))
+def _phone_valid(plain_offsets: _Int32s, plain_data: _Bytes, nsn_start: _Int32s, national_prefix: _Bytes,
+                 general: _UInt32s, general_accept: _Bytes, general_lengths: _Bytes, types: _UInt32s,
+                 types_accept: _Bytes, types_lengths: _Bytes) -> _Bools:
+    """phone_fast's second step: which national significant numbers (from `nsn_start`, -1 none) are valid for
+    the region: a length the general description allows, not starting with the national prefix, matched by the
+    general DFA and by one of the types' DFAs at a length that type allows. A lengths mask says which lengths
+    are allowed (1), its last entry standing for every longer one."""
+    n = nsn_start.shape[0]
+    fast = np.zeros(n, dtype=np.bool_)
+    prefix = national_prefix.shape[0]
+    for i in range(n):
+        if nsn_start[i] < 0:
+            continue
+        start, end = np.intp(nsn_start[i]), np.intp(plain_offsets[i + 1])
         length = end - start
         if not general_lengths[min(length, general_lengths.shape[0] - 1)]:
             continue
@@ -174,32 +201,67 @@ def phone_fast(offsets, data, plain_offsets, plain_data, shape, shape_accept, ca
         nsn = plain_data[start:end]
         if not general_accept[run(general, nsn)]:
             continue
-        any_type = False
         for t in range(types.shape[0]):
             if types_lengths[t, min(length, types_lengths.shape[1] - 1)] and types_accept[t, run(types[t], nsn)]:
-                any_type = True
+                fast[i] = True
                 break
-        if not any_type:
+    return fast
+
+
+@_kernel(nt.Tuple((_OUT_I4, _OUT_U1))(_I4, _U1, _STEP_I4, _STEP_B1, _U1))
+def _phone_e164(plain_offsets: _Int32s, plain_data: _Bytes, nsn_start: _Int32s, fast: _Bools,
+                calling_code: _Bytes) -> tuple[_Int32s, _Bytes]:
+    """phone_fast's last step: the E.164 column, `+<calling code><national number>` for the `fast` values and
+    empty elsewhere."""
+    n = nsn_start.shape[0]
+    code = calling_code.shape[0]
+    e164_offsets = np.zeros(n + 1, dtype=np.int32)
+    e164 = np.empty(plain_offsets[n] - plain_offsets[0] + n * (code + 1), dtype=np.uint8)
+    k = 0
+    for i in range(n):
+        e164_offsets[i] = k
+        if not fast[i]:
             continue
-        fast[i] = True
         e164[k] = 43
         k += 1
         for c in range(code):
             e164[k] = calling_code[c]
             k += 1
-        for byte in nsn:
+        for byte in plain_data[np.uintp(nsn_start[i]):np.uintp(plain_offsets[i + 1])]:
             e164[k] = byte
             k += 1
     e164_offsets[n] = k
-    return shaped, national, fast, e164_offsets, e164[:k]
+    return e164_offsets, e164[:k]
+
+
+@_kernel(nt.Tuple((_OUT_B1, _OUT_B1, _OUT_B1, _OUT_I4, _OUT_U1))(
+    _I4, _U1, _I4, _U1, _U4, _U1, _U1, _U1, _U4, _U1, _U1, _U4X2, _U1X2, _U1X2))
+def phone_fast(offsets: _Int32s, data: _Bytes, plain_offsets: _Int32s, plain_data: _Bytes, shape: _UInt32s,
+               shape_accept: _Bytes, calling_code: _Bytes, national_prefix: _Bytes, general: _UInt32s,
+               general_accept: _Bytes, general_lengths: _Bytes, types: _UInt32s, types_accept: _Bytes,
+               types_lengths: _Bytes) -> tuple[_Bools, _Bools, _Bools, _Int32s, _Bytes]:
+    """The vectorised is_valid_number of _PhoneFastPath, in three passes over the column.
+
+    `data` are the raw values, `plain_data` the same with the punctuation dropped. Returns
+    (shaped, national, fast, E.164 offsets, E.164 data): the raw value has the shape of a phone
+    number; its plain form has no `+`; it is valid for the region (`+<calling code>` and the
+    national significant number, which _phone_valid accepts). The E.164 column holds the
+    numbers of the fast rows (empty elsewhere).
+    """
+    shaped, national, nsn_start = _phone_shapes(offsets, data, plain_offsets, plain_data, shape, shape_accept,
+                                                calling_code)
+    fast = _phone_valid(plain_offsets, plain_data, nsn_start, national_prefix, general, general_accept,
+                        general_lengths, types, types_accept, types_lengths)
+    e164_offsets, e164 = _phone_e164(plain_offsets, plain_data, nsn_start, fast, calling_code)
+    return shaped, national, fast, e164_offsets, e164
 
 
 _H1_SEED, _H2_SEED = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
 _H1_MUL, _H2_MUL = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
 
 
-@njit(nt.uint64(nt.uint64), **_OPTS)
-def _fmix64(h):  # noqa: ANN001, ANN201
+@_kernel(nt.uint64(nt.uint64))
+def _fmix64(h: np.uint64) -> np.uint64:
     h ^= h >> np.uint64(33)
     h *= _H1_MUL
     h ^= h >> np.uint64(33)
@@ -208,8 +270,8 @@ def _fmix64(h):  # noqa: ANN001, ANN201
     return h
 
 
-@njit(nt.Tuple((nt.uint64[:], nt.uint64[:]))(_I4, _U1), **_OPTS)
-def id_hashes(offsets, data):  # noqa: ANN001, ANN201
+@_kernel(nt.Tuple((nt.uint64[:], nt.uint64[:]))(_I4, _U1))
+def id_hashes(offsets: _Int32s, data: _Bytes) -> tuple[_UInt64s, _UInt64s]:
     """Two independent 64-bit hashes of each value, eight bytes (little-endian) at a time."""
     n = offsets.shape[0] - 1
     h1s = np.empty(n, dtype=np.uint64)
@@ -221,7 +283,7 @@ def id_hashes(offsets, data):  # noqa: ANN001, ANN201
         h2 = _H2_SEED + length * _H1_MUL
         for word_start in range(start, end, 8):
             word = np.uint64(0)
-            for k in range(min(8, end - word_start)):
+            for k in range(min(8, int(end - word_start))):
                 word |= np.uint64(data[word_start + k]) << np.uint64(8 * k)
             a = (h1 ^ word) * _H1_MUL
             h1 = a ^ (a >> np.uint64(31))
@@ -232,9 +294,9 @@ def id_hashes(offsets, data):  # noqa: ANN001, ANN201
     return h1s, h2s
 
 
-@njit(nt.Tuple((_OUT_B1, nt.int64))(nt.uint64[:, ::1], nt.int64, nt.Array(nt.uint64, 1, "C", readonly=True),
-                                    nt.Array(nt.uint64, 1, "C", readonly=True)), **_OPTS)
-def claim(slots, count, h1, h2):  # noqa: ANN001, ANN201
+@_kernel(nt.Tuple((_OUT_B1, nt.int64))(nt.uint64[:, ::1], nt.int64, nt.Array(nt.uint64, 1, "C", readonly=True),
+                                    nt.Array(nt.uint64, 1, "C", readonly=True)))
+def claim(slots: _UInt64s, count: int, h1: _UInt64s, h2: _UInt64s) -> tuple[_Bools, int]:
     """Claim each (h1, h2) in order in the open-addressing set `slots` (rows of (h1, h2), (0, 0) empty,
     linear probing, a power-of-two length with room for every key): which were claimed already, by an
     earlier call or an earlier key of this one, and the set's new count. A key (0, 0) is stored as (0, 1)."""
@@ -259,8 +321,8 @@ def claim(slots, count, h1, h2):  # noqa: ANN001, ANN201
     return seen, count
 
 
-@njit(nt.void(nt.Array(nt.uint64, 2, "C", readonly=True), nt.uint64[:, ::1]), **_OPTS)
-def rehash(old, new):  # noqa: ANN001, ANN201
+@_kernel(nt.void(nt.Array(nt.uint64, 2, "C", readonly=True), nt.uint64[:, ::1]))
+def rehash(old: _UInt64s, new: _UInt64s) -> None:
     """Move the keys of `old` into the empty, larger set `new`."""
     mask = np.uint64(new.shape[0] - 1)
     for i in range(old.shape[0]):

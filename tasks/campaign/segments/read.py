@@ -12,7 +12,7 @@ import mmap
 import re
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from tasks.errors import CheckFailure, DataValidationError
 _ARROW_BLOCK_SIZE = 64 << 20
 
 
-class ArrowReaderGaveUp(Exception):
+class ArrowReaderGaveUpError(Exception):
     """pyarrow's reader could not parse a range (e.g. a row longer than its block): use the csv module."""
 
 
@@ -53,19 +53,22 @@ def _quiet_undecodable_invalid_rows() -> None:
     the hook that was there before.
     """
     with _HOOK_LOCK:
-        previous = sys.unraisablehook
-        if getattr(previous, "_segments_filter", False):
+        if not isinstance(sys.unraisablehook, _UndecodableRowFilter):
+            sys.unraisablehook = _UndecodableRowFilter(sys.unraisablehook)
+
+
+class _UndecodableRowFilter:
+    """The unraisable hook of _quiet_undecodable_invalid_rows: drops that one case, passes on every other."""
+
+    def __init__(self, previous: Callable[[sys.UnraisableHookArgs], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and getattr(
+            unraisable.object, "__qualname__", ""
+        ) == _arrow_chunk.__qualname__ + ".<locals>.on_invalid":
             return
-
-        def hook(unraisable: sys.UnraisableHookArgs) -> None:
-            if isinstance(unraisable.exc_value, UnicodeDecodeError) and getattr(
-                unraisable.object, "__qualname__", ""
-            ) == _arrow_chunk.__qualname__ + ".<locals>.on_invalid":
-                return
-            previous(unraisable)
-
-        hook._segments_filter = True  # type: ignore[attr-defined]
-        sys.unraisablehook = hook
+        self.previous(unraisable)
 
 
 @contextlib.contextmanager
@@ -212,7 +215,7 @@ def read_range(path: Path, start: int, end: int, width: int, positions: list[int
     with contextlib.closing(mapped), memoryview(mapped) as view, view[start - base:] as data:
         try:
             return _arrow_chunk(data, mapped.find(b'"', start - base) >= 0, width, positions)
-        except ArrowReaderGaveUp:
+        except ArrowReaderGaveUpError:
             return python_chunk(bytes(data), width, positions)
 
 
@@ -249,11 +252,11 @@ def _arrow_chunk(data: memoryview, quoted: bool, width: int, positions: list[int
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise ArrowReaderGaveUp(str(exc)) from exc
+        raise ArrowReaderGaveUpError(str(exc)) from exc
     lines = table.num_rows + len(skipped)
     # without a quote no record can span lines (one record per line); with one, count the lines
     if quoted and count_lines(bytes(data)) != lines:
-        raise ArrowReaderGaveUp("a quoted field runs across lines")
+        raise ArrowReaderGaveUpError("a quoted field runs across lines")
     line_numbers = np.arange(1, lines + 1, dtype=np.int64)
     if skipped:
         line_numbers = line_numbers[~np.isin(line_numbers, [m.line_number for m in skipped])]

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import email_validator
@@ -29,7 +29,7 @@ from phonenumbers.phonemetadata import PhoneMetadata
 
 from tasks.addresses import normalise_email, normalise_phone
 from tasks.campaign.segments import kernels
-from tasks.campaign.segments.dfa import Dfa, Unsupported, compile_dfa
+from tasks.campaign.segments.dfa import Dfa, UnsupportedPatternError, compile_dfa
 from tasks.campaign.segments.model import (
     BLANK_LINE,
     CHANNEL_COLUMNS,
@@ -150,7 +150,7 @@ class _PhoneFastPath:
         if metadata is None or metadata.leading_digits:
             return None
         code = metadata.country_code
-        if phonenumbers.region_code_for_country_code(code) != region.upper():
+        if code is None or phonenumbers.region_code_for_country_code(code) != region.upper():
             return None
         prefix = metadata.national_prefix_for_parsing or ""
         if prefix and not prefix.isdigit():
@@ -182,17 +182,17 @@ class _PhoneFastPath:
         idd = metadata.international_prefix or ""
         all_types: tuple[tuple[str, tuple[int, ...]], ...] = ()
         if idd.isdigit():  # else the IDD prefix is a pattern: no rule
-            all_types = type_groups(*(PhoneMetadata.metadata_for_region(other)
-                                      for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())))
+            all_types = type_groups(*(m for other in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+                                      if (m := PhoneMetadata.metadata_for_region(other)) is not None))
         fast = _PhoneFastPath(str(code), prefix, (_anchored(general[0]), general[1]), types, all_types,
                               "".join(sorted({str(code)[0], prefix[:1], idd[:1]} - {""})))
         try:  # the valid-number patterns as DFAs
             fast.automata()
-        except Unsupported:
+        except UnsupportedPatternError:
             return None
         try:  # the impossible-number patterns too, else no such rule (those numbers take the slow path)
             fast.impossible_automata()
-        except Unsupported:
+        except UnsupportedPatternError:
             return dataclasses.replace(fast, all_types=())
         return fast
 
@@ -364,7 +364,7 @@ class Validator:
     """
 
     def __init__(self, options: LoadOptions, first_line: int = 2, extras: tuple[str, ...] = (),
-                 expected_rows: int = 0):
+                 expected_rows: int = 0) -> None:
         self.options = options
         self.extras = tuple(extras)  # extra columns, carried as template fields (null when empty)
         self.names = (*REQUIRED_COLUMNS, *self.extras)
@@ -377,25 +377,11 @@ class Validator:
 
     def check(self, chunk: RawChunk, index: int) -> Checked:
         """Validate chunk number `index` (chunks are numbered from 0 in file order, each checked once)."""
-        o = self.options
         n = len(chunk.line_numbers)
-        decoded, undecodable, fallback = [], np.zeros(n, dtype=bool), 0
-        for column in chunk.columns:
-            text, bad, used = _decode_column(column, o.encoding)
-            decoded.append(text)
-            undecodable |= bad
-            fallback += used
-        too_long = np.zeros(n, dtype=bool)
-        long_field = np.full(n, -1)
-        for i, column in enumerate(decoded):
-            over = np.diff(_buffers(column)[0]) > o.max_field_length  # bytes >= characters
-            if over.any():
-                over = _mask(pc.greater(pc.utf8_length(column), o.max_field_length))
-            long_field[over & (long_field < 0)] = i
-            too_long |= over
+        decoded, undecodable, fallback = self._decode(chunk, n)
+        too_long, long_field = self._too_long(decoded, n)
         values = [_trim(pc.fill_null(c, "")) for c in decoded]
         cid, seg_raw, email_raw, phone_raw, token_raw = values[:len(REQUIRED_COLUMNS)]
-        extra_values = values[len(REQUIRED_COLUMNS):]
         blank = ~undecodable
         for v in values:
             blank &= np.diff(_buffers(v)[0]) == 0
@@ -412,13 +398,7 @@ class Validator:
         token, token_issue = self._tokens(token_raw)
         has_address = _valid(email) | _valid(phone) | _valid(token)
 
-        with self.order.turn(index):
-            first_line = self._next_line
-            self._next_line += chunk.lines
-            claimed = self.seen.claim(h1, h2)  # an earlier row (of this chunk or an earlier one) has the id
-        duplicate = np.zeros(n, dtype=bool)
-        duplicate[eligible[claimed]] = True
-
+        first_line, duplicate = self._claim_in_order(chunk, index, h1, h2, eligible)
         # a row of empty fields (a blank line, or `,,,,` as spreadsheets export an empty row) is no
         # customer: counted in blank_lines, never a reject
         reasons = np.select(
@@ -426,24 +406,69 @@ class Validator:
             list(range(1, len(_REASONS))), default=0,
         )
         valid = reasons == 0
-        extra_columns = [_empty_as_null(v) for v in extra_values]
-        columns = (cid, segment, email, phone, token, *extra_columns)
+        customers = self._customers((cid, segment, email, phone, token), values[len(REQUIRED_COLUMNS):], valid)
+        issues = {"email": email_issue & valid, "sms": phone_issue & valid, "push": token_issue & valid}
+        rejected = ~valid & ~blank
+        reject_rows = self._reject_rows(chunk, chunk.line_numbers + (first_line - 1), first_line - 1, decoded,
+                                        reasons, rejected, issues, long_field)
+        return self._checked(chunk, customers, reject_rows, reasons[rejected], blank, issues, fallback)
+
+    def _decode(self, chunk: RawChunk, n: int) -> tuple[list[pa.Array], np.ndarray, int]:
+        """The chunk's columns as text, which rows have bytes neither encoding decodes, and how many values
+        were decoded with the fallback encoding."""
+        decoded: list[pa.Array] = []
+        undecodable, fallback = np.zeros(n, dtype=bool), 0
+        for column in chunk.columns:
+            text, bad, used = _decode_column(column, self.options.encoding)
+            decoded.append(text)
+            undecodable |= bad
+            fallback += used
+        return decoded, undecodable, fallback
+
+    def _too_long(self, decoded: list[pa.Array], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which rows have a field over max_field_length characters, and the first such column of each (-1)."""
+        limit = self.options.max_field_length
+        too_long = np.zeros(n, dtype=bool)
+        long_field = np.full(n, -1)
+        for i, column in enumerate(decoded):
+            over = np.diff(_buffers(column)[0]) > limit  # bytes >= characters
+            if over.any():
+                over = _mask(pc.greater(pc.utf8_length(column), limit))
+            long_field[over & (long_field < 0)] = i
+            too_long |= over
+        return too_long, long_field
+
+    def _claim_in_order(self, chunk: RawChunk, index: int, h1: np.ndarray, h2: np.ndarray,
+                        eligible: np.ndarray) -> tuple[int, np.ndarray]:
+        """In file order (`InOrder`): the file line of the chunk's first line, and which rows repeat an id an
+        earlier row (of this chunk or an earlier one) has claimed."""
+        with self.order.turn(index):
+            first_line = self._next_line
+            self._next_line += chunk.lines
+            claimed = self.seen.claim(h1, h2)
+        duplicate = np.zeros(len(chunk.line_numbers), dtype=bool)
+        duplicate[eligible[claimed]] = True
+        return first_line, duplicate
+
+    def _customers(self, required: tuple[pa.Array, ...], extra_values: list[pa.Array],
+                   valid: np.ndarray) -> pa.Table:
+        """The valid rows as a customers table (extra columns null where empty)."""
+        columns = (*required, *(_empty_as_null(v) for v in extra_values))
         if not valid.all():
             keep = pa.array(valid)
             columns = tuple(pc.filter(a, keep) for a in columns)
-        customers = pa.Table.from_arrays(list(columns), schema=self.schema)
+        return pa.Table.from_arrays(list(columns), schema=self.schema)
 
-        issues = {"email": email_issue & valid, "sms": phone_issue & valid, "push": token_issue & valid}
-        rejected = ~valid & ~blank
-        line_numbers = chunk.line_numbers + (first_line - 1)
-        reject_rows = self._reject_rows(chunk, line_numbers, first_line - 1, decoded, reasons, rejected, issues,
-                                        long_field)
-        rejected_by_reason = collections.Counter(_REASONS[r] for r in reasons[rejected].tolist())
+    @staticmethod
+    def _checked(chunk: RawChunk, customers: pa.Table, reject_rows: list[tuple], rejected_reasons: np.ndarray,
+                 blank: np.ndarray, issues: dict[str, np.ndarray], fallback: int) -> Checked:
+        """The chunk's result: its customers and rejects, and the counts the load report sums."""
+        rejected_by_reason = collections.Counter(_REASONS[r] for r in rejected_reasons.tolist())
         rejected_by_reason.update(m.reason for m in chunk.malformed)
         return Checked(
             customers=customers,
             reject_rows=reject_rows,
-            rows=n + len(chunk.malformed),
+            rows=len(chunk.line_numbers) + len(chunk.malformed),
             blank_rows=int(blank.sum()),
             rejected_by_reason=rejected_by_reason,
             issues_by_reason={
@@ -585,7 +610,7 @@ _ROW_DETAIL = {
 }
 
 
-def _fill_slow(result: pa.Array, raw: pa.Array, todo: np.ndarray, check) -> pa.Array:
+def _fill_slow(result: pa.Array, raw: pa.Array, todo: np.ndarray, check: Callable[[str], str | None]) -> pa.Array:
     """Replace `result` where `todo` with check(raw value) (one library call per distinct value)."""
     if not todo.any():
         return result

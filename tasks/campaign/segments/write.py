@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,7 +74,7 @@ class _Flusher:
     """Writes a growing file's data to disk in the background while it is written (fdatasync on its own
     thread after each chunk), so the fsync that publishes it only waits for the last chunk's pages."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_RDONLY)
         self._wanted = threading.Event()
         self._stopped = False
@@ -139,18 +139,6 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
     schema = customers_schema(extras)
     counts = Counts()
     customers_path, rejects_path = out / CUSTOMERS_FILE, out / REJECTS_FILE
-
-    def work(index: int, start: int, end: int) -> tuple[RawChunk, Checked, str]:
-        try:
-            chunk = read(start, end)
-            checked = validator.check(chunk, index)
-            text = io.StringIO()  # rejects.csv lines, formatted here in parallel
-            csv.writer(text).writerows(neutralize(row) for row in checked.reject_rows)
-            return chunk, checked, text.getvalue()
-        except BaseException:
-            validator.order.abandon(index)  # the chunks after this one must not wait for it
-            raise
-
     with atomic_path(customers_path) as parquet_tmp:
         with (
             _cyclic_gc_paused(),
@@ -160,39 +148,74 @@ def stream(path: Path, out: Path, options: LoadOptions, ranges: list[tuple[int, 
             _flushing(parquet_tmp) as flusher,
         ):
             csv.writer(rejects_fh).writerow(rejects_header(extras))
-            pending: collections.deque[concurrent.futures.Future] = collections.deque()
-            try:
-                for index, (start, end) in enumerate(ranges):
-                    pending.append(pool.submit(work, index, start, end))
-                    while len(pending) > 2 * workers or (pending and pending[0].done()):
-                        _add(counts, *pending.popleft().result(), writer, rejects_fh)
-                        flusher.kick()
-                while pending:
-                    _add(counts, *pending.popleft().result(), writer, rejects_fh)
-                    flusher.kick()
-            except BaseException:
-                validator.order.abandon()
-                for future in pending:
-                    future.cancel()
-                raise
+
+            def add(result: _Validated) -> None:
+                chunk, checked, rejects_text = result
+                _add(counts, chunk, checked, rejects_text, writer, rejects_fh)
+                flusher.kick()
+
+            _validate_in_order(pool, ranges, read, validator, workers, add)
             if counts.rows_read == counts.blank_lines:
                 raise DataValidationError("segments CSV", [CheckFailure("not_empty", "the file has no data rows")])
         # rejects.csv is published here, before the gate, so a failed load still shows why
-        ratio = counts.rejected / (counts.rows_read - counts.blank_lines)  # blank lines never count
-        if ratio > options.max_reject_ratio:
-            customers_path.unlink(missing_ok=True)
-            (out / SUMMARY_FILE).unlink(missing_ok=True)
-            raise DataValidationError("segments CSV", [CheckFailure(
-                "max_reject_ratio",
-                f"{counts.rejected} of {counts.rows_read - counts.blank_lines} rows rejected "
-                f"({ratio:.1%} > {options.max_reject_ratio:.1%}); "
-                f"by reason: {dict(sorted(counts.rejected_by_reason.items()))}; see {rejects_path}",
-            )])
+        _reject_ratio_gate(counts, options, out, rejects_path)
     return counts
 
 
+_Validated = tuple[RawChunk, Checked, str]  # a chunk, its validation, its rejects.csv lines
+
+
+def _check_range(read: Callable[[int, int], RawChunk], validator: Validator, index: int, start: int,
+                 end: int) -> _Validated:
+    """Read and validate range number `index` (on a pool thread), and format its rejects.csv lines there."""
+    try:
+        chunk = read(start, end)
+        checked = validator.check(chunk, index)
+        text = io.StringIO()
+        csv.writer(text).writerows(neutralize(row) for row in checked.reject_rows)
+        return chunk, checked, text.getvalue()
+    except BaseException:
+        validator.order.abandon(index)  # the chunks after this one must not wait for it
+        raise
+
+
+def _validate_in_order(pool: concurrent.futures.Executor, ranges: list[tuple[int, int]],
+                       read: Callable[[int, int], RawChunk], validator: Validator, workers: int,
+                       add: Callable[[_Validated], None]) -> None:
+    """Validate every range on `pool`, at most 2 x workers in flight, handing each result to `add` in file order.
+    On any failure no chunk waits any more and the ranges not started are cancelled."""
+    pending: collections.deque[concurrent.futures.Future[_Validated]] = collections.deque()
+    try:
+        for index, (start, end) in enumerate(ranges):
+            pending.append(pool.submit(_check_range, read, validator, index, start, end))
+            while len(pending) > 2 * workers or (pending and pending[0].done()):
+                add(pending.popleft().result())
+        while pending:
+            add(pending.popleft().result())
+    except BaseException:
+        validator.order.abandon()
+        for future in pending:
+            future.cancel()
+        raise
+
+
+def _reject_ratio_gate(counts: Counts, options: LoadOptions, out: Path, rejects_path: Path) -> None:
+    """Fail the load (DataValidationError) when more than max_reject_ratio of its data rows were rejected, and
+    remove the customers and summary files of an earlier load so that nothing downstream reads them."""
+    ratio = counts.rejected / (counts.rows_read - counts.blank_lines)  # blank lines never count
+    if ratio > options.max_reject_ratio:
+        (out / CUSTOMERS_FILE).unlink(missing_ok=True)
+        (out / SUMMARY_FILE).unlink(missing_ok=True)
+        raise DataValidationError("segments CSV", [CheckFailure(
+            "max_reject_ratio",
+            f"{counts.rejected} of {counts.rows_read - counts.blank_lines} rows rejected "
+            f"({ratio:.1%} > {options.max_reject_ratio:.1%}); "
+            f"by reason: {dict(sorted(counts.rejected_by_reason.items()))}; see {rejects_path}",
+        )])
+
+
 def _add(counts: Counts, chunk: RawChunk, checked: Checked, rejects_text: str, writer: pq.ParquetWriter,
-         rejects: TextIO) -> None:
+         rejects: IO[str]) -> None:
     """Write one validated chunk (in file order) and add up its counts."""
     writer.write_table(checked.customers)
     rejects.write(rejects_text)
@@ -226,7 +249,7 @@ def finish(path: Path, out: Path, options: LoadOptions, counts: Counts, duration
         "input_path": str(path),
         "duration_s": round(duration, 3),
     }
-    assert summary["rows_read"] == summary["valid"] + summary["rejected"] + summary["blank_lines"]
+    assert counts.rows_read == counts.valid + counts.rejected + counts.blank_lines, "a row is unaccounted"
     summary_path = out / SUMMARY_FILE
     write_json_atomic(summary_path, summary)
     return LoadResult(summary, out / CUSTOMERS_FILE, out / REJECTS_FILE, summary_path)
