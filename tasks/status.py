@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import config
-from tasks.campaign import report as campaign_report
-from tasks.ops import alerts, metrics
+from tasks.ops import alerts
 from tasks.ops import summary as summaries
 from tasks.ops.alert_ledger import AlertLedger
 from tasks.ops.slack import alerts_file
@@ -47,6 +46,8 @@ _registered = False
 
 def collect(date: dt.date, run: dict[str, Any] | None = None, warehouse: bool = True) -> summaries.DaySummary:
     """What is stored about `date` (and the run that made it, if given); unreadable parts become problems."""
+    from tasks.campaign import report as campaign_report  # the campaign cores: not at `import tasks`
+
     summary = summaries.DaySummary(date=date.isoformat(), run=run)
     if warehouse:
         try:
@@ -109,6 +110,8 @@ def end_of_run() -> summaries.DaySummary | None:
 
 def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries.DaySummary | None:
     """Print, record, export and (on success) post the summary of the run of `argv`. Never raises."""
+    from tasks.ops import metrics  # prometheus_client: only when a summary is exported
+
     try:
         if not config.ReportConfig().summary:
             return None
