@@ -46,11 +46,11 @@ def _warehouse(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         print("stopped" if embedded.stop(directory) else "not running")
     else:
-        state = embedded.read_state(directory)
-        if state is None:
+        found = embedded.read_state(directory)
+        if found is None:
             print("not running")
             return 3
-        print(f"running: pid {state.pid}, 127.0.0.1:{state.port}, files in {directory}")
+        print(f"running: pid {found.pid}, 127.0.0.1:{found.port}, files in {directory}")
     return 0
 
 
