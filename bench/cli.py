@@ -108,7 +108,7 @@ def _entry(name: str, runs: Sequence[common.Finished], baseline: Sequence[common
                         baseline=base, goal=f"ratio <= {goal}", goal_met=value / base <= goal,
                         peak_rss_mb=max(r.peak_rss_mb or 0 for r in runs),
                         baseline_peak_rss_mb=max(r.peak_rss_mb or 0 for r in baseline),
-                        baseline_runs=[round(r.seconds, 3) for r in baseline], command=what)
+                        baseline_runs=[round(r.seconds, 4) for r in baseline], command=what)
 
 
 def main() -> list[dict]:
