@@ -46,8 +46,6 @@ _registered = False
 
 def collect(date: dt.date, run: dict[str, Any] | None = None, warehouse: bool = True) -> summaries.DaySummary:
     """What is stored about `date` (and the run that made it, if given); unreadable parts become problems."""
-    from tasks.campaign import report as campaign_report  # the campaign cores: not at `import tasks`
-
     summary = summaries.DaySummary(date=date.isoformat(), run=run)
     if warehouse:
         try:
@@ -55,6 +53,8 @@ def collect(date: dt.date, run: dict[str, Any] | None = None, warehouse: bool = 
         except Exception as exc:  # noqa: BLE001 - a summary shows what it can: the warehouse may be down
             summary.problems.append(f"tables unknown: {type(exc).__name__}: {str(exc)[:200]}")
     try:
+        from tasks.campaign import report as campaign_report  # the campaign cores: not at `import tasks`
+
         summary.segments = campaign_report.segment_report(date)
         summary.sends = campaign_report.send_reports(date)
     except Exception as exc:  # noqa: BLE001 - same: show the rest
@@ -110,9 +110,9 @@ def end_of_run() -> summaries.DaySummary | None:
 
 def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries.DaySummary | None:
     """Print, record, export and (on success) post the summary of the run of `argv`. Never raises."""
-    from tasks.ops import metrics  # prometheus_client: only when a summary is exported
-
     try:
+        from tasks.ops import metrics  # prometheus_client: only when a summary is exported
+
         if not config.ReportConfig().summary:
             return None
         task = root_task(argv)
