@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+import tasks
 from tests.conftest import PYTHON, REPO
 
 pytestmark = pytest.mark.slow  # fresh interpreters and `luigi` processes
@@ -82,7 +83,7 @@ assert status._registered
     assert "tasks" in _loaded_after(code, subprocess_env)
 
 
-@pytest.mark.parametrize("task", ["RunAll", "SendShard", "ExportSendResults", "LoadSegments", "MauSummary"])
+@pytest.mark.parametrize("task", [*tasks.__all__, "SendShard"])
 def test_luigi_module_tasks_help_works(task: str, subprocess_env: dict[str, str]) -> None:
     proc = subprocess.run([PYTHON, "-m", "luigi", "--module", "tasks", task, "--help"], cwd=REPO, env=subprocess_env,
                           capture_output=True, text=True, timeout=120, check=False)
