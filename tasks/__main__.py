@@ -27,7 +27,6 @@ import logging
 import sys
 
 from tasks import config
-from tasks.demo.seed import DEFAULT_SESSIONS
 from tasks.errors import TasksError
 
 log = logging.getLogger("tasks")
@@ -52,11 +51,11 @@ def _warehouse(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         print("stopped" if embedded.stop(directory) else "not running")
     else:
-        state = embedded.read_state(directory)
-        if state is None:
+        found = embedded.read_state(directory)
+        if found is None:
             print("not running")
             return 3
-        print(f"running: pid {state.pid}, 127.0.0.1:{state.port}, files in {directory}")
+        print(f"running: pid {found.pid}, 127.0.0.1:{found.port}, files in {directory}")
     return 0
 
 
@@ -103,9 +102,10 @@ def _seed_demo(args: argparse.Namespace) -> int:
         if seed.raw_tables_present(client) and not args.replace:
             print("raw tables already hold data; nothing to do (--replace to reload)")
             return 0
-        sessions_tbl, channels_tbl = seed.demo_tables(args.sessions, args.seed)
+        sessions = seed.DEFAULT_SESSIONS if args.sessions is None else args.sessions
+        sessions_tbl, channels_tbl = seed.demo_tables(sessions, args.seed)
         seed.load(client, sessions_tbl, channels_tbl, config.var_dir() / "seed")
-    print(f"seeded {args.sessions} sessions")
+    print(f"seeded {sessions} sessions")
     return 0
 
 
@@ -155,6 +155,8 @@ def _status(args: argparse.Namespace) -> int:
     from tasks import status
 
     return status.main(args.date, args.days)
+
+
 def _suppress(args: argparse.Namespace) -> int:
     from tasks.campaign import compliance
     from tasks.channels.suppressions import Suppression
@@ -235,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("statement")
     sql.set_defaults(func=_sql)
     seed = sub.add_parser("seed-demo", help="load deterministic demo raw data")
-    seed.add_argument("--sessions", type=int, default=DEFAULT_SESSIONS)
+    seed.add_argument("--sessions", type=int,
+                      help="how many sessions to generate (default: DEFAULT_SESSIONS of tasks/demo/seed.py)")
     seed.add_argument("--seed", type=int, default=42)
     seed.add_argument("--replace", action="store_true", help="reload even if the raw tables hold data")
     seed.add_argument("--force", action="store_true", help="allow backend = snowflake")

@@ -7,14 +7,16 @@ Pure; reads no configuration.
 
 from __future__ import annotations
 
-import email_validator
-import phonenumbers
+# email_validator and phonenumbers are imported by the functions that use them: CHANNELS is read
+# by the Luigi classes at `import tasks`, which must not load the validators' tables
 
 CHANNELS = ("email", "sms", "push")
 
 
 def normalise_email(value: str) -> str | None:
     """`  Ann@Example.COM ` -> `ann@example.com`; None when it is not a valid address."""
+    import email_validator
+
     try:
         return email_validator.validate_email(value.strip(), check_deliverability=False).normalized.lower()
     except email_validator.EmailNotValidError:
@@ -23,6 +25,8 @@ def normalise_email(value: str) -> str | None:
 
 def normalise_phone(value: str, region: str = "US") -> str | None:
     """`(212) 555-0123` -> `+12125550123`; None when phonenumbers finds no valid number."""
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value.strip(), region)
     except phonenumbers.NumberParseException:

@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import config
-from tasks.campaign import report as campaign_report
-from tasks.ops import alerts, metrics
+from tasks.ops import alerts
 from tasks.ops import summary as summaries
 from tasks.ops.alert_ledger import AlertLedger
 from tasks.ops.slack import alerts_file
@@ -56,6 +55,8 @@ def collect(date: dt.date, run: dict[str, Any] | None = None, warehouse: bool = 
         except Exception as exc:  # noqa: BLE001 - a summary shows what it can: the warehouse may be down
             summary.problems.append(f"tables unknown: {type(exc).__name__}: {str(exc)[:200]}")
     try:
+        from tasks.campaign import report as campaign_report  # the campaign cores: not at `import tasks`
+
         summary.segments = campaign_report.segment_report(date)
         summary.sends = campaign_report.send_reports(date)
     except Exception as exc:  # noqa: BLE001 - same: show the rest
@@ -112,6 +113,8 @@ def end_of_run() -> summaries.DaySummary | None:
 def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries.DaySummary | None:
     """Print, record, export and (on success) post the summary of the run of `argv`. Never raises."""
     try:
+        from tasks.ops import metrics  # prometheus_client: only when a summary is exported
+
         if not config.ReportConfig().summary:
             return None
         task = root_task(argv)

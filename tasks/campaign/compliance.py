@@ -37,10 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import phonenumbers
 import pyarrow as pa
-import pyarrow.dataset as ds
-from phonenumbers import timezone as phone_zones
 
 from tasks import addresses, pii, state
 from tasks.campaign import segments as segments_core
@@ -95,6 +92,9 @@ def _zone(name: str) -> zoneinfo.ZoneInfo | None:
 @functools.lru_cache(maxsize=65_536)
 def zones_for_phone(e164: str) -> tuple[str, ...]:
     """The IANA zones of a phone number (phonenumbers' data); () when unknown."""
+    import phonenumbers  # here: its tables load when a send screens quiet hours, not for `status`
+    from phonenumbers import timezone as phone_zones
+
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
@@ -245,6 +245,8 @@ def send_duplicates(customers_path: str | os.PathLike[str], channel: str, segmen
     hashes held more than once, then only their rows are compared as strings (a hash collision is no
     duplicate). Memory holds 8 bytes per customer and one batch, never the column (a million customers:
     8 MB, where the column and its counts took ~80 MB)."""
+    import pyarrow.dataset as ds  # here: it imports pandas, which the CLI's `status` never needs
+
     column = segments_core.CHANNEL_COLUMNS[channel]
     _, wanted = segments_core.channel_scan(customers_path, channel, segment)
     dataset = ds.dataset(customers_path, format="parquet")

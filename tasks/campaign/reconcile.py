@@ -35,16 +35,19 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks import config, state
 from tasks.campaign import results as results_core
 from tasks.campaign import sends as channel_core
 from tasks.channels.ledger import UNKNOWN, SendKey, SendLedger, Shard, ledger_path
-from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.twilio import TwilioClient, created_at
 from tasks.errors import ApiError, ConfigError, RetriableApiError, TasksError
 from tasks.files import write_json_atomic
 from tasks.state.markers import MarkerTarget
+
+if TYPE_CHECKING:  # pyrate_limiter is loaded where a limiter is made, not by `import tasks` or `status`
+    from tasks.channels.limiter import ChannelLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +116,8 @@ def reconcile_send(
     """Settle the unknown recipients of one send (or of one `shard` of it) with the provider's lookup (see the
     module docstring). A sharded send without `shard` is settled shard by shard, each under its own lock.
     `template` names the send's template (empty: the section's), whose body the lookup matches."""
+    from tasks.channels.limiter import ChannelLimiter
+
     cfg = channel_core.channel_config(channel)
     key = SendKey(campaign, date.isoformat(), channel)
     result = ReconcileResult(channel, campaign, key.date, segment, cfg.provider)

@@ -22,7 +22,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import config, pii, state
 from tasks.campaign import compliance
@@ -31,7 +31,6 @@ from tasks.channels.base import ProviderClient
 from tasks.channels.fcm import FcmClient
 from tasks.channels.http import HttpTransport
 from tasks.channels.ledger import PENDING, SendKey, SendLedger, Shard, ledger_path
-from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.oauth import CREDENTIALS_ENV, ServiceAccountToken, StaticToken, load_service_account
 from tasks.channels.outbox import OutboxClient, outbox_path
 from tasks.channels.screen import SYSTEM_CLOCK, Clock
@@ -50,6 +49,9 @@ from tasks.channels.templates import FIELDS, ChannelTemplate, load_template, tem
 from tasks.channels.twilio import TwilioClient
 from tasks.channels.unsubscribe import MIN_SECRET_CHARS, SECRET_ENV, make_token
 from tasks.errors import CampaignFailedError, ConfigError, RecipientsHeldError
+
+if TYPE_CHECKING:  # pyrate_limiter is loaded where a limiter is made, not by `import tasks` or `status`
+    from tasks.channels.limiter import ChannelLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -393,6 +395,8 @@ def make_limiter(channel: str, cfg: config.ChannelCampaignConfig, var_dir: Path,
     """The channel's token bucket: in the state database with [state] backend = postgres (every host shares
     it); in <var_dir>/limiter/<channel>.sqlite3 when the send is split into shards on this host (one process
     per shard); else in this process."""
+    from tasks.channels.limiter import ChannelLimiter
+
     rate, burst = limits(cfg)
     if state.settings().shared:
         return ChannelLimiter(rate, burst, name=channel, dsn=state.dsn())

@@ -12,19 +12,24 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import luigi
 
 from tasks import config, state
-from tasks.campaign import reconcile
-from tasks.campaign import results as results_core
-from tasks.campaign import segments as segments_core
-from tasks.campaign import sends as channel_core
+from tasks.addresses import CHANNELS
 from tasks.channels.ledger import SendKey, Shard
 from tasks.files import write_json_atomic
 from tasks.params import RunDateParameter
 from tasks.state.markers import MarkerTarget
 from tasks.warehouse import MarkerTableTarget, session
+
+if TYPE_CHECKING:
+    from tasks.campaign import sends as channel_core
+
+# The cores (segments, sends, reconcile, results) are imported inside the methods that run them:
+# they bring pyarrow, pandas, numpy, phonenumbers and the provider clients, which `import tasks`
+# (every `luigi --module tasks` and `python -m tasks` start) must not pay for.
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +48,24 @@ class LoadSegments(luigi.Task):
 
     def output_dir(self) -> Path:
         """The folder holding this date's outputs."""
+        from tasks.campaign import segments as segments_core
+
         return segments_core.output_dir(config.var_dir(), self.date)
 
     def customers_path(self) -> Path:
         """The Parquet file of valid customers (read it with segments.customers_for_channel)."""
+        from tasks.campaign import segments as segments_core
+
         return self.output_dir() / segments_core.CUSTOMERS_FILE
 
     def output(self) -> luigi.LocalTarget:
+        from tasks.campaign import segments as segments_core
+
         return luigi.LocalTarget(str(self.output_dir() / segments_core.SUMMARY_FILE))
 
     def run(self) -> None:
+        from tasks.campaign import segments as segments_core
+
         cfg = config.SegmentsConfig()
         options = config.settings(
             segments_core.LoadOptions, cfg, segments=tuple(s.strip() for s in cfg.segments.split(",") if s.strip())
@@ -155,9 +168,13 @@ class _SendChannelCampaign(luigi.Task):
     @property
     def retry_count(self) -> int:
         """Luigi's per-task attempts, from [<channel>_campaign] retry_count."""
+        from tasks.campaign import sends as channel_core
+
         return channel_core.channel_config(self.channel).retry_count
 
     def shards(self) -> list[SendShard]:
+        from tasks.campaign import sends as channel_core
+
         count = channel_core.channel_config(self.channel).shards
         if count <= 1:
             return []
@@ -169,13 +186,20 @@ class _SendChannelCampaign(luigi.Task):
         return shards or [LoadSegments(date=self.date)]  # with shards, only they read the customers
 
     def result_path(self) -> Path:
+        from tasks.campaign import sends as channel_core
+
         return channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
 
     def output(self) -> luigi.Target:
+        from tasks.campaign import sends as channel_core
+
         return _result_target(self.result_path(),
                               channel_core.marker_id(self.channel, self.campaign, self.date, self.segment))
 
     def run(self) -> None:
+        from tasks.campaign import reconcile
+        from tasks.campaign import sends as channel_core
+
         cfg = channel_core.channel_config(self.channel)
         shards = self.shards()
         if shards:
@@ -209,7 +233,7 @@ class SendShard(luigi.Task):
     Postgres state). Idempotence: the send ledger, as for the whole send.
     """
 
-    channel = luigi.ChoiceParameter(choices=list(channel_core.CHANNELS), description="email, sms or push.")
+    channel = luigi.ChoiceParameter(choices=list(CHANNELS), description="email, sms or push.")
     date = RunDateParameter()
     campaign = luigi.Parameter(description="Campaign name (part of the ledger key).")
     segment = luigi.Parameter(description="Target segment ('all' = every segment).")
@@ -220,6 +244,8 @@ class SendShard(luigi.Task):
 
     @property
     def retry_count(self) -> int:
+        from tasks.campaign import sends as channel_core
+
         return channel_core.channel_config(self.channel).retry_count
 
     def requires(self) -> list[LoadSegments]:
@@ -228,14 +254,21 @@ class SendShard(luigi.Task):
         return [] if state.settings().shared else [LoadSegments(date=self.date)]
 
     def result_path(self) -> Path:
+        from tasks.campaign import sends as channel_core
+
         path = channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
         return channel_core.shard_result_path(path, self.shard, self.shards)
 
     def output(self) -> luigi.Target:
+        from tasks.campaign import sends as channel_core
+
         return _result_target(self.result_path(), channel_core.marker_id(
             self.channel, self.campaign, self.date, self.segment, self.shard, self.shards))
 
     def run(self) -> None:
+        from tasks.campaign import reconcile
+        from tasks.campaign import sends as channel_core
+
         customers = _segments_here(self)
         shard = Shard(self.shard, self.shards)
         if reconcile.supported(channel_core.channel_config(self.channel)):  # this shard's unknowns, first
@@ -306,9 +339,13 @@ class ExportSegmentLoad(luigi.Task):
         return LoadSegments(date=self.date)
 
     def output(self) -> MarkerTableTarget:
+        from tasks.campaign import results as results_core
+
         return MarkerTableTarget(results_core.load_marker_id(self.date), config.ResultsConfig().segment_loads_table)
 
     def complete(self) -> bool:
+        from tasks.campaign import results as results_core
+
         summary = Path(self.input().path)
         if not summary.exists():  # not loaded on this host (or not yet): the marker row says
             return self.output().exists()
@@ -316,6 +353,9 @@ class ExportSegmentLoad(luigi.Task):
         return self.output().build_id() == digest
 
     def run(self) -> None:
+        from tasks.campaign import results as results_core
+        from tasks.campaign import segments as segments_core
+
         table = config.ResultsConfig().segment_loads_table
         summary = json.loads(Path(self.input().path).read_text(encoding="utf-8"))
         rejects = self.requires().output_dir() / segments_core.REJECTS_FILE
@@ -350,13 +390,19 @@ class ExportSendResults(luigi.Task):
         return SendKey(self.campaign, self.date.isoformat(), self.channel)
 
     def output(self) -> MarkerTableTarget:
+        from tasks.campaign import results as results_core
+
         return results_core.send_target(self.key(), self.requires().segment)
 
     def complete(self) -> bool:
+        from tasks.campaign import results as results_core
+
         send = self.requires()
         return results_core.send_exported(self.key(), send.segment, send.result_path())
 
     def run(self) -> None:
+        from tasks.campaign import results as results_core
+
         send = self.requires()
         path = _local_result(send)  # with shared state the send may have finished on another host
         result = json.loads(path.read_text(encoding="utf-8"))

@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tasks.channels.base import Message, ProviderClient
 from tasks.channels.ledger import (
@@ -63,9 +63,11 @@ from tasks.channels.ledger import (
     SendLedger,
     Shard,
 )
-from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.screen import SYSTEM_CLOCK, Clock, Hold, Screen, Skip
 from tasks.errors import AuthApiError, FatalApiError, OptedOutError, RetriableApiError
+
+if TYPE_CHECKING:  # pyrate_limiter is loaded where a limiter is made, not by `import tasks` or `status`
+    from tasks.channels.limiter import ChannelLimiter
 
 logger = logging.getLogger(__name__)
 

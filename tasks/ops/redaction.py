@@ -15,8 +15,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-import phonenumbers
-
 from tasks.pii import mask_email, mask_phone, mask_token
 
 REDACTED = "[REDACTED]"
@@ -96,6 +94,8 @@ def redact(
 
 def _mask_phones(text: str, region: str | None) -> str:
     """Mask what libphonenumber recognises as a phone number, then any leftover E.164-looking run."""
+    import phonenumbers  # here, not at import: `import tasks` loads this module for the alert handlers
+
     spans: list[tuple[int, int]] = []
     for matcher_region in {None, region or None}:
         matcher = phonenumbers.PhoneNumberMatcher(text, matcher_region, leniency=phonenumbers.Leniency.POSSIBLE)

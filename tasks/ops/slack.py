@@ -34,7 +34,6 @@ import requests
 
 from tasks import config
 from tasks.channels.http import HttpTransport, retry_after_seconds
-from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.status import ProviderCodes, classify
 from tasks.errors import FatalApiError, RetriableApiError
 from tasks.files import append_json_line, private_dir
@@ -137,6 +136,8 @@ def deliver(payload: dict[str, Any], settings: SlackSettings | None = None) -> D
 
 def _post_with_retries(payload: dict[str, Any], settings: SlackSettings) -> Delivery:
     """One alert's single retry loop, bounded by `max_retries` and `handler_budget`."""
+    from tasks.channels.limiter import ChannelLimiter  # pyrate_limiter: loaded when an alert is posted
+
     deadline = time.monotonic() + settings.handler_budget
     limiter = ChannelLimiter(settings.rate_per_second, settings.burst, name=f"slack-{settings.hook_id}",
                              state_path=alerts_dir() / "ratelimit.sqlite")

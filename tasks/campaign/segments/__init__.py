@@ -46,7 +46,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tasks.campaign.segments.model import (
@@ -115,6 +114,8 @@ def iter_customers_for_channel(parquet_path: str | os.PathLike[str], channel: st
                                batch_rows: int = 10_000, also: tuple[str, ...] = ()) -> Iterator[pa.RecordBatch]:
     """Like customers_for_channel, in record batches of about `batch_rows` rows in file order (never the whole
     file in memory)."""
+    import pyarrow.dataset as ds  # here: it imports pandas, which the CLI's `status` never needs
+
     columns, wanted = channel_scan(parquet_path, channel, segment, also)
     dataset = ds.dataset(parquet_path, format="parquet")
     scanner = dataset.scanner(columns=columns, filter=wanted, batch_size=batch_rows, use_threads=False)
