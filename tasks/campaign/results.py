@@ -25,6 +25,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,7 +75,7 @@ def load_marker_id(date: dt.date) -> str:
 
 
 def send_rows(
-    rows: Iterable[Mapping[str, object]],
+    rows: Iterable[Mapping[str, Any]],
     key: SendKey,
     segment: str,
     provider: str,
@@ -87,7 +88,7 @@ def send_rows(
     The ledger keeps when a row was created (just before its first attempt) and last changed;
     a row never attempted (attempts 0) has neither time."""
     loaded_at = loaded_at or utc_now()
-    cols: dict[str, list] = {name: [] for name in SENDS_SCHEMA.names}
+    cols: dict[str, list[Any]] = {name: [] for name in SENDS_SCHEMA.names}
     day = dt.date.fromisoformat(key.date)
     for row in rows:
         cid = str(row["customer_id"])
@@ -99,8 +100,8 @@ def send_rows(
         cols["reason"].append(row.get("reason"))
         cols["attempts"].append(int(row.get("attempts") or 0))
         cols["provider_message_id"].append(row.get("provider_message_id"))
-        cols["first_attempt_at"].append(_utc(row.get("created_at")) if attempted else None)  # type: ignore[arg-type]
-        cols["last_attempt_at"].append(_utc(row.get("updated_at")) if attempted else None)  # type: ignore[arg-type]
+        cols["first_attempt_at"].append(_utc(row.get("created_at")) if attempted else None)
+        cols["last_attempt_at"].append(_utc(row.get("updated_at")) if attempted else None)
     n = len(cols["customer_id"])
     for name, value in (("campaign", key.campaign), ("date", day), ("channel", key.channel), ("segment", segment),
                         ("provider", provider), ("loaded_at", loaded_at)):

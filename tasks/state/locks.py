@@ -5,7 +5,8 @@ the server when the session ends (advisory), so a SIGKILLed holder never leaves 
 no lease to expire, no pid file to trust. An advisory lock is a session lock on a connection
 of its own with TCP keepalives, so a host that vanished releases it within about a minute.
 
-Reads no luigi.cfg section directly: `tasks.state.settings()` decides the backend.
+`flock` and `advisory` are the two kinds; `try_lock` takes the kind of the state backend chosen
+from [state] (tasks.state.backend()), and a Database takes its own kind (Database.try_lock).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from tasks import state
 from tasks.files import FILE_MODE, private_dir
-from tasks.state import dsn, settings
-from tasks.state.db import PostgresDatabase
 
 
 def lock_key(name: str) -> int:
@@ -49,12 +50,8 @@ def try_lock(name: str, lock_dir: str | os.PathLike[str]) -> Iterator[Held]:
     With the SQLite backend the lock is `<lock_dir>/<name>.lock` (this host only); with Postgres it
     is an advisory lock every host sharing the database sees.
     """
-    if settings().shared:
-        with _advisory(name) as held:
-            yield held
-    else:
-        with _flock(Path(lock_dir) / f"{_safe(name)}.lock") as held:
-            yield held
+    with state.backend().try_lock(name, lock_dir) as held:
+        yield held
 
 
 @contextlib.contextmanager
@@ -69,7 +66,9 @@ def first_free(names: list[str], lock_dir: str | os.PathLike[str]) -> Iterator[t
 
 
 @contextlib.contextmanager
-def _flock(path: Path) -> Iterator[Held]:
+def flock(lock_dir: str | os.PathLike[str], name: str) -> Iterator[Held]:
+    """The flock `<lock_dir>/<name>.lock` (this host only), without waiting."""
+    path = Path(lock_dir) / f"{_safe(name)}.lock"
     private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
@@ -86,8 +85,23 @@ def _flock(path: Path) -> Iterator[Held]:
 
 
 @contextlib.contextmanager
-def _advisory(name: str) -> Iterator[Held]:
-    conn = PostgresDatabase(dsn()).connect()
+def host_lock(lock_dir: str | os.PathLike[str], name: str) -> Iterator[None]:
+    """Wait for the flock `<lock_dir>/<name>.lock` and hold it (this host's processes take turns: work on
+    this host's own files, whatever the state backend)."""
+    path = Path(lock_dir) / f"{_safe(name)}.lock"
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
+def advisory(connect: Callable[[], Any], name: str) -> Iterator[Held]:
+    """The session advisory lock `name` on a connection of its own from `connect` (every host), without waiting."""
+    conn = connect()
     try:
         held, pid = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (lock_key(name),)).fetchone()
         yield Held(bool(held), int(pid) if held else None)

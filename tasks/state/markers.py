@@ -23,7 +23,7 @@ SQL_DIR = str(Path(__file__).resolve().parent / "sql" / "markers")
 class MarkerTarget(luigi.Target):
     """A marker row `marker_id` in `task_markers`: exists once written; `read()` gives its JSON document."""
 
-    def __init__(self, db: Database, marker_id: str):
+    def __init__(self, db: Database, marker_id: str) -> None:
         self.db = db
         self.marker_id = marker_id
         self._ready = False
