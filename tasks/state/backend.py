@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from tasks.errors import ConfigError, StateBackendError
-from tasks.state import locks
+from tasks.state import exclusive
 from tasks.state.buckets import PostgresStateStore, SharedStore, SqliteStateStore
 from tasks.state.db import Database, PostgresDatabase, SqliteDatabase
 from tasks.state.markers import MarkerTarget
@@ -31,6 +31,7 @@ from tasks.state.targets import FileResult, MarkedResult, ResultTarget
 DSN_ENV = "TASKS_STATE_DSN"
 
 Problem = tuple[str, str | None, str]  # (section, key or None, what), as check-config reports them
+LockContext = contextlib.AbstractContextManager[exclusive.Held]
 
 
 def dsn() -> str:
@@ -56,7 +57,7 @@ class StateBackend:
         """The database holding this piece of state when it exists already, else None (creates nothing)."""
         raise NotImplementedError
 
-    def try_lock(self, name: str, lock_dir: str | os.PathLike[str]) -> contextlib.AbstractContextManager[locks.Held]:
+    def try_lock(self, name: str, lock_dir: str | os.PathLike[str]) -> LockContext:
         """The exclusive lock `name`, without waiting (tasks/state/locks.py); `lock_dir` holds flock files."""
         raise NotImplementedError
 
@@ -85,8 +86,8 @@ class SqliteBackend(StateBackend):
     def existing_database(self, sqlite_path: str | os.PathLike[str]) -> Database | None:
         return SqliteDatabase(Path(sqlite_path)) if Path(sqlite_path).exists() else None
 
-    def try_lock(self, name: str, lock_dir: str | os.PathLike[str]) -> contextlib.AbstractContextManager[locks.Held]:
-        return locks.flock(lock_dir, name)
+    def try_lock(self, name: str, lock_dir: str | os.PathLike[str]) -> LockContext:
+        return exclusive.flock(lock_dir, name)
 
     def bucket_store(self, name: str, sqlite_path: Path | None) -> SharedStore | None:
         return SqliteStateStore(sqlite_path, name) if sqlite_path is not None else None
@@ -112,7 +113,7 @@ class PostgresBackend(StateBackend):
     def existing_database(self, sqlite_path: str | os.PathLike[str]) -> Database | None:
         return self.database(sqlite_path)  # the database is there (or fails to answer)
 
-    def try_lock(self, name: str, lock_dir: str | os.PathLike[str]) -> contextlib.AbstractContextManager[locks.Held]:
+    def try_lock(self, name: str, lock_dir: str | os.PathLike[str]) -> LockContext:
         return PostgresDatabase(dsn()).try_lock(name)
 
     def bucket_store(self, name: str, sqlite_path: Path | None) -> SharedStore | None:

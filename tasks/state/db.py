@@ -7,9 +7,9 @@ array to SQLite (read it with `json_each(:ids)`) and as an array to Postgres (`=
 
 Postgres connections come from one psycopg_pool per process and DSN, re-made after a fork
 (Luigi forks a process per task when it runs several workers); a pooled connection is never
-shared across processes. Where the engines differ in more than a statement (bulk writes, bind styles, per-key locks, the
-catalog) each has its own `Tx` class: nobody asks which engine it is. Reads no luigi.cfg section:
-the caller passes the path or DSN.
+shared across processes. Where the engines differ in more than a statement (bulk writes, bind
+styles, per-key locks, the catalog) each has its own `Tx` class: nobody asks which engine it is.
+Reads no luigi.cfg section: the caller passes the path or DSN.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 
 from tasks.errors import ConfigError, StateBackendError
 from tasks.files import private_file
-from tasks.state import locks
-from tasks.state.locks import Held
+from tasks.state import exclusive
+from tasks.state.exclusive import Held
 
 Params = Mapping[str, Any]
 
@@ -263,7 +263,7 @@ class SqliteDatabase(Database):
                 raise
 
     def try_lock(self, name: str) -> contextlib.AbstractContextManager[Held]:
-        return locks.flock(self.path.parent, name)
+        return exclusive.flock(self.path.parent, name)
 
     def close(self) -> None:
         with self._lock:
@@ -306,7 +306,7 @@ class PostgresDatabase(Database):
             raise StateBackendError(f"state database unreachable: {_first_line(exc)}") from None
 
     def try_lock(self, name: str) -> contextlib.AbstractContextManager[Held]:
-        return locks.advisory(self.connect, name)
+        return exclusive.advisory(self.connect, name)
 
 
 # A dead peer (a host that lost power) releases its advisory locks once TCP notices: ~40 s.
