@@ -300,7 +300,7 @@ class SendLedger:
                 over: dict[int, list[str]] = {}
                 for cid in ids:
                     if counts.get(cid, 0) >= cap.limit:
-                        over.setdefault(counts[cid], []).append(cid)
+                        over.setdefault(counts.get(cid, 0), []).append(cid)
                 for count, group in sorted(over.items()):
                     capped += self._move_in(tx, key, group, f"state = '{CAPPED}', reason = :reason",
                                             {"reason": cap.reason.format(count=count)}, (PENDING,))
