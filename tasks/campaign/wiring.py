@@ -55,7 +55,8 @@ def shard_result_path(send_result: Path, shard: int, shards: int) -> Path:
 
 
 def marker_id(channel: str, campaign: str, date: datetime.date, segment: str, shard: int = 0, shards: int = 1) -> str:
-    """The send's (or one shard's) completion marker with Postgres state; a shard's id extends its send's."""
+    """The id of the send's (or one shard's) completion mark where the state backend keeps one beside the result
+    file (tasks/state/targets.py); a shard's id extends its send's."""
     whole = f"{channel}/{campaign}/{date}/{segment}"
     return whole if shards <= 1 else f"{whole}/shard-{shard + 1}-of-{shards}"
 

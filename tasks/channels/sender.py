@@ -38,7 +38,7 @@ whether recipients may go, where a check such as a bounce-rate breaker belongs),
 and `_record` (the outcome into the ledger; `verdict_for` is the one mapping of a provider error to a
 ledger outcome). What a pass needs is one `SendJob`, built once by `send_campaign`.
 
-Reads no luigi.cfg section: tasks/campaign/wiring.py builds the job from the config.
+Reads no luigi.cfg section: tasks/campaign/wiring.py passes what the config says.
 """
 
 from __future__ import annotations
@@ -617,8 +617,9 @@ class _Run:
             if verdict.abort:
                 outcome.abort = answer
             else:
-                outcome.retry_in, outcome.retry = verdict.retry_in, [by for by in claim.batch.recipients
-                                                                      if by.customer_id in set(ids)]
+                claimed = set(ids)
+                outcome.retry_in = verdict.retry_in
+                outcome.retry = [r for r in claim.batch.recipients if r.customer_id in claimed]
         elif verdict.state == SUPPRESSED:
             outcome.skipped[SUPPRESSED] += len(job.ledger.mark_skipped(job.key, ids, SUPPRESSED, verdict.reason))
             if job.screen is not None:
