@@ -4,7 +4,7 @@ Setup (not timed): customers.parquet with 1,000,000 customers (every one with an
 address) written straight in LoadSegments' schema, and a fake SendGrid (a real HTTP server
 on loopback, `python -m tests.fakes.providers`, its own process, no rate limit, spec
 validation off: 1,000-personalization bodies) . Each child runs the real streaming sender
-(tasks.campaign.sends.ParquetRecipients + send_campaign) on the SQLite ledger, batches of
+(tasks.campaign.recipients.ParquetRecipients + send_campaign) on the SQLite ledger, batches of
 1,000 recipients, token bucket 1000/s burst 100, concurrency 4: the provider is not the limit.
 The compliance screen of every send is on (issue 14): the duplicate-address scan before the first
 request, then per request two suppression-store queries (the check, and the re-check with the token
@@ -71,7 +71,7 @@ def child(args: list[str]) -> None:
     """One send: `--child <customers.parquet> <var dir> <fake base url>`; prints the result's figures."""
     customers, var_dir, base_url = Path(args[0]), Path(args[1]), args[2]
     from tasks.campaign import compliance
-    from tasks.campaign.sends import ParquetRecipients
+    from tasks.campaign.recipients import ParquetRecipients
     from tasks.channels.http import HttpTransport
     from tasks.channels.ledger import SendKey, SendLedger, ledger_path
     from tasks.channels.limiter import ChannelLimiter

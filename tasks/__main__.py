@@ -209,11 +209,11 @@ def _unsubscribe_server(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from tasks.campaign import preview, sends
+    from tasks.campaign import preview, send_config
     from tasks.params import default_run_date
 
     args.date = args.date or default_run_date()
-    channels = [args.channel] if args.channel else list(sends.CHANNELS)
+    channels = [args.channel] if args.channel else list(send_config.CHANNELS)
     reports = preview.preview(args.date, args.campaign, channels, template=args.template or "",
                               segment=args.segment or "")
     for report in reports.values():

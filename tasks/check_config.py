@@ -37,12 +37,11 @@ import luigi
 import luigi.configuration
 
 from tasks import config, state
-from tasks.campaign import sends
+from tasks.campaign import send_config
 from tasks.channels.templates import template_path
 from tasks.elt.specs import load_specs
-from tasks.errors import StateBackendError, TasksError
+from tasks.errors import TasksError
 from tasks.luigi_internals import config_paths, configured_value, registered_classes
-from tasks.state.db import PostgresDatabase
 
 # Sections Luigi reads with arbitrary keys or without a Config class.
 FREE_FORM = {"resources", "prometheus", "task_history", "hdfs", "spark", "batch_notifier"}
@@ -201,48 +200,40 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
                             for spec in load_specs(specs_path) if not spec.sql_path.is_file())
     with _quietly(problems):
         need("campaign", "suppression_list", config.campaign().suppression_list)
-    for channel in sends.CHANNELS:
+    for channel in send_config.CHANNELS:
         with _quietly(problems):
             directory = config.resolve_path(config.campaign().templates_dir)
             need(f"{channel}_campaign", "template",
-                 str(template_path(directory, channel, sends.channel_config(channel).template)))
+                 str(template_path(directory, channel, send_config.channel_config(channel).template)))
     logging_conf = luigi.configuration.get_config().get("core", "logging_conf_file", "")
     need("core", "logging_conf_file", logging_conf)
     return problems
 
 
 def _providers(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
-    """What each send would refuse to start on (sends.config_problems: provider, limits, environment,
+    """What each send would refuse to start on (send_config.config_problems: provider, limits, environment,
     the demo sample with a real provider)."""
     problems: list[Problem] = []
     with _quietly(problems):
-        for section, key, what in sends.campaign_problems():
+        for section, key, what in send_config.campaign_problems():
             if "does not exist" not in what:  # a missing file: _files names it
                 problems.append(Problem(_place(where, section, key), what))
-    for channel in sends.CHANNELS:
+    for channel in send_config.CHANNELS:
         with _quietly(problems):
-            for section, key, what in sends.config_problems(channel, sends.channel_config(channel)):
+            for section, key, what in send_config.config_problems(channel, send_config.channel_config(channel)):
                 place = "environment" if section == "environment" else _place(where, section, key)
                 problems.append(Problem(place, what))
     return problems
 
 
 def _state(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
-    """With [state] backend = postgres: TASKS_STATE_DSN is set and the database answers (a send, a shard
-    lock or a cron slot would fail on it later, after the ELT ran)."""
+    """What keeps the state backend of [state] from working (with backend = postgres: TASKS_STATE_DSN unset, or
+    a database that does not answer; a send, a shard lock or a cron slot would fail on it later, after the ELT
+    ran)."""
     problems: list[Problem] = []
     with _quietly(problems):
-        if not state.settings().shared:
-            return problems
-        try:
-            dsn = state.dsn()
-        except TasksError as exc:
-            return [Problem("environment", str(exc))]
-        try:
-            PostgresDatabase(dsn).connect().close()
-        except StateBackendError as exc:
-            what = f"backend = postgres, but the database of {state.DSN_ENV} does not answer: {exc}"
-            problems.append(Problem(_place(where, "state", "backend"), what))
+        problems += [Problem("environment" if section == "environment" else _place(where, section, key), what)
+                     for section, key, what in state.backend().problems()]
     return problems
 
 

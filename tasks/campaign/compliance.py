@@ -1,7 +1,7 @@
 """What a send checks before each request: suppressions, one message per address, the frequency cap,
 quiet hours. Pure rules plus the screen the sender calls (tasks/channels/screen.py).
 
-Sections read (through tasks/campaign/sends.py, which passes plain values): [campaign]
+Sections read (through tasks/campaign/wiring.py, which passes plain values): [campaign]
 suppression_list and frequency_cap, [sms_campaign] / [push_campaign] quiet_hours,
 default_timezone. In the order a recipient meets them:
 

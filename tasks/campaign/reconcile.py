@@ -29,25 +29,25 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
-import json
 import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tasks import config, state
 from tasks.campaign import results as results_core
-from tasks.campaign import sends as channel_core
+from tasks.campaign import send_config, wiring
+from tasks.campaign.providers import limits, make_client
+from tasks.campaign.recipients import ParquetRecipients
+from tasks.campaign.send_config import CHANNELS
 from tasks.channels.ledger import UNKNOWN, SendKey, SendLedger, Shard, ledger_path
+from tasks.channels.limiter import ChannelLimiter
+from tasks.channels.sender import Recipient
 from tasks.channels.twilio import TwilioClient, created_at
 from tasks.errors import ApiError, ConfigError, RetriableApiError, TasksError
-from tasks.files import write_json_atomic
-from tasks.state.markers import MarkerTarget
-
-if TYPE_CHECKING:  # pyrate_limiter is loaded where a limiter is made, not by `import tasks` or `status`
-    from tasks.channels.limiter import ChannelLimiter
+from tasks.state.targets import ResultTarget
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +116,7 @@ def reconcile_send(
     """Settle the unknown recipients of one send (or of one `shard` of it) with the provider's lookup (see the
     module docstring). A sharded send without `shard` is settled shard by shard, each under its own lock.
     `template` names the send's template (empty: the section's), whose body the lookup matches."""
-    from tasks.channels.limiter import ChannelLimiter
-
-    cfg = channel_core.channel_config(channel)
+    cfg = send_config.channel_config(channel)
     key = SendKey(campaign, date.isoformat(), channel)
     result = ReconcileResult(channel, campaign, key.date, segment, cfg.provider)
     with SendLedger(state.database(ledger_path(config.var_dir(), channel))) as ledger:
@@ -133,48 +131,82 @@ def reconcile_send(
         unknown = {r["customer_id"]: r for r in rows if shard.count == 1 or int(r["shard"]) == shard.index}
         if not unknown:
             return result
-        source = channel_core.ParquetRecipients(customers_path, channel, segment, campaign, date)
-        recipients = {r.customer_id: r for batch in source.batches() for r in batch.build(set(unknown))}
+        recipients = _recipients(unknown, customers_path, channel, segment, campaign, date)
         result.unknown_before = len(recipients)
         if not supported(cfg):
             result.still_unknown = len(recipients)
             result.note = WHY_NO_LOOKUP.get(cfg.provider, f"{cfg.provider} has no lookup")
             return result
-        problems = channel_core.config_problems(channel, cfg)
-        if problems:
-            raise ConfigError("; ".join(what for _, _, what in problems))
-        render = channel_core.make_render(channel_core.channel_template(channel, template or cfg.template), key, cfg)
-        client = channel_core.make_client(channel, cfg, config.var_dir(), key)
-        assert isinstance(client, TwilioClient)
-        grace_s = 60.0 * config.SmsCampaignConfig().reconcile_grace_minutes
-        rate, burst = channel_core.limits(cfg)
-        now = time.time() if now is None else now
-        try:
-            with ChannelLimiter(rate, burst, name=f"{channel}-lookup") as limiter, ledger.run_lock(key, shard):
-                for cid, recipient in sorted(recipients.items()):
-                    row = unknown[cid]
-                    body = render(recipient)["body"]
-                    sid, other, lookups = _find(client, limiter, recipient.address, body, float(row["created_at"]))
-                    result.lookups += lookups
-                    if sid is not None:
-                        if ledger.settle_unknown(key, cid, sid):
-                            result.settled_sent += 1
-                            result.settled[cid] = sid
-                    elif other:
-                        # a message from us reached this number since, with another body (the template was
-                        # edited, or another one was named): it may be this send's, so never send it again
-                        result.still_unknown += 1
-                        result.other_body += 1
-                    elif now - float(row["updated_at"]) >= grace_s:
-                        minutes = config.SmsCampaignConfig().reconcile_grace_minutes
-                        result.reopened += len(ledger.reopen(
-                            key, [cid], f"not found at {cfg.provider} {minutes:g} min after the last attempt"))
-                    else:
-                        result.still_unknown += 1
-        finally:
-            client.close()
+        lookup = _Lookup(ledger, key, shard, cfg, template, time.time() if now is None else now)
+        lookup.settle(recipients, unknown, result)
     logger.info("reconcile %s", result)
     return result
+
+
+def _recipients(unknown: dict[str, dict[str, Any]], customers_path: str | os.PathLike[str], channel: str,
+                segment: str, campaign: str, date: dt.date) -> dict[str, Recipient]:
+    """customer_id -> the recipient (address, fields) of each unknown row still in the customers file."""
+    source = ParquetRecipients(customers_path, channel, segment, campaign, date)
+    return {r.customer_id: r for batch in source.batches() for r in batch.build(set(unknown))}
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """One reconcile's lookups: the send's ledger and run lock, its section, template and `now` (epoch s)."""
+
+    ledger: SendLedger
+    key: SendKey
+    shard: Shard
+    cfg: config.ChannelCampaignConfig
+    template: str
+    now: float
+
+    def settle(self, recipients: dict[str, Recipient], unknown: dict[str, dict[str, Any]],
+               result: ReconcileResult) -> None:
+        """Look every recipient up (under the send's run lock, each request paced by the channel's limit)."""
+        channel = self.key.channel
+        problems = send_config.config_problems(channel, self.cfg)
+        if problems:
+            raise ConfigError("; ".join(what for _, _, what in problems))
+        chosen = send_config.channel_template(channel, self.template or self.cfg.template)
+        render = wiring.make_render(chosen, self.key, self.cfg)
+        client = make_client(channel, self.cfg, config.var_dir(), self.key)
+        if not isinstance(client, TwilioClient):
+            client.close()
+            raise ConfigError(f"[{channel}_campaign] provider = {self.cfg.provider}: no lookup to reconcile with")
+        rate, burst = limits(self.cfg)
+        try:
+            with ChannelLimiter(rate, burst, name=f"{channel}-lookup") as limiter, \
+                    self.ledger.run_lock(self.key, self.shard):
+                for cid, recipient in sorted(recipients.items()):
+                    body = render(recipient)["body"]
+                    found = _find(client, limiter, recipient.address, body, float(unknown[cid]["created_at"]))
+                    self._settle_one(cid, unknown[cid], found, result)
+        finally:
+            client.close()
+
+    def _settle_one(self, cid: str, row: dict[str, Any], found: tuple[str | None, bool, int],
+                    result: ReconcileResult) -> None:
+        """One recipient by what its lookup found: sent; left unknown (another body, or too recent); pending."""
+        sid, other, lookups = found
+        result.lookups += lookups
+        if sid is not None:
+            if self.ledger.settle_unknown(self.key, cid, sid):
+                result.settled_sent += 1
+                result.settled[cid] = sid
+        elif other:
+            # a message from us reached this number since, with another body (the template was
+            # edited, or another one was named): it may be this send's, so never send it again
+            result.still_unknown += 1
+            result.other_body += 1
+        elif self.now - float(row["updated_at"]) >= 60.0 * self._grace_minutes():
+            reason = f"not found at {self.cfg.provider} {self._grace_minutes():g} min after the last attempt"
+            result.reopened += len(self.ledger.reopen(self.key, [cid], reason))
+        else:
+            result.still_unknown += 1
+
+    def _grace_minutes(self) -> float:
+        return config.SmsCampaignConfig().reconcile_grace_minutes
 
 
 def _find(client: TwilioClient, limiter: ChannelLimiter, address: str, body: str,
@@ -222,11 +254,11 @@ def sends_of_day(date: dt.date, campaign: str | None = None) -> list[tuple[str, 
     base = config.var_dir() / "campaigns" / date.isoformat()
     for path in sorted(base.glob("*/*.json")) if base.is_dir() else []:
         # a shard's result file names its send: <channel>-<segment>.shard-<i>-of-<n>
-        channel, _, segment = channel_core.SHARD_SUFFIX.sub("", path.stem).partition("-")
-        if channel in channel_core.CHANNELS and campaign in (None, path.parent.name):
+        channel, _, segment = wiring.SHARD_SUFFIX.sub("", path.stem).partition("-")
+        if channel in CHANNELS and campaign in (None, path.parent.name):
             found.add((channel, path.parent.name, segment))
-    for channel in channel_core.CHANNELS:
-        found.add((channel, campaign or "demo", channel_core.channel_config(channel).segment))
+    for channel in CHANNELS:
+        found.add((channel, campaign or "demo", send_config.channel_config(channel).segment))
     return sorted(found)
 
 
@@ -250,25 +282,16 @@ def reconcile_day(date: dt.date, campaign: str | None, customers_path: Path) -> 
 
 
 def _refresh(result: ReconcileResult, customers_path: Path) -> bool:
-    """After rows changed state: fix the send's result file and reload its warehouse rows."""
+    """After rows changed state: fix the send's result (or mark the send not done) and reload its warehouse
+    rows."""
     date = dt.date.fromisoformat(result.date)
-    path = channel_core.result_path(config.var_dir(), date, result.campaign, result.channel, result.segment)
-    marker = MarkerTarget(state.database(path), channel_core.marker_id(
-        result.channel, result.campaign, date, result.segment)) if state.settings().shared else None
+    path = wiring.result_path(config.var_dir(), date, result.campaign, result.channel, result.segment)
+    target = state.backend().result_target(path, wiring.marker_id(result.channel, result.campaign, date,
+                                                                   result.segment))
     if result.reopened:
-        # rows are pending again: the send is not complete any more, nor are its shards, so the next run sends
-        # them; every completion target goes (result files here, marker rows every host sees)
-        files = [p for p in (path, *path.parent.glob(f"{glob.escape(path.stem)}.shard-*-of-*.json")) if p.exists()]
-        for p in files:
-            p.unlink(missing_ok=True)
-        markers = marker.remove() if marker is not None else 0
-        logger.info("reconcile: %d recipient(s) of %s are pending again; the send is marked not done (%d result "
-                    "file(s), %d marker(s) removed), so its next run sends them",
-                    result.reopened, result.channel, len(files), markers)
+        _unmark(result, target)
         return True
-    payload = marker.read() if marker is not None else None
-    if payload is None and path.exists():
-        payload = json.loads(path.read_text(encoding="utf-8"))
+    payload = target.read()
     if payload is None:
         return True  # the send never finished: its next run writes the result and exports
     counts = dict(payload.get("counts") or {})
@@ -276,9 +299,7 @@ def _refresh(result: ReconcileResult, customers_path: Path) -> bool:
     counts["sent"] = counts.get("sent", 0) + result.settled_sent
     payload["counts"], payload["unknown"] = counts, counts[UNKNOWN]
     payload.setdefault("reconciled", []).append({**result.as_dict(), "at": dt.datetime.now(dt.UTC).isoformat()})
-    write_json_atomic(path, payload)
-    if marker is not None:
-        marker.write(payload)
+    target.write(payload)
     try:
         results_core.export_send(result.channel, date, result.campaign, result.segment, customers_path,
                                  str(payload.get("provider", "")), expected=counts, result_path=path)
@@ -287,3 +308,16 @@ def _refresh(result: ReconcileResult, customers_path: Path) -> bool:
                      result.channel, exc)
         return False
     return True
+
+
+def _unmark(result: ReconcileResult, target: ResultTarget) -> None:
+    """Rows are pending again: the send is not complete any more, nor are its shards, so the next run sends
+    them; every completion target goes (result files here, and what the backend keeps beside them)."""
+    path = Path(target.path)
+    files = [p for p in (path, *path.parent.glob(f"{glob.escape(path.stem)}.shard-*-of-*.json")) if p.exists()]
+    for p in files:
+        p.unlink(missing_ok=True)
+    markers = target.unmark()
+    logger.info("reconcile: %d recipient(s) of %s are pending again; the send is marked not done (%d result "
+                "file(s), %d marker(s) removed), so its next run sends them",
+                result.reopened, result.channel, len(files), markers)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tasks import config, state
 from tasks.campaign import segments as segments_core
-from tasks.campaign import sends as channel_core
+from tasks.campaign import send_config, wiring
 from tasks.campaign.reconcile import sends_of_day
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
 
@@ -41,7 +41,7 @@ def send_reports(date: dt.date) -> list[dict[str, object]]:
     var_dir = config.var_dir(create=False)
     out = []
     for channel, campaign, segment in sends_of_day(date):
-        path = channel_core.result_path(var_dir, date, campaign, channel, segment)
+        path = wiring.result_path(var_dir, date, campaign, channel, segment)
         base = {"channel": channel, "campaign": campaign, "segment": segment}
         if path.exists():
             result = json.loads(path.read_text(encoding="utf-8"))
@@ -52,15 +52,16 @@ def send_reports(date: dt.date) -> list[dict[str, object]]:
             continue
         counts = _ledger_counts(var_dir, SendKey(campaign, date.isoformat(), channel))
         if counts:
-            out.append({**base, "provider": channel_core.channel_config(channel).provider,
+            out.append({**base, "provider": send_config.channel_config(channel).provider,
                         "target": sum(counts.values()), "counts": counts, "rate": None, "duration_s": None,
                         "done": False})
     return out
 
 
 def _ledger_counts(var_dir: Path, key: SendKey) -> dict[str, int]:
-    path = ledger_path(var_dir, key.channel)
-    if not state.settings().shared and not path.exists():
+    """The send's counts by state in its ledger ({} when the ledger does not exist: a report creates none)."""
+    db = state.backend().existing_database(ledger_path(var_dir, key.channel))
+    if db is None:
         return {}
-    with SendLedger(state.database(path)) as ledger:
+    with SendLedger(db) as ledger:
         return ledger.counts(key)

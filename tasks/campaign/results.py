@@ -88,7 +88,7 @@ def send_rows(
     The ledger keeps when a row was created (just before its first attempt) and last changed;
     a row never attempted (attempts 0) has neither time."""
     loaded_at = loaded_at or utc_now()
-    cols: dict[str, list] = {name: [] for name in SENDS_SCHEMA.names}
+    cols: dict[str, list[Any]] = {name: [] for name in SENDS_SCHEMA.names}
     day = dt.date.fromisoformat(key.date)
     for row in rows:
         cid = str(row["customer_id"])

@@ -3,33 +3,32 @@ the exports of their results to the warehouse (ExportSegmentLoad, ExportSendResu
 
 Sections read: [segments] (LoadSegments), [results] (the exports); the send tasks below read
 their own sections.
-Everything the tasks call is plain Python (tasks/campaign/segments/, tasks/campaign/sends.py, tasks/channels/) that
-unit-tests without a scheduler.
+Everything the tasks call is plain Python (tasks/campaign/segments/, tasks/campaign/wiring.py and its neighbours,
+tasks/channels/) that unit-tests without a scheduler; where a result goes is the state backend's answer
+(tasks.state.backend().result_target).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import luigi
 
 from tasks import config, state
-from tasks.addresses import CHANNELS
+from tasks.campaign import outcome, send_config, wiring
+from tasks.campaign.send_config import CHANNELS
 from tasks.channels.ledger import SendKey, Shard
-from tasks.files import write_json_atomic
+from tasks.channels.send_result import Progress
 from tasks.params import RunDateParameter
-from tasks.state.markers import MarkerTarget
+from tasks.state import locks
+from tasks.state.targets import ResultTarget
 from tasks.warehouse import MarkerTableTarget, session
 
-if TYPE_CHECKING:
-    from tasks.campaign import sends as channel_core
-
-# The cores (segments, sends, reconcile, results) are imported inside the methods that run them:
-# they bring pyarrow, pandas, numpy, phonenumbers and the provider clients, which `import tasks`
-# (every `luigi --module tasks` and `python -m tasks` start) must not pay for.
+# segments, results and reconcile are imported inside the methods that run them: they bring pyarrow and numpy,
+# which `import tasks` (every `luigi --module tasks` and `python -m tasks` start) must not pay for.
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +63,13 @@ class LoadSegments(luigi.Task):
         return luigi.LocalTarget(str(self.output_dir() / segments_core.SUMMARY_FILE))
 
     def run(self) -> None:
+        # the processes of this host take turns (a send's shards may each load the file on their own host), and
+        # one that finds the load done meanwhile does nothing
+        with locks.host_lock(self.output_dir().parent, f"load-{self.date}"):
+            if not self.complete():
+                self._load()
+
+    def _load(self) -> None:
         from tasks.campaign import segments as segments_core
 
         cfg = config.SegmentsConfig()
@@ -90,13 +96,13 @@ class LoadSegments(luigi.Task):
         self.set_progress_percentage(100)
 
 
-def _segments_here(task: luigi.Task) -> Path:
-    """customers.parquet of `task.date` on this host, loading the segment file here first when needed.
+def _segments_here(task: luigi.Task, date: datetime.date) -> Path:
+    """customers.parquet of `date` on this host, loading the segment file here first when needed.
 
-    With shared state a task may run on a host where luigid already saw LoadSegments done elsewhere;
-    LoadSegments then runs in this task's process, its status shown as this task's (Luigi's
+    Each host keeps its own var/, so a task may run on a host where luigid already saw LoadSegments done
+    elsewhere; LoadSegments then runs in this task's process, its status shown as this task's (Luigi's
     TaskProcess sets these callbacks the same way on the task it runs)."""
-    segments = LoadSegments(date=task.date)
+    segments = LoadSegments(date=date)
     if not segments.complete():
         segments.set_status_message = task.set_status_message
         segments.set_progress_percentage = task.set_progress_percentage
@@ -104,33 +110,10 @@ def _segments_here(task: luigi.Task) -> Path:
     return segments.customers_path()
 
 
-def _local_result(send: _SendChannelCampaign) -> Path:
-    """The send's result file on this host: written from its marker row when the send finished on another host."""
-    path = send.result_path()
-    if not path.exists():
-        write_json_atomic(path, _read_result(send.output()))
-    return path
-
-
-def _result_target(path: Path, marker_id: str) -> luigi.Target:
-    """Where a send's result goes: a JSON file under var/ (SQLite state), or a marker row in the shared
-    database (Postgres state), which every host sees."""
-    if state.settings().shared:
-        return MarkerTarget(state.database(path), marker_id)
-    return luigi.LocalTarget(str(path))
-
-
-def _read_result(target: luigi.Target) -> dict:
-    if isinstance(target, MarkerTarget):
-        return target.read() or {}
-    return json.loads(Path(target.path).read_text(encoding="utf-8"))
-
-
-def _write_result(target: luigi.Target, path: Path, payload: dict) -> None:
-    """The result JSON file always (local tools read it), and the marker row with Postgres state."""
-    write_json_atomic(path, payload)
-    if isinstance(target, MarkerTarget):
-        target.write(payload)
+def _result_target(path: Path, marker_id: str) -> ResultTarget:
+    """Where a send's result goes, as the state backend says (a JSON file under var/; with shared state also a
+    marker row every host sees, which is then the completion)."""
+    return state.backend().result_target(path, marker_id)
 
 
 class _SendChannelCampaign(luigi.Task):
@@ -152,6 +135,8 @@ class _SendChannelCampaign(luigi.Task):
     """
 
     channel = ""  # set by each subclass: email, sms or push
+    segment = luigi.Parameter(default="all", description="Target segment ('all' = every segment); each send "
+                              "redefines it with its section's default.")
 
     date = RunDateParameter()
     campaign = luigi.Parameter(
@@ -168,57 +153,48 @@ class _SendChannelCampaign(luigi.Task):
     @property
     def retry_count(self) -> int:
         """Luigi's per-task attempts, from [<channel>_campaign] retry_count."""
-        from tasks.campaign import sends as channel_core
-
-        return channel_core.channel_config(self.channel).retry_count
+        return send_config.channel_config(self.channel).retry_count
 
     def shards(self) -> list[SendShard]:
-        from tasks.campaign import sends as channel_core
-
-        count = channel_core.channel_config(self.channel).shards
+        count = send_config.channel_config(self.channel).shards
         if count <= 1:
             return []
         return [SendShard(channel=self.channel, date=self.date, campaign=self.campaign, segment=self.segment,
                           template=self.template, shard=i, shards=count) for i in range(count)]
 
     def requires(self) -> list[luigi.Task]:
-        shards = self.shards()
+        shards: list[luigi.Task] = list(self.shards())
         return shards or [LoadSegments(date=self.date)]  # with shards, only they read the customers
 
     def result_path(self) -> Path:
-        from tasks.campaign import sends as channel_core
+        return wiring.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
 
-        return channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
-
-    def output(self) -> luigi.Target:
-        from tasks.campaign import sends as channel_core
-
-        return _result_target(self.result_path(),
-                              channel_core.marker_id(self.channel, self.campaign, self.date, self.segment))
+    def output(self) -> ResultTarget:
+        return _result_target(self.result_path(), wiring.marker_id(self.channel, self.campaign, self.date,
+                                                                   self.segment))
 
     def run(self) -> None:
         from tasks.campaign import reconcile
-        from tasks.campaign import sends as channel_core
 
-        cfg = channel_core.channel_config(self.channel)
+        cfg = send_config.channel_config(self.channel)
         shards = self.shards()
         if shards:
-            result = channel_core.combine_results([_read_result(task.output()) for task in shards])
+            result = outcome.combine_results([task.output().read() or {} for task in shards])
         else:
             customers = LoadSegments(date=self.date).customers_path()
             if reconcile.supported(cfg):  # a Twilio re-run first settles its unknowns with the provider
                 reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers,
                                          template=self.template)
-            result = channel_core.run_channel_send(
+            result = wiring.run_channel_send(
                 self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
                 template=self.template,
             ).as_dict()
-        channel_core.check_failure_ratio(result, cfg.max_failure_ratio)
-        channel_core.check_held(result, cfg)
-        _write_result(self.output(), self.result_path(), result)
+        outcome.check_failure_ratio(result, cfg.max_failure_ratio)
+        outcome.check_held(result, cfg)
+        self.output().write(result)
         self.set_progress_percentage(100)
 
-    def _show_progress(self, progress: channel_core.Progress) -> None:
+    def _show_progress(self, progress: Progress) -> None:
         self.set_progress_percentage(round(100 * progress.done_fraction, 1))
         self.set_status_message(str(progress))
 
@@ -227,8 +203,12 @@ class SendShard(luigi.Task):
     """One shard of a channel send (`[<channel>_campaign] shards = N > 1`): the recipients whose stable hash of
     customer_id is `shard` mod `shards`, sent under the shard's own lock and the channel's shared rate limit.
 
-    Input: LoadSegments(date)'s customers.parquet; with Postgres state the shard loads the segment file on its own
-    host when needed (each host keeps its own var/; the file must be readable there). Output:
+    Input: the date's customers.parquet on the host that runs the shard, which run() loads there first when
+    needed (LoadSegments, under a lock of this host, so shards starting together load the file once). It
+    requires no task, whatever the state backend: each host keeps its own var/, and Luigi checks a
+    requirement's output on the host that runs the task, so LoadSegments run by another host (luigid then
+    shows it done) would fail this one for a file it never needed from there; what the shard needs is the
+    file on its own host, and it makes sure of that itself. Output:
     <var_dir>/campaigns/<date>/<campaign>/<channel>-<segment>.shard-<i>-of-<n>.json (and a marker row with
     Postgres state). Idempotence: the send ledger, as for the whole send.
     """
@@ -244,46 +224,38 @@ class SendShard(luigi.Task):
 
     @property
     def retry_count(self) -> int:
-        from tasks.campaign import sends as channel_core
+        return send_config.channel_config(self.channel).retry_count
 
-        return channel_core.channel_config(self.channel).retry_count
-
-    def requires(self) -> list[LoadSegments]:
-        # LoadSegments' files are this host's: with shared state a shard may run on a host where the scheduler
-        # already saw LoadSegments done elsewhere, so the shard loads the segment file itself in run()
-        return [] if state.settings().shared else [LoadSegments(date=self.date)]
+    def requires(self) -> list[luigi.Task]:
+        return []  # the customers file of this host: run() loads it (see the class docstring)
 
     def result_path(self) -> Path:
-        from tasks.campaign import sends as channel_core
+        path = wiring.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
+        return wiring.shard_result_path(path, self.shard, self.shards)
 
-        path = channel_core.result_path(config.var_dir(), self.date, self.campaign, self.channel, self.segment)
-        return channel_core.shard_result_path(path, self.shard, self.shards)
-
-    def output(self) -> luigi.Target:
-        from tasks.campaign import sends as channel_core
-
-        return _result_target(self.result_path(), channel_core.marker_id(
+    def output(self) -> ResultTarget:
+        return _result_target(self.result_path(), wiring.marker_id(
             self.channel, self.campaign, self.date, self.segment, self.shard, self.shards))
 
     def run(self) -> None:
         from tasks.campaign import reconcile
-        from tasks.campaign import sends as channel_core
 
-        customers = _segments_here(self)
+        customers = _segments_here(self, self.date)
         shard = Shard(self.shard, self.shards)
-        if reconcile.supported(channel_core.channel_config(self.channel)):  # this shard's unknowns, first
+        cfg = send_config.channel_config(self.channel)
+        if reconcile.supported(cfg):  # this shard's unknowns, first
             reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers, shard=shard,
-                                         template=self.template)
-        result = channel_core.run_channel_send(
+                                     template=self.template)
+        result = wiring.run_channel_send(
             self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
             shard=shard, template=self.template,
         ).as_dict()
         # a shard with recipients held past max_hold_hours is not done: its next run resumes them
-        channel_core.check_held(result, channel_core.channel_config(self.channel))
-        _write_result(self.output(), self.result_path(), result)
+        outcome.check_held(result, cfg)
+        self.output().write(result)
         self.set_progress_percentage(100)
 
-    def _show_progress(self, progress: channel_core.Progress) -> None:
+    def _show_progress(self, progress: Progress) -> None:
         self.set_progress_percentage(round(100 * progress.done_fraction, 1))
         self.set_status_message(str(progress))
 
@@ -404,9 +376,10 @@ class ExportSendResults(luigi.Task):
         from tasks.campaign import results as results_core
 
         send = self.requires()
-        path = _local_result(send)  # with shared state the send may have finished on another host
+        path = send.output().local_file()  # the send may have finished on another host
         result = json.loads(path.read_text(encoding="utf-8"))
-        count = results_core.export_send(self.channel, self.date, self.campaign, send.segment, _segments_here(self),
+        customers = _segments_here(self, self.date)
+        count = results_core.export_send(self.channel, self.date, self.campaign, send.segment, customers,
                                          str(result.get("provider", "")), path, expected=result.get("counts"))
         self.set_status_message(f"{config.ResultsConfig().campaign_sends_table}: {count} rows of {self.channel} "
                                 f"{self.campaign}/{send.segment} loaded")

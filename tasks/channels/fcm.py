@@ -14,7 +14,7 @@ dead; so is a 404 NOT_FOUND without a detail: both go into the suppression store
 INVALID_ARGUMENT, SENDER_ID_MISMATCH are permanent; QUOTA_EXCEEDED (429, honour
 Retry-After), UNAVAILABLE (503) and INTERNAL (500) are retriable (Google's docs say to
 retry them with backoff). A 401 after the one renewal stops the send. FCM has no idempotency
-key. The statuses follow status.py. Reads no luigi.cfg section (tasks/campaign/sends.py passes
+key. The statuses follow status.py. Reads no luigi.cfg section (tasks/campaign/providers.py passes
 the transport, the token source and the project).
 """
 

@@ -33,11 +33,11 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tasks.channels.screen import ClaimCap
 from tasks.errors import ConfigError, LockHeldError, LockLostError
-from tasks.state import locks
-from tasks.state.db import Database, Tx, as_database, read_sql
+from tasks.state.db import Database, Tx, as_database
 
 PENDING, SENDING, SENT, FAILED, UNKNOWN = "pending", "sending", "sent", "failed", "unknown"
 # final states of recipients skipped before any request (opt-out, frequency cap, a shared address)
@@ -112,15 +112,13 @@ class SendLedger:
     statement over the ids of a batch, so a 1,000-recipient e-mail request costs two statements.
     """
 
-    def __init__(self, where: str | os.PathLike[str] | Database):
+    def __init__(self, where: str | os.PathLike[str] | Database) -> None:
         self.db = as_database(where)
-        self.path = getattr(self.db, "path", None)
         self._fences: dict[SendKey, int] = {}  # send -> Postgres backend holding its run lock (run_lock)
         self._seeded: dict[SendKey, int] = {}  # Postgres: rows this process seeded per send, for ANALYZE
         try:
             with self.db.transaction() as tx:
-                if self.db.dialect == "sqlite":
-                    _migrate_v1(tx, self._schema())
+                _migrate_v1(tx, self._schema())
                 tx.script(self._schema())
         except BaseException:
             self.db.close()
@@ -136,10 +134,10 @@ class SendLedger:
         self.close()
 
     def _schema(self) -> str:
-        return self._sql("schema").format(table_options="WITHOUT ROWID" if self.db.dialect == "sqlite" else "")
+        return self._sql("schema").format(table_options=self.db.keyed_table)
 
     def _sql(self, name: str) -> str:
-        return read_sql(str(SQL_DIR), name, self.db.dialect)
+        return self.db.sql(SQL_DIR, name)
 
     @contextlib.contextmanager
     def run_lock(self, key: SendKey, shard: Shard = Shard()) -> Iterator[None]:
@@ -150,8 +148,7 @@ class SendLedger:
         leftovers of a dead run and turn them into `unknown`.
         """
         name = f"send-{key.channel}-{key.campaign}-{key.date}-{shard.index}of{shard.count}"
-        lock_dir = self.path.parent if self.path is not None else Path(".")
-        with locks.try_lock(name, lock_dir) as held:
+        with self.db.try_lock(name) as held:
             if not held:
                 raise LockHeldError(
                     f"another process is sending {key.channel} for campaign {key.campaign!r} on {key.date} ({shard})"
@@ -172,19 +169,15 @@ class SendLedger:
         ids = list(customer_ids)
         now = time.time()
         with self.db.transaction() as tx:
-            if self.db.dialect == "postgres":
-                tx.execute("CREATE TEMPORARY TABLE IF NOT EXISTS seed_ids (customer_id TEXT) ON COMMIT DELETE ROWS")
-                tx.copy_rows("seed_ids", ["customer_id"], ([cid] for cid in ids))
-                added = tx.execute(self._sql("seed"), {**_key(key), "shard": shard, "now": now})
-                # fresh statistics, or the planner scans the whole send per claim: when the rows this process
-                # seeded pass 1,000, 4,000, 16,000, ... (a shard's batches are small: a count per call never got there)
-                before = self._seeded.get(key, 0)
-                self._seeded[key] = before + added
-                if _passes_threshold(before, before + added):
-                    tx.execute("ANALYZE sends")
-            else:  # tuples, not dicts (a million rows); the row count sums the rows, ON CONFLICT's skips count 0
-                added = tx.executemany_positional(
-                    self._sql("seed"), ((key.campaign, key.date, key.channel, cid, shard, now, now) for cid in ids))
+            added = tx.insert_each(self._sql("seed"), {**_key(key), "shard": shard, "now": now}, "customer_id", ids)
+            # fresh statistics, or the planner scans the whole send per claim: when the rows this process seeded
+            # pass 1,000, 4,000, 16,000, ... (a shard's batches are small: a count per call never got there);
+            # an engine that keeps its statistics itself (SQLite) has an empty `analyze` statement
+            before = self._seeded.get(key, 0)
+            self._seeded[key] = before + added
+            analyze = self._sql("analyze")
+            if analyze.strip() and _passes_threshold(before, before + added):
+                tx.execute(analyze)
             if mark is not None:
                 self._put_mark(tx, key, shard, shards, mark)
         return added
@@ -257,7 +250,7 @@ class SendLedger:
             return dict(tx.rows(self._sql("recent_messages"), {**_key(key), "ids": list(customer_ids),
                                                                "since": since}))
 
-    def rows(self, key: SendKey, state: str | None = None) -> list[dict[str, object]]:
+    def rows(self, key: SendKey, state: str | None = None) -> list[dict[str, Any]]:
         """Every row of this send (or only those in `state`) as a dict (for reports, reconcile and tests; holds
         raw ids, never log it whole)."""
         with self.db.transaction() as tx:
@@ -268,7 +261,7 @@ class SendLedger:
             names = tx.column_names()
         return [dict(zip(names, row, strict=True)) for row in cur_rows]
 
-    def row_pages(self, key: SendKey, page_rows: int = 20_000) -> Iterator[list[dict[str, object]]]:
+    def row_pages(self, key: SendKey, page_rows: int = 20_000) -> Iterator[list[dict[str, Any]]]:
         """Every row of this send as dicts, `page_rows` at a time in customer_id order (exports: memory bounded by
         a page whatever the send's size; each page is its own transaction, so no writer waits on a long read)."""
         after = ""
@@ -302,13 +295,12 @@ class SendLedger:
         with self.db.transaction() as tx:
             self._check_fence(tx, key)
             if cap is not None:
-                if self.db.dialect == "postgres":
-                    tx.rows(self._sql("lock_customers"), {"ids": ids, "channel": key.channel})
+                tx.lock_keys(f"{cid}/{key.channel}" for cid in ids)  # each customer on this channel
                 counts = dict(tx.rows(self._sql("recent_messages"), {**_key(key), "ids": ids, "since": cap.since}))
                 over: dict[int, list[str]] = {}
                 for cid in ids:
                     if counts.get(cid, 0) >= cap.limit:
-                        over.setdefault(counts[cid], []).append(cid)
+                        over.setdefault(counts.get(cid, 0), []).append(cid)
                 for count, group in sorted(over.items()):
                     capped += self._move_in(tx, key, group, f"state = '{CAPPED}', reason = :reason",
                                             {"reason": cap.reason.format(count=count)}, (PENDING,))
@@ -331,13 +323,9 @@ class SendLedger:
         if not sent:
             return 0
         params = {**_key(key), "now": time.time()}
+        ids, mids = zip(*sent, strict=True)
         with self.db.transaction() as tx:
-            if self.db.dialect == "postgres":  # one statement over two parallel arrays
-                ids, mids = zip(*sent, strict=True)
-                moved = tx.execute(self._sql("mark_sent"), {**params, "ids": list(ids), "mids": list(mids)})
-            else:  # SQLite cannot join its JSON arrays to the key without scanning the send: a row each
-                moved = tx.executemany(self._sql("mark_sent"),
-                                       ({**params, "cid": cid, "mid": mid} for cid, mid in sent))
+            moved = tx.execute_each(self._sql("mark_sent"), params, {"cid": ids, "mid": mids})
         if moved < len(sent):
             logger.warning("%s %s %s: %d of %d accepted message(s) found their ledger row already moved on by "
                            "another run (re-sent or settled there); kept as that run left them",
@@ -419,10 +407,10 @@ def _passes_threshold(before: int, after: int) -> bool:
 
 
 def _migrate_v1(tx: Tx, schema: str) -> None:
-    """A SQLite ledger of version 1 (no shard column, states fixed by a CHECK constraint): copy its rows into
-    today's table, every row in shard 0. The states are the ledger's own literals, so no CHECK is needed."""
-    ddl = tx.rows("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'sends'")
-    if not ddl or "shard" in ddl[0][0]:
+    """A ledger of version 1 (SQLite only: no shard column, states fixed by a CHECK constraint): copy its rows
+    into today's table, every row in shard 0. The states are the ledger's own literals, so no CHECK is needed."""
+    columns_now = tx.table_columns("sends")
+    if not columns_now or "shard" in columns_now:
         return
     columns = ("campaign, date, channel, customer_id, state, attempts, unknown_resends, reason, "
                "provider_message_id, next_attempt_at, created_at, updated_at")

@@ -12,7 +12,7 @@
 Secrets (the private key, the signed assertion, access tokens) are never logged nor put in an
 error message: a problem with the key file names the variable and what is wrong, never the file's
 content nor the variable's value (it may hold the JSON itself by mistake); a refused refresh names
-the OAuth2 error code only. Reads no luigi.cfg section: tasks/campaign/sends.py passes the file,
+the OAuth2 error code only. Reads no luigi.cfg section: tasks/campaign/providers.py passes the file,
 the timeout and the margin.
 """
 

@@ -64,11 +64,16 @@ class Hold:
 
 
 class Screened(Protocol):
-    """What a screen reads of a recipient (the sender's Recipient)."""
+    """What a screen reads of a recipient (the sender's Recipient), read-only."""
 
-    customer_id: str
-    address: str
-    fields: Mapping[str, str | None]
+    @property
+    def customer_id(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def fields(self) -> Mapping[str, str | None]: ...
 
 
 class Screen(Protocol):

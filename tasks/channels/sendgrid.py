@@ -11,7 +11,7 @@ send id. Per request: `asm.group_id` (an unsubscribe group) and `mail_settings.s
 (validated by SendGrid, delivered to nobody) when configured. Success is 202
 with `X-Message-Id`; 429 says when to come back in `X-RateLimit-Reset` (epoch seconds).
 SendGrid has no error codes of its own (the statuses follow status.py) and no idempotency
-key. Reads no luigi.cfg section (tasks/campaign/sends.py passes the transport and sender).
+key. Reads no luigi.cfg section (tasks/campaign/providers.py passes the transport and sender).
 """
 
 from __future__ import annotations

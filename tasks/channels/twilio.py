@@ -7,7 +7,7 @@ numeric `code`: 21211 (invalid To), 21614 (not a mobile number), 21610 (recipien
 unsubscribed: an opt-out, mirrored into the suppression store) and other 4xx are
 permanent; 429 / 20429 is never processed and safe to retry.
 Twilio has no idempotency key. The statuses follow status.py. Reads no luigi.cfg section
-(tasks/campaign/sends.py passes the transport and the account).
+(tasks/campaign/providers.py passes the transport and the account).
 
 Lookup (what settles an `unknown`): `GET .../Messages.json` filtered by `To`, `From` and
 `DateSent>` (on or after a GMT day, sent as `YYYY-MM-DDT00:00:00Z` like Twilio's own client

@@ -6,20 +6,21 @@ piece of campaign state in the database named by the environment variable TASKS_
 (never a file in the repo), so a worker on any host sees what every other did: ledger rows,
 advisory locks, token buckets and task completion markers.
 
-Sections read: [state].
+`backend()` is the one object that knows which (tasks/state/backend.py); the rest of the package
+asks it questions and never which backend it is. Sections read: [state].
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from tasks import config
-from tasks.errors import ConfigError
-from tasks.state.db import Database, PostgresDatabase, SqliteDatabase
+from tasks.state.backend import DSN_ENV, StateBackend, backend_for, dsn
+from tasks.state.db import Database
 
-DSN_ENV = "TASKS_STATE_DSN"
+__all__ = ["DSN_ENV", "StateBackend", "StateSettings", "backend", "database", "dsn", "settings"]
 
 
 @dataclass(frozen=True)
@@ -27,29 +28,23 @@ class StateSettings:
     backend: str = "sqlite"
     pool_size: int = 4
 
-    @property
-    def shared(self) -> bool:
-        """True when the state is in Postgres, visible to every host."""
-        return self.backend == "postgres"
-
 
 def settings() -> StateSettings:
     """The [state] section as plain values."""
     return config.settings(StateSettings, config.StateConfig())
 
 
-def dsn() -> str:
-    """The Postgres DSN from TASKS_STATE_DSN; a ConfigError naming the variable when it is unset."""
-    value = os.environ.get(DSN_ENV, "").strip()
-    if not value:
-        raise ConfigError(f"[state] backend = postgres needs the environment variable {DSN_ENV} "
-                          "(postgresql://user@host:port/db; `python -m tasks state start` prints one for development)")
-    return value
+def backend() -> StateBackend:
+    """The state backend of [state]: one object per configuration, chosen here and nowhere else."""
+    chosen = settings()
+    return _backend(chosen.backend, chosen.pool_size)
+
+
+@functools.cache
+def _backend(name: str, pool_size: int) -> StateBackend:
+    return backend_for(name, pool_size)
 
 
 def database(sqlite_path: str | os.PathLike[str]) -> Database:
     """The database for one piece of state: the SQLite file `sqlite_path`, or the shared Postgres one."""
-    state = settings()
-    if state.shared:
-        return PostgresDatabase(dsn(), state.pool_size)
-    return SqliteDatabase(Path(sqlite_path))
+    return backend().database(sqlite_path)

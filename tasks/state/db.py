@@ -7,7 +7,9 @@ array to SQLite (read it with `json_each(:ids)`) and as an array to Postgres (`=
 
 Postgres connections come from one psycopg_pool per process and DSN, re-made after a fork
 (Luigi forks a process per task when it runs several workers); a pooled connection is never
-shared across processes. Reads no luigi.cfg section: the caller passes the path or DSN.
+shared across processes. Where the engines differ in more than a statement (bulk writes, bind
+styles, per-key locks, the catalog) each has its own `Tx` class: nobody asks which engine it is.
+Reads no luigi.cfg section: the caller passes the path or DSN.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from typing import Any
 
 from tasks.errors import ConfigError, StateBackendError
 from tasks.files import private_file
+from tasks.state import exclusive
+from tasks.state.exclusive import Held
 
 Params = Mapping[str, Any]
 
 SCHEMA_LOCK = 0x7461736B73  # the advisory lock every schema change of this package takes first ("tasks")
+KEY_LOCKS = 1668247408  # the namespace of Tx.lock_keys' transaction locks on Postgres
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _CREATE_IF_MISSING = re.compile(r"^CREATE (?:TEMPORARY )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
 
@@ -50,34 +55,18 @@ def to_pyformat(sql: str) -> str:
     return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
-class Database:
-    """A SQLite file or a Postgres database; `transaction()` yields a `Tx`."""
-
-    dialect = ""
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:  # pragma: no cover - every backend overrides it
-        raise NotImplementedError
-        yield
-
-    def close(self) -> None:
-        """Release this object's connections (a pool shared by the process stays open)."""
-
-
 class Tx:
-    """One open transaction: run statements, read rows."""
+    """One open transaction: run statements, read rows. Each backend's Tx knows its engine's ways (parameter
+    style, bulk writes, locks); the statements it runs are the caller's."""
 
-    def __init__(self, cursor: Any, dialect: str):
+    def __init__(self, cursor: Any) -> None:
         self._cur = cursor
-        self.dialect = dialect
 
     def _bind(self, params: Params) -> Params:
-        if self.dialect == "sqlite":
-            return {k: json.dumps(list(v)) if isinstance(v, (list, tuple)) else v for k, v in params.items()}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+        return params
 
     def _sql(self, sql: str) -> str:
-        return to_pyformat(sql) if self.dialect == "postgres" else sql
+        return sql
 
     def execute(self, sql: str, params: Params | None = None) -> int:
         """Run one statement; returns its row count."""
@@ -87,11 +76,6 @@ class Tx:
     def executemany(self, sql: str, rows: Iterable[Params]) -> int:
         """Run one statement per row; returns the rows changed over all of them."""
         self._cur.executemany(self._sql(sql), [self._bind(r) for r in rows])
-        return self._cur.rowcount
-
-    def executemany_positional(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
-        """SQLite only: one statement per tuple of `?` parameters (no per-row dict: bulk inserts)."""
-        self._cur.executemany(sql, rows)
         return self._cur.rowcount
 
     def rows(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
@@ -104,36 +88,152 @@ class Tx:
 
     def script(self, sql: str) -> None:
         """Run several `;`-separated statements without parameters (schema files; `--` comment lines dropped)."""
-        code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-        statements = [s.strip() for s in code.split(";") if s.strip()]
-        if self.dialect == "postgres":
-            # CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table even when the index exists, so it would
-            # wait for every open write and every claim would queue behind it: a schema already there is left be
-            names = [m.group(1) for m in map(_CREATE_IF_MISSING.match, statements) if m]
-            if names and len(names) == len(statements):
-                self._cur.execute("SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n",
-                                  (names,))
-                if self._cur.fetchone()[0]:
-                    return
-            # concurrent CREATE ... IF NOT EXISTS race in the catalog: one at a time
-            self._cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        for statement in _statements(sql):
+            self._cur.execute(statement)
+
+    def insert_each(self, sql: str, params: Params, column: str, values: Iterable[Any]) -> int:
+        """Run the INSERT `sql` for each of `values` as the parameter `column` (the others from `params`), in
+        bulk; returns the rows inserted. Its Postgres variant reads the values from the temporary table
+        `bulk_values (value)` of this transaction instead of the parameter."""
+        raise NotImplementedError
+
+    def execute_each(self, sql: str, params: Params, columns: Mapping[str, Sequence[Any]]) -> int:
+        """Run `sql` once per row of the parallel `columns` (each a parameter, the others from `params`);
+        returns the rows changed. Its Postgres variant takes each column as an array, in one statement."""
+        raise NotImplementedError
+
+    def lock_keys(self, names: Iterable[str]) -> None:
+        """Hold an exclusive lock on each name until the transaction ends, taken in one order (no deadlock)."""
+        raise NotImplementedError
+
+    def table_columns(self, table: str) -> list[str]:
+        """The columns of `table` in this database ([] when there is no such table)."""
+        raise NotImplementedError
+
+
+class SqliteTx(Tx):
+    """A SQLite transaction: lists bound as JSON arrays (read with `json_each(:ids)`)."""
+
+    def _bind(self, params: Params) -> Params:
+        return {k: json.dumps(list(v)) if isinstance(v, (list, tuple)) else v for k, v in params.items()}
+
+    def insert_each(self, sql: str, params: Params, column: str, values: Iterable[Any]) -> int:
+        # positional tuples, not a dict per row (a million rows); ON CONFLICT's skips count 0 in the row count
+        names = _NAMED.findall(sql)
+        fixed = [params.get(name) for name in names]
+        slots = [i for i, name in enumerate(names) if name == column]
+
+        def row(value: Any) -> tuple[Any, ...]:
+            filled = list(fixed)
+            for i in slots:
+                filled[i] = value
+            return tuple(filled)
+
+        self._cur.executemany(_NAMED.sub("?", sql), (row(v) for v in values))
+        return self._cur.rowcount
+
+    def execute_each(self, sql: str, params: Params, columns: Mapping[str, Sequence[Any]]) -> int:
+        names = list(columns)
+        rows = ({**params, **dict(zip(names, values, strict=True))} for values in zip(*columns.values(), strict=True))
+        return self.executemany(sql, rows)
+
+    def lock_keys(self, names: Iterable[str]) -> None:
+        """Nothing to take: BEGIN IMMEDIATE already holds the file's only write lock for the transaction."""
+
+    def table_columns(self, table: str) -> list[str]:
+        return [row[1] for row in self.rows(f"PRAGMA table_info({_identifier(table)})")]
+
+
+class PostgresTx(Tx):
+    """A Postgres transaction: `:name` parameters sent as `%(name)s`, tuples bound as arrays (`= ANY(:ids)`)."""
+
+    def _bind(self, params: Params) -> Params:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+    def _sql(self, sql: str) -> str:
+        return to_pyformat(sql)
+
+    def script(self, sql: str) -> None:
+        statements = _statements(sql)
+        # CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table even when the index exists, so it would
+        # wait for every open write and every claim would queue behind it: a schema already there is left be
+        names = [m.group(1) for m in map(_CREATE_IF_MISSING.match, statements) if m]
+        if names and len(names) == len(statements):
+            self._cur.execute("SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n", (names,))
+            if self._cur.fetchone()[0]:
+                return
+        # concurrent CREATE ... IF NOT EXISTS race in the catalog: one at a time
+        self._cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         for statement in statements:
             self._cur.execute(statement)
 
-    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        """Postgres only: bulk-write rows into `table` (an identifier of ours, never user input) with COPY.
-        SQLite bulk inserts go through `executemany_positional`."""
-        with self._cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    def insert_each(self, sql: str, params: Params, column: str, values: Iterable[Any]) -> int:
+        self._cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS bulk_values (value TEXT) ON COMMIT DELETE ROWS")
+        with self._cur.copy("COPY bulk_values (value) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row((value,))
+        return self.execute(sql, params)
+
+    def execute_each(self, sql: str, params: Params, columns: Mapping[str, Sequence[Any]]) -> int:
+        return self.execute(sql, {**params, **{name: list(values) for name, values in columns.items()}})
+
+    def lock_keys(self, names: Iterable[str]) -> None:
+        """Transaction advisory locks (namespace KEY_LOCKS, a 32-bit hash of each name), in the hashes' order."""
+        self._cur.execute("SELECT pg_advisory_xact_lock(%s, k) FROM (SELECT DISTINCT hashtext(n) AS k "
+                          "FROM unnest(%s::text[]) AS n ORDER BY k) AS keys", (KEY_LOCKS, list(names)))
+
+    def table_columns(self, table: str) -> list[str]:
+        return [row[0] for row in self.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = :table ORDER BY ordinal_position", {"table": table})]
+
+
+def _statements(sql: str) -> list[str]:
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in code.split(";") if s.strip()]
+
+
+def _identifier(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise ValueError(f"not an identifier: {name!r}")
+    return name
+
+
+class Database:
+    """A SQLite file or a Postgres database; `transaction()` yields its backend's `Tx`.
+
+    `dialect` names the engine for one thing only: which variant of a statement file to read (`sql`).
+    """
+
+    dialect = ""
+    keyed_table = ""  # the table option that stores rows in the primary key's b-tree, where the engine has one
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:  # pragma: no cover - every backend overrides it
+        raise NotImplementedError
+        yield
+
+    def sql(self, folder: str | os.PathLike[str], name: str) -> str:
+        """The statement `name` of `folder` for this engine (read_sql)."""
+        return read_sql(str(folder), name, self.dialect)
+
+    def try_lock(self, name: str) -> contextlib.AbstractContextManager[Held]:
+        """Try to take the exclusive lock `name` without waiting, for as long as the context is open (see
+        tasks/state/locks.py): beside a SQLite file a flock every process of this host sees; on Postgres an
+        advisory lock every host sees."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release this object's connections (a pool shared by the process stays open)."""
 
 
 class SqliteDatabase(Database):
     """A SQLite file (created 0600) in WAL mode; one connection behind a lock, BEGIN IMMEDIATE per transaction."""
 
     dialect = "sqlite"
+    keyed_table = "WITHOUT ROWID"
 
-    def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 30_000):
+    def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 30_000) -> None:
         self.path = Path(path)
         private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
         self._lock = threading.Lock()
@@ -153,7 +253,7 @@ class SqliteDatabase(Database):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(self._conn.cursor(), self.dialect)
+                yield SqliteTx(self._conn.cursor())
                 self._conn.execute("COMMIT")
             except BaseException:
                 # a COMMIT that failed (disk full, an I/O error) leaves the transaction open holding the write
@@ -161,6 +261,9 @@ class SqliteDatabase(Database):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+
+    def try_lock(self, name: str) -> contextlib.AbstractContextManager[Held]:
+        return exclusive.flock(self.path.parent, name)
 
     def close(self) -> None:
         with self._lock:
@@ -176,8 +279,9 @@ class PostgresDatabase(Database):
     """A Postgres database reached through this process's pool for `dsn`."""
 
     dialect = "postgres"
+    keyed_table = ""  # a heap with its primary key's index
 
-    def __init__(self, dsn: str, pool_size: int = 4):
+    def __init__(self, dsn: str, pool_size: int = 4) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
 
@@ -186,7 +290,7 @@ class PostgresDatabase(Database):
         pool = postgres_pool(self.dsn, self.pool_size)
         try:
             with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                yield Tx(cur, self.dialect)
+                yield PostgresTx(cur)
         except _pg_operational_errors() as exc:
             raise StateBackendError(f"state database unreachable or failing: {type(exc).__name__}: "
                                     f"{_first_line(exc)}") from None
@@ -201,9 +305,12 @@ class PostgresDatabase(Database):
         except psycopg.OperationalError as exc:
             raise StateBackendError(f"state database unreachable: {_first_line(exc)}") from None
 
+    def try_lock(self, name: str) -> contextlib.AbstractContextManager[Held]:
+        return exclusive.advisory(self.connect, name)
+
 
 # A dead peer (a host that lost power) releases its advisory locks once TCP notices: ~40 s.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 6}
+KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 6}
 
 _POOLS: dict[tuple[int, str], Any] = {}
 _POOLS_LOCK = threading.Lock()

@@ -1,44 +1,18 @@
-"""Exclusive locks that die with their holder: flock files (SQLite backend) or Postgres advisory locks.
-
-A lock is held for as long as the process keeps it, and released by the kernel (flock) or by
-the server when the session ends (advisory), so a SIGKILLed holder never leaves a stale lock:
-no lease to expire, no pid file to trust. An advisory lock is a session lock on a connection
-of its own with TCP keepalives, so a host that vanished releases it within about a minute.
-
-Reads no luigi.cfg section directly: `tasks.state.settings()` decides the backend.
+"""Exclusive locks of the state backend chosen from [state]: a flock file under `lock_dir` (SQLite backend, this
+host) or a Postgres advisory lock (every host sharing the database); see tasks/state/exclusive.py for how
+each dies with its holder. A Database takes its own kind (Database.try_lock).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-from tasks.files import FILE_MODE, private_dir
-from tasks.state import dsn, settings
-from tasks.state.db import PostgresDatabase
+from tasks import state
+from tasks.state.exclusive import Held, advisory, flock, host_lock, lock_key
 
-
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit key for `name` (the same in every process and on every host)."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-@dataclass(frozen=True)
-class Held:
-    """What try_lock yields: true while the lock is held; `session_pid` names the Postgres backend holding an
-    advisory lock, so that a statement can check the lock is still held (pg_locks) before it claims work."""
-
-    held: bool
-    session_pid: int | None = None
-    fd: int | None = None  # a flock's descriptor: a child given it (pass_fds) keeps the lock while it lives
-
-    def __bool__(self) -> bool:
-        return self.held
+__all__ = ["Held", "advisory", "first_free", "flock", "host_lock", "lock_key", "try_lock"]
 
 
 @contextlib.contextmanager
@@ -49,12 +23,8 @@ def try_lock(name: str, lock_dir: str | os.PathLike[str]) -> Iterator[Held]:
     With the SQLite backend the lock is `<lock_dir>/<name>.lock` (this host only); with Postgres it
     is an advisory lock every host sharing the database sees.
     """
-    if settings().shared:
-        with _advisory(name) as held:
-            yield held
-    else:
-        with _flock(Path(lock_dir) / f"{_safe(name)}.lock") as held:
-            yield held
+    with state.backend().try_lock(name, lock_dir) as held:
+        yield held
 
 
 @contextlib.contextmanager
@@ -66,34 +36,3 @@ def first_free(names: list[str], lock_dir: str | os.PathLike[str]) -> Iterator[t
                 yield number, held
                 return
     yield None
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[Held]:
-    private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield Held(False)
-            return
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield Held(True, fd=fd)
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-@contextlib.contextmanager
-def _advisory(name: str) -> Iterator[Held]:
-    conn = PostgresDatabase(dsn()).connect()
-    try:
-        held, pid = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (lock_key(name),)).fetchone()
-        yield Held(bool(held), int(pid) if held else None)
-    finally:
-        conn.close()  # ending the session releases the lock
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

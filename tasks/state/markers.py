@@ -15,7 +15,7 @@ from typing import Any
 
 import luigi
 
-from tasks.state.db import Database, read_sql
+from tasks.state.db import Database
 
 SQL_DIR = str(Path(__file__).resolve().parent / "sql" / "markers")
 
@@ -23,7 +23,7 @@ SQL_DIR = str(Path(__file__).resolve().parent / "sql" / "markers")
 class MarkerTarget(luigi.Target):
     """A marker row `marker_id` in `task_markers`: exists once written; `read()` gives its JSON document."""
 
-    def __init__(self, db: Database, marker_id: str):
+    def __init__(self, db: Database, marker_id: str) -> None:
         self.db = db
         self.marker_id = marker_id
         self._ready = False
@@ -31,7 +31,7 @@ class MarkerTarget(luigi.Target):
     def _schema(self) -> None:
         if not self._ready:
             with self.db.transaction() as tx:
-                tx.script(read_sql(SQL_DIR, "schema", self.db.dialect))
+                tx.script(self.db.sql(SQL_DIR, "schema"))
             self._ready = True
 
     def exists(self) -> bool:
@@ -41,14 +41,14 @@ class MarkerTarget(luigi.Target):
         """The document written with the marker, or None when the task has not finished."""
         self._schema()
         with self.db.transaction() as tx:
-            rows = tx.rows(read_sql(SQL_DIR, "get", self.db.dialect), {"marker_id": self.marker_id})
+            rows = tx.rows(self.db.sql(SQL_DIR, "get"), {"marker_id": self.marker_id})
         return json.loads(rows[0][0]) if rows else None
 
     def write(self, payload: dict[str, Any]) -> None:
         """Mark the task done with its result (one statement: the marker and the document appear together)."""
         self._schema()
         with self.db.transaction() as tx:
-            tx.execute(read_sql(SQL_DIR, "put", self.db.dialect),
+            tx.execute(self.db.sql(SQL_DIR, "put"),
                        {"marker_id": self.marker_id, "payload": json.dumps(payload, sort_keys=True)})
 
     def remove(self) -> int:
@@ -57,7 +57,7 @@ class MarkerTarget(luigi.Target):
         self._schema()
         prefix = f"{self.marker_id}/"
         with self.db.transaction() as tx:
-            return tx.execute(read_sql(SQL_DIR, "remove", self.db.dialect),
+            return tx.execute(self.db.sql(SQL_DIR, "remove"),
                               {"marker_id": self.marker_id, "prefix": prefix, "prefix_chars": len(prefix)})
 
     def __repr__(self) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import luigi
 
 from tasks import state
-from tasks.campaign import sends as channel_core
+from tasks.campaign import wiring
 from tasks.campaign.tasks import LoadSegments, SendEmailCampaign, SendPushNotification, SendSmsCampaign
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
 
@@ -67,4 +67,4 @@ def ledger_rows(var_path: Path, channel: str, campaign: str = "demo", date: date
 
 def result(var_path: Path, channel: str, segment: str = "all") -> dict:
     """The result JSON of the `demo` send of DAY on `channel`."""
-    return json.loads(channel_core.result_path(var_path, DAY, "demo", channel, segment).read_text())
+    return json.loads(wiring.result_path(var_path, DAY, "demo", channel, segment).read_text())

@@ -19,9 +19,8 @@ import pytest
 import requests
 
 from tasks.__main__ import main
-from tasks.campaign import compliance
+from tasks.campaign import compliance, outcome, send_config, wiring
 from tasks.campaign import preview as preview_core
-from tasks.campaign import sends as channel_core
 from tasks.campaign.tasks import LoadSegments
 from tasks.campaign.unsubscribes import make_unsubscribe_server
 from tasks.channels.ledger import SendKey, ledger_path
@@ -76,7 +75,7 @@ def point_at(luigi_cfg, fake: FakeProvider, channel: str, **settings: object) ->
 
 def send(channel: str, campaign: str = "demo", date: datetime.date = DAY, **kwargs):
     path = LoadSegments(date=DAY).customers_path()
-    return channel_core.run_channel_send(channel, date, campaign, "all", path, **kwargs)
+    return wiring.run_channel_send(channel, date, campaign, "all", path, **kwargs)
 
 
 def test_opt_outs_are_suppressed_remembered_and_skipped_by_every_later_campaign(
@@ -94,7 +93,7 @@ def test_opt_outs_are_suppressed_remembered_and_skipped_by_every_later_campaign(
 
         result = send("sms")
         assert (result.counts["sent"], result.counts["suppressed"], result.counts["failed"]) == (4, 4, 0)
-        channel_core.check_failure_ratio(result.as_dict(), 0.0)  # suppressions are never failures
+        outcome.check_failure_ratio(result.as_dict(), 0.0)  # suppressions are never failures
         assert fake.counters["twilio_requests"] == 5, "only the STOP number was asked; the listed ones never"
         ledger = ledger_rows(var_path, "sms")
         assert "21610" in ledger[rows[1]["customer_id"]]["reason"]
@@ -206,7 +205,7 @@ def test_frequency_cap_counts_messages_across_campaigns_and_dates(luigi_cfg, tmp
     assert send("email", campaign="a").counts["sent"] == 5
     second = send("email", campaign="b")  # default 1/7d: the same day's second campaign is capped
     assert (second.counts["capped"], second.counts["sent"]) == (5, 0)
-    channel_core.check_failure_ratio(second.as_dict(), 0.0)
+    outcome.check_failure_ratio(second.as_dict(), 0.0)
     assert "within frequency_cap 1/7d" in next(iter(ledger_rows(var_path, "email", "b").values()))["reason"]
     assert send("email", campaign="a", date=DAY + datetime.timedelta(days=1)).counts["capped"] == 5  # the daily re-run
     assert send("sms", campaign="a").counts["sent"] == 5  # per channel
@@ -260,7 +259,7 @@ def test_held_past_max_hold_hours_stay_pending_and_the_next_run_sends_them(luigi
         assert result.counts["pending"] == 2 and not result.complete
         with pytest.raises(RecipientsHeldError, match=r"2 recipient.* until 2026-03-02 15:00 UTC.*1 without a known "
                                                       "time zone"):
-            channel_core.check_held(result.as_dict(), channel_core.channel_config("sms"))
+            outcome.check_held(result.as_dict(), send_config.channel_config("sms"))
         ledger = ledger_rows(var_path, "sms")
         assert ledger[rows[3]["customer_id"]]["state"] == "pending" and "never overlap" in \
             ledger[rows[3]["customer_id"]]["reason"]
@@ -277,7 +276,7 @@ def test_held_past_max_hold_hours_stay_pending_and_the_next_run_sends_them(luigi
 def test_quiet_hours_do_not_apply_to_the_outbox_by_default(luigi_cfg, tmp_path, var_path):
     luigi_cfg.remove("sms_campaign", "quiet_hours")  # the project's default (the tests' config sets off)
     load(luigi_cfg, tmp_path, quiet_rows(), sms_campaign={"rate": 500, "burst": 100})
-    assert channel_core.channel_config("sms").quiet_hours == "auto"
+    assert send_config.channel_config("sms").quiet_hours == "auto"
     clock = FakeClock(datetime.datetime(2026, 3, 2, 3, 0, tzinfo=UTC))
     assert send("sms", clock=clock).counts["sent"] == 4
 
@@ -357,7 +356,7 @@ def test_the_demo_shows_suppressed_and_duplicate_address_recipients(luigi_cfg, v
         luigi_cfg.set(f"{channel}_campaign", "rate", 2000).set(f"{channel}_campaign", "burst", 500)
     assert build(TASKS["email"](date=DAY), TASKS["sms"](date=DAY), workers=2)
     for channel in ("email", "sms"):
-        result = json.loads(channel_core.result_path(var_path, DAY, "demo", channel, "all").read_text())
+        result = json.loads(wiring.result_path(var_path, DAY, "demo", channel, "all").read_text())
         assert result["counts"]["suppressed"] >= 1 and result["counts"]["duplicate_address"] >= 1, result["counts"]
         assert result["counts"]["failed"] == 0
     box = var_path / "outbox" / "email" / f"demo-{DAY}.jsonl"

@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from tasks.campaign import sends as channel_core
+from tasks.campaign import wiring
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
 from tasks.errors import AuthApiError, ConfigError
 from tests.fakes.providers import FakeProvider
@@ -108,7 +108,7 @@ def test_a_missing_or_unusable_key_file_stops_the_send_naming_the_variable(luigi
                         '-----END PRIVATE KEY-----\\n", "client_email": "a@b.c", "token_uri": "http://127.0.0.1:9/"}')
     service_account_env.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     with pytest.raises(ConfigError) as raised:
-        channel_core.run_channel_send("push", DAY, "demo", "all", tmp_path / "none.parquet")
+        wiring.run_channel_send("push", DAY, "demo", "all", tmp_path / "none.parquet")
     assert "GOOGLE_APPLICATION_CREDENTIALS: the service-account file's private_key is not a PEM private key" \
         in str(raised.value)
     assert "c2VjcmV0" not in str(raised.value) and str(key_file) not in str(raised.value)

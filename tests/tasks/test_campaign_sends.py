@@ -14,10 +14,20 @@ import os
 
 import pytest
 
+from tasks.campaign.tasks import LoadSegments
 from tasks.channels.outbox import outbox_path
 from tasks.errors import AuthApiError, CampaignFailedError
 from tests.fakes.providers import FakeProvider, Faults
-from tests.tasks.campaign_helpers import ADDRESS, DAY, TASKS, build, ledger_rows, result, setup_campaign
+from tests.tasks.campaign_helpers import (
+    ADDRESS,
+    DAY,
+    TASKS,
+    build,
+    ledger_rows,
+    result,
+    setup_campaign,
+    write_customers,
+)
 
 PROVIDER = {"email": "sendgrid", "sms": "twilio", "push": "fcm"}
 
@@ -212,3 +222,25 @@ def test_a_sharded_send_keeps_one_limit_and_reaches_each_customer_once(luigi_cfg
     parts = sorted(var_path.glob(f"campaigns/{DAY}/demo/sms-all.shard-*-of-3.json"))
     assert [json.loads(p.read_text())["extra"]["shard"] for p in parts] == [0, 1, 2]
     assert sum(json.loads(p.read_text())["target"] for p in parts) == count
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_shards_require_nothing_and_load_the_segment_file_on_their_host(luigi_cfg, tmp_path, var_path, request,
+                                                                        backend):
+    """The task graph is the same on both backends: the shards of a send require no task, and the first shard to
+    run loads the segment file on its host (the others wait for it, under the host's lock, and find it done)."""
+    if backend == "postgres":
+        request.getfixturevalue("postgres_state")
+    rows = write_customers(tmp_path / "customers.csv", 30)
+    luigi_cfg.set("segments", "input_path", tmp_path / "customers.csv")
+    luigi_cfg.set("sms_campaign", "shards", 3)
+    task = TASKS["sms"](date=DAY)
+    assert [shard.requires() for shard in task.shards()] == [[], [], []]
+    assert not LoadSegments(date=DAY).complete()
+    assert build(task, workers=3)
+    assert LoadSegments(date=DAY).complete(), "the shards loaded the segment file here"
+    combined = result(var_path, "sms")
+    assert combined["counts"]["sent"] == len(rows) and combined["extra"]["shards"] == 3
+    sent = [json.loads(line)["customer_id"] for line in outbox_path(var_path, "sms", "demo", DAY.isoformat())
+            .read_text().splitlines()]
+    assert sorted(sent) == sorted(r["customer_id"] for r in rows)  # each customer once

@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from tasks.__main__ import main
-from tasks.campaign import reconcile
-from tasks.campaign import sends as channel_core
+from tasks.campaign import reconcile, wiring
 from tasks.campaign.tasks import ExportSendResults, LoadSegments, SendSmsCampaign
 from tasks.channels import twilio
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
@@ -75,7 +74,7 @@ def test_reconcile_settles_found_reopens_missing_and_the_next_run_sends_each_onc
         assert ledger[lost]["state"] == "pending" and "not found at twilio" in ledger[lost]["reason"]
         assert fake.counters["twilio_list_requests"] == 2 + 2, "both pages of both lookups (2 per page)"
         assert fake.counters["spec_errors"] == 0, fake.spec_problems
-        result_file = channel_core.result_path(var_path, DAY, "demo", "sms", "all")
+        result_file = wiring.result_path(var_path, DAY, "demo", "sms", "all")
         assert not result_file.exists(), "a row is pending again: the send is not complete any more"
 
         monkeypatch.setattr(twilio, "LIST_PAGE_SIZE", 1000)
@@ -117,7 +116,7 @@ def test_a_reopened_recipient_is_sent_by_the_next_run_of_a_sharded_or_shared_sta
         assert states == {"sent": 10}
         per_number = collections.Counter(m["to"] for m in fake.accepted())
         assert len(per_number) == len(rows) and max(per_number.values()) == 1
-        result = json.loads(channel_core.result_path(var_path, DAY, "demo", "sms", "all").read_text())
+        result = json.loads(wiring.result_path(var_path, DAY, "demo", "sms", "all").read_text())
         assert {k: v for k, v in result["counts"].items() if v} == {"sent": 10}
         counts = dict(warehouse.execute(
             "SELECT state, COUNT(*) FROM analytics.campaign_sends WHERE channel = 'sms' GROUP BY 1"))
@@ -150,7 +149,7 @@ def test_a_settled_unknown_updates_the_result_file_and_the_warehouse(
         setup_campaign(luigi_cfg, tmp_path, 4)
         point_at(luigi_cfg, fake)
         assert build(ExportSendResults(date=DAY, channel="sms"))
-        path = channel_core.result_path(var_path, DAY, "demo", "sms", "all")
+        path = wiring.result_path(var_path, DAY, "demo", "sms", "all")
         assert json.loads(path.read_text())["counts"]["unknown"] == 1
         assert main(["reconcile", "--date", DAY.isoformat(), "--campaign", "demo"]) == 0
         result = json.loads(path.read_text())

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.campaign import results as results_core
 from tasks.campaign import segments as segments_core
-from tasks.campaign import sends as channel_core
+from tasks.campaign import wiring
 from tasks.campaign.tasks import ExportSegmentLoad, ExportSendResults, LoadSegments, SendEmailCampaign
 from tasks.channels.ledger import SendKey
 from tasks.errors import WarehouseError
@@ -33,7 +33,7 @@ def test_sends_and_segment_loads_land_in_the_warehouse_as_the_result_files_say(
     assert build(*exports, ExportSegmentLoad(date=DAY))
 
     for channel, segment in (("email", "all"), ("sms", "all"), ("push", "premium")):
-        result = json.loads(channel_core.result_path(var_path, DAY, "demo", channel, segment).read_text())
+        result = json.loads(wiring.result_path(var_path, DAY, "demo", channel, segment).read_text())
         assert by_state(warehouse, channel) == {k: v for k, v in result["counts"].items() if v}
         ((seg, provider),) = warehouse.execute(
             "SELECT DISTINCT segment, provider FROM analytics.campaign_sends WHERE channel = %(c)s", {"c": channel})

@@ -23,7 +23,7 @@ WORKER = textwrap.dedent("""
     from tasks.channels.ledger import SendKey, SendLedger
     from tasks.channels.limiter import ChannelLimiter
     from tasks.channels.outbox import OutboxClient
-    from tasks.channels.sender import Recipient, SendPolicy, _Run
+    from tasks.channels.sender import ListSource, Recipient, SendJob, SendPolicy, run_pass
 
     ledger_path, outbox, start, count = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
     key = SendKey("spring", "2026-03-02", "email")
@@ -40,9 +40,8 @@ WORKER = textwrap.dedent("""
     with SendLedger(ledger_path) as ledger:
         client = SlowOutbox(outbox, "email")
         try:
-            _Run(key, recipients, lambda r: {"subject": "s", "body": "b"}, client,
-                 ChannelLimiter(100_000, 1_000, "email"), ledger, SendPolicy(concurrency=4), None,
-                 lambda a: "***").run()
+            run_pass(SendJob(key, ListSource(recipients), lambda r: {"subject": "s", "body": "b"}, client,
+                             ChannelLimiter(100_000, 1_000, "email"), ledger, SendPolicy(concurrency=4)))
         finally:
             client.close()
 """)

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tasks import check_config
-from tasks.campaign import sends
+from tasks.campaign import wiring
 from tasks.errors import ConfigError
 from tests.conftest import REPO
 from tests.fakes.providers import service_account_info
@@ -114,7 +114,7 @@ def test_a_send_itself_refuses_the_demo_sample_with_a_real_provider(luigi_cfg, m
         monkeypatch.setenv(name, "set-in-the-environment")
     luigi_cfg.set("sms_campaign", "provider", "twilio")
     with pytest.raises(ConfigError, match="bundled demo sample"):
-        sends.run_channel_send("sms", datetime.date(2026, 3, 2), "demo", "all", "/nonexistent/customers.parquet")
+        wiring.run_channel_send("sms", datetime.date(2026, 3, 2), "demo", "all", "/nonexistent/customers.parquet")
 
 
 @pytest.mark.parametrize(("section", "code"), [("segments", 0), ("segment", 2)])

@@ -1,0 +1,55 @@
+"""What a channel send's result says to the Luigi shell: the shards' results added up, and the two reasons a
+finished send still fails (too many failures, recipients still held). The arithmetic of a result is
+SendResult's (tasks/channels/send_result.py); this module only applies it to result documents.
+
+Reads the channel section it is given (max_hold_hours).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import config
+from tasks.channels.ledger import PENDING
+from tasks.channels.send_result import SendResult
+from tasks.errors import CampaignFailedError, RecipientsHeldError
+
+
+def combine_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One channel result document from its shards' documents (SendResult.combine), with the send's segment and
+    template and how many shards it had."""
+    combined = SendResult.combine([SendResult.from_dict(part) for part in parts])
+    first = parts[0]["extra"]
+    combined.extra = {"segment": first.get("segment"), "template": first.get("template"), "shards": len(parts),
+                      **combined.extra}
+    return combined.as_dict()
+
+
+def check_held(result: dict[str, Any], cfg: config.ChannelCampaignConfig) -> None:
+    """RecipientsHeldError when recipients are still pending (held for quiet hours past the section's
+    max_hold_hours, or without a known zone): no result file, and the next run of the same send resumes
+    them (`result`: a send's result document)."""
+    pending = result["counts"].get(PENDING, 0)
+    if not pending:
+        return
+    max_hold_hours = getattr(cfg, "max_hold_hours", 0.0)  # e-mail has no quiet hours
+    extra = result.get("extra", {})
+    until, no_time = extra.get("held_until"), extra.get("held_without_time", 0)
+    raise RecipientsHeldError(
+        f"{result['channel']} campaign {result['campaign']!r} {result['date']}: {pending} recipient(s) still "
+        f"pending, held for quiet hours beyond max_hold_hours ({max_hold_hours:g} h)"
+        + (f" until {until[0]} to {until[1]}" if until else "")
+        + (f"; {no_time} without a known time zone (set default_timezone)" if no_time else "")
+        + "; run the task again after that to send them"
+    )
+
+
+def check_failure_ratio(result: dict[str, Any], max_failure_ratio: float) -> None:
+    """CampaignFailedError when more than `max_failure_ratio` of the recipients failed permanently
+    (`result`: a send's result document)."""
+    if result["failed_share"] > max_failure_ratio:
+        raise CampaignFailedError(
+            f"{result['channel']} campaign {result['campaign']!r} {result['date']}: "
+            f"{result['counts'].get('failed', 0)} of {result['target']} recipients failed "
+            f"({result['failed_share']:.1%} > max_failure_ratio {max_failure_ratio:.1%}); see the ledger for reasons"
+        )

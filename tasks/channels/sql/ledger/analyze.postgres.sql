@@ -1,0 +1,2 @@
+-- fresh planner statistics for the sends table after a large seeding
+ANALYZE sends

@@ -1,0 +1,1 @@
+-- SQLite keeps no planner statistics that a bulk seeding would leave stale: nothing to do

@@ -1,0 +1,2 @@
+-- one row per :id (Tx.insert_each)
+INSERT INTO bulk (k, id) VALUES (:k, :id) ON CONFLICT DO NOTHING
