@@ -34,7 +34,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import config, state
 from tasks.campaign import results as results_core
@@ -43,11 +43,13 @@ from tasks.campaign.providers import limits, make_client
 from tasks.campaign.recipients import ParquetRecipients
 from tasks.campaign.send_config import CHANNELS
 from tasks.channels.ledger import UNKNOWN, SendKey, SendLedger, Shard, ledger_path
-from tasks.channels.limiter import ChannelLimiter
 from tasks.channels.sender import Recipient
 from tasks.channels.twilio import TwilioClient, created_at
 from tasks.errors import ApiError, ConfigError, RetriableApiError, TasksError
 from tasks.state.targets import ResultTarget
+
+if TYPE_CHECKING:  # pyrate_limiter is loaded where a limiter is made, not by `status`
+    from tasks.channels.limiter import ChannelLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ class _Lookup:
         if not isinstance(client, TwilioClient):
             client.close()
             raise ConfigError(f"[{channel}_campaign] provider = {self.cfg.provider}: no lookup to reconcile with")
+        from tasks.channels.limiter import ChannelLimiter
+
         rate, burst = limits(self.cfg)
         try:
             with ChannelLimiter(rate, burst, name=f"{channel}-lookup") as limiter, \
