@@ -27,6 +27,10 @@ name still exists and still behaves as we rely on, and fails naming the internal
 - `Worker._add(task, is_complete)` and its local `formatted_traceback` (luigi/worker.py): when a
   task's complete() raises, Luigi fires `Event.DEPENDENCY_MISSING` with the task only, while the
   traceback sits in that local of the calling frame. `complete_traceback()` walks the stack to it.
+- `Task.set_status_message` / `Task.set_progress_percentage` (luigi/task.py): public, but `Task.__init__`
+  sets them to None and the worker assigns the callables that reach luigid, so their declared type is None.
+  `report_status()` and `report_progress()` call them when a worker has set them (a task built outside
+  a worker, in a unit test, has none).
 - `InterfaceLogging._configured` (luigi/setup_logging.py): true once Luigi applied its logging
   setup; `skip_luigi_logging_setup()` sets it so that `luigi.build()` in pytest leaves pytest's
   log capture alone.
@@ -124,6 +128,23 @@ def complete_traceback() -> str | None:
                 return trace
         frame = frame.f_back
     return None
+
+
+# ---------------------------------------------------------------- worker callbacks
+
+
+def report_status(task: luigi.Task, message: str) -> None:
+    """Show `message` as the task's status in luigid's visualiser (a no-op outside a worker)."""
+    callback: Callable[[str], None] | None = getattr(task, "set_status_message", None)
+    if callable(callback):
+        callback(message)
+
+
+def report_progress(task: luigi.Task, percentage: float) -> None:
+    """Show the task's progress bar in luigid's visualiser (a no-op outside a worker)."""
+    callback: Callable[[float], None] | None = getattr(task, "set_progress_percentage", None)
+    if callable(callback):
+        callback(percentage)
 
 
 # ---------------------------------------------------------------- logging

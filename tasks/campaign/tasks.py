@@ -22,6 +22,7 @@ from tasks.campaign import outcome, send_config, wiring
 from tasks.campaign.send_config import CHANNELS
 from tasks.channels.ledger import SendKey, Shard
 from tasks.channels.send_result import Progress
+from tasks.luigi_internals import report_progress, report_status
 from tasks.params import RunDateParameter
 from tasks.state import locks
 from tasks.state.targets import ResultTarget
@@ -76,7 +77,7 @@ class LoadSegments(luigi.Task):
         options = config.settings(
             segments_core.LoadOptions, cfg, segments=tuple(s.strip() for s in cfg.segments.split(",") if s.strip())
         )
-        self.set_status_message(f"validating {cfg.input_path}")
+        report_status(self, f"validating {cfg.input_path}")
         result = segments_core.load_segments(config.resolve_path(cfg.input_path), self.output_dir(), options)
         s = result.summary
         # counts and reasons only: the rows themselves (PII) stay in rejects.csv
@@ -88,12 +89,12 @@ class LoadSegments(luigi.Task):
             s["valid_per_channel"]["email"], s["valid_per_channel"]["sms"], s["valid_per_channel"]["push"],
             s["duration_s"],
         )
-        self.set_status_message(
+        report_status(self,
             f"done: {s['rows_read']} rows read, {s['valid']} valid, {s['rejected']} rejected "
             f"({self.output_dir() / segments_core.REJECTS_FILE}); addressable email {s['valid_per_channel']['email']}, "
             f"sms {s['valid_per_channel']['sms']}, push {s['valid_per_channel']['push']}; {s['duration_s']:.1f} s"
         )
-        self.set_progress_percentage(100)
+        report_progress(self, 100)
 
 
 def _segments_here(task: luigi.Task, date: datetime.date) -> Path:
@@ -192,11 +193,11 @@ class _SendChannelCampaign(luigi.Task):
         outcome.check_failure_ratio(result, cfg.max_failure_ratio)
         outcome.check_held(result, cfg)
         self.output().write(result)
-        self.set_progress_percentage(100)
+        report_progress(self, 100)
 
     def _show_progress(self, progress: Progress) -> None:
-        self.set_progress_percentage(round(100 * progress.done_fraction, 1))
-        self.set_status_message(str(progress))
+        report_progress(self, round(100 * progress.done_fraction, 1))
+        report_status(self, str(progress))
 
 
 class SendShard(luigi.Task):
@@ -253,11 +254,11 @@ class SendShard(luigi.Task):
         # a shard with recipients held past max_hold_hours is not done: its next run resumes them
         outcome.check_held(result, cfg)
         self.output().write(result)
-        self.set_progress_percentage(100)
+        report_progress(self, 100)
 
     def _show_progress(self, progress: Progress) -> None:
-        self.set_progress_percentage(round(100 * progress.done_fraction, 1))
-        self.set_status_message(str(progress))
+        report_progress(self, round(100 * progress.done_fraction, 1))
+        report_status(self, str(progress))
 
 
 class SendEmailCampaign(_SendChannelCampaign):
@@ -335,7 +336,7 @@ class ExportSegmentLoad(luigi.Task):
         with session() as client:
             results_core.replace_segment_load(client, table, row, self.date, config.var_dir() / "results")
             self.output().touch(client, results_core.load_digest(summary))
-        self.set_status_message(f"{table}: the row of {self.date} loaded")
+        report_status(self, f"{table}: the row of {self.date} loaded")
 
 
 class ExportSendResults(luigi.Task):
@@ -381,5 +382,5 @@ class ExportSendResults(luigi.Task):
         customers = _segments_here(self, self.date)
         count = results_core.export_send(self.channel, self.date, self.campaign, send.segment, customers,
                                          str(result.get("provider", "")), path, expected=result.get("counts"))
-        self.set_status_message(f"{config.ResultsConfig().campaign_sends_table}: {count} rows of {self.channel} "
+        report_status(self, f"{config.ResultsConfig().campaign_sends_table}: {count} rows of {self.channel} "
                                 f"{self.campaign}/{send.segment} loaded")

@@ -218,3 +218,29 @@ def test_skipping_luigis_logging_setup_keeps_the_root_logger(monkeypatch: pytest
     assert InterfaceLogging.setup() is False, broken(
         "InterfaceLogging._configured", "stops luigi's logging setup once true")
     assert list(root.handlers) == before
+
+
+def test_a_worker_gives_a_running_task_its_status_and_progress_callbacks(tmp_path) -> None:
+    """Task.__init__ sets set_status_message / set_progress_percentage to None; the worker assigns callables.
+    report_status / report_progress reach them in a real luigi.build and do nothing outside a worker."""
+    import luigi
+
+    from tasks.luigi_internals import report_progress, report_status
+
+    seen: list[object] = []
+
+    class _Reports(luigi.Task):
+        def complete(self) -> bool:
+            return bool(seen)
+
+        def run(self) -> None:
+            seen.append(callable(self.set_status_message) and callable(self.set_progress_percentage))
+            report_status(self, "half way")
+            report_progress(self, 50)
+
+    assert luigi.build([_Reports()], local_scheduler=True, workers=1)
+    assert seen == [True], ("luigi's worker no longer sets Task.set_status_message / set_progress_percentage: "
+                            "fix tasks/luigi_internals.py report_status / report_progress")
+    idle = _Reports()
+    report_status(idle, "no worker")  # no callback: nothing happens, nothing raises
+    report_progress(idle, 10)
