@@ -9,7 +9,7 @@
   luigid [--port P]             the central scheduler and its UI, state under var/luigid/
   check-config                  every problem of the effective luigi.cfg at once (exit 2 if any)
   reconcile [--date D] [--campaign C] settle `unknown` SMS with Twilio's Messages list
-  status [--date D] [--days N]  what ran: tables, sends, rejects, alerts, runs (exit 1 if the last run failed)
+  status [--date D] [--days N] [--live]  what ran: tables, sends, rejects, alerts, runs (exit 1 if the last run failed)
   suppress add|remove|list|import   the suppression store (addresses never to message)
   unsubscribe-server [--port N] the one-click unsubscribe endpoint (RFC 8058), standard library
   preview [--date D]            dry run of the sends: counts per future state, first messages rendered
@@ -154,7 +154,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from tasks import status
 
-    return status.main(args.date, args.days)
+    return status.main(args.date, args.days, live=args.live)
 
 
 def _suppress(args: argparse.Namespace) -> int:
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="what ran: tables, sends, rejects, alerts, runs")
     st.add_argument("--date", type=datetime.date.fromisoformat, help=f"the last day shown (default: {_DAY})")
     st.add_argument("--days", type=int, default=1, help="how many days up to --date (default 1)")
+    st.add_argument("--live", action="store_true", help="ask the warehouse for the tables instead of showing what "
+                    "the day's last run recorded at its end")
     st.set_defaults(func=_status)
     sup = sub.add_parser("suppress", help="the suppression store: add, remove, list, import FILE")
     sup.add_argument("action", choices=["add", "remove", "list", "import"])

@@ -46,10 +46,16 @@ _PID = os.getpid()
 _registered = False
 
 
-def collect(date: dt.date, run: dict[str, Any] | None = None, warehouse: bool = True) -> summaries.DaySummary:
-    """What is stored about `date` (and the run that made it, if given); unreadable parts become problems."""
+def collect(date: dt.date, run: dict[str, Any] | None = None, warehouse: bool = True,
+            recorded: dict[str, Any] | None = None) -> summaries.DaySummary:
+    """What is stored about `date` (and the run that made it, if given); unreadable parts become problems.
+    `recorded`: a luigi run record holding the table reports it saw at its end; they are shown instead of
+    asking the warehouse (whose connector alone takes longer to load than the rest of `status`)."""
     summary = summaries.DaySummary(date=date.isoformat(), run=run)
-    if warehouse:
+    if recorded is not None:
+        summary.tables = recorded["tables"]
+        summary.tables_recorded_at = str(recorded.get("finished_at") or "")
+    elif warehouse:
         try:
             summary.tables = _tables(date)
         except Exception as exc:  # noqa: BLE001 - a summary shows what it can: the warehouse may be down
@@ -135,8 +141,10 @@ def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries
                "alerts_where": _alerts_where()}
         summary = collect(date, run)
         print("\n" + summaries.render(summary), file=out or sys.stdout, flush=True)
+        tables_known = not any(p.startswith("tables unknown") for p in summary.problems)
         summaries.record_run({**run, "sends": [{k: s.get(k) for k in ("channel", "campaign", "segment", "counts")}
-                                               for s in summary.sends]})
+                                               for s in summary.sends],
+                              **({"tables": summary.tables} if tables_known else {})})
         metrics.export(summary)
         summaries.notify_success(summary)
         return summary
@@ -166,8 +174,10 @@ def _alerts_where() -> str:
 # ---------------------------------------------------------------- python -m tasks status
 
 
-def main(date: dt.date | None = None, days: int = 1, out: Any = None) -> int:
-    """Print the summary of each of `days` days up to `date`; 1 when the last run shown failed, else 0."""
+def main(date: dt.date | None = None, days: int = 1, out: Any = None, live: bool = False) -> int:
+    """Print the summary of each of `days` days up to `date`; 1 when the last run shown failed, else 0.
+    A day's tables are those its last luigi run recorded at its end, unless `live` (or no run recorded them):
+    then the warehouse is asked."""
     out = out or sys.stdout
     last_day = date or default_run_date()
     days = max(1, days)
@@ -178,7 +188,8 @@ def main(date: dt.date | None = None, days: int = 1, out: Any = None) -> int:
         day = last_day - dt.timedelta(days=offset)
         day_runs = [r for r in runs if day.isoformat() in summaries.run_dates(r)]
         last = day_runs[-1] if day_runs else None
-        summary = collect(day, _run_view(last), warehouse=warehouse)
+        summary = collect(day, _run_view(last), warehouse=warehouse,
+                          recorded=None if live else _recorded_tables(day_runs))
         if any(p.startswith("tables unknown") for p in summary.problems):
             warehouse = False  # said once; do not wait on a dead warehouse for every day
         print(summaries.render(summary), file=out)
@@ -192,6 +203,13 @@ def main(date: dt.date | None = None, days: int = 1, out: Any = None) -> int:
         return 0
     latest = max(shown, key=lambda r: str(r.get("finished_at") or r.get("started_at") or ""))
     return 1 if summaries.run_failed(latest) else 0
+
+
+def _recorded_tables(day_runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The day's last luigi run record, when it recorded the tables it saw (a cron record carries none: the
+    luigi run it started wrote its own record just before)."""
+    luigi_runs = [r for r in day_runs if r.get("kind") == "luigi"]
+    return luigi_runs[-1] if luigi_runs and "tables" in luigi_runs[-1] else None
 
 
 def _run_view(record: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ class DaySummary:
     sends: list[dict[str, Any]] = field(default_factory=list)
     run: dict[str, Any] | None = None  # status, task, duration_s, failed_tasks, warned_tasks, alerts, alerts_where
     problems: list[str] = field(default_factory=list)  # what could not be read (warehouse down, ...)
+    tables_recorded_at: str = ""  # set when the tables are those a run recorded at its end, not asked now
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +114,9 @@ def render(summary: DaySummary) -> str:
             rows.append([str(t["table"]), "yes" if t.get("published") else f"no ({t.get('status')})",
                          "-" if t.get("rows") is None else f"{t['rows']:,}", checks])
         lines += _grid(rows)
+        if summary.tables_recorded_at:
+            lines.append(f"  tables as the run recorded them at {summary.tables_recorded_at} "
+                         "(python -m tasks status --live asks the warehouse)")
     seg = summary.segments
     if seg is not None:
         if seg.get("done"):

@@ -21,6 +21,7 @@ from tasks.ops.summary import DaySummary, read_runs, render
 from tests.conftest import REPO
 from tests.fakes.slack import FakeSlack
 from tests.tasks.campaign_helpers import DAY, write_customers
+from tests.warehouse_fixtures import seed_raw
 
 pytestmark = pytest.mark.slow  # real luigi subprocesses
 
@@ -130,3 +131,26 @@ def test_metrics_go_to_the_textfile_and_a_pushgateway(luigi_cfg, var_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_status_shows_the_tables_a_run_recorded_without_loading_the_connector(warehouse, tmp_path, var_path,
+                                                                               subprocess_env):
+    """A finished day's tables come from its last luigi run record (the connector alone takes longer to load than
+    the rest of `status`); --live asks the warehouse."""
+    seed_raw(warehouse, tmp_path)
+    done = run_luigi(subprocess_env, "MauSummary", date=dt.date(2026, 6, 30))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (record,) = read_runs()
+    assert [t["table"] for t in record["tables"]] and all(t["published"] for t in record["tables"]), record["tables"]
+    code = ("import contextlib, io, sys\nfrom tasks import __main__ as cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    assert cli.main(['status', '--date', '2026-06-30']) == 0\n"
+            "print(out.getvalue())\nprint('connector loaded:', 'snowflake.connector' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env, capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert "analytics.mau_summary" in shown.stdout and "tables as the run recorded them at" in shown.stdout
+    assert "connector loaded: False" in shown.stdout
+    live = io.StringIO()
+    assert status.main(dt.date(2026, 6, 30), 1, out=live, live=True) == 0
+    assert "analytics.mau_summary" in live.getvalue() and "as the run recorded them" not in live.getvalue()
