@@ -16,10 +16,11 @@ they share the machine's noise, median of the rounds:
 - baseline: `python -c "import luigi"` (what any `luigi --module tasks` start pays anyway);
 - `python -c "import tasks"` (every task class, the alert handlers and the run summary registered);
 - `python -m tasks --help`;
-- `python -m tasks status --date D` with the embedded warehouse running: the day's tables (read
-  through the Snowflake connector), the segment load, the sends and the run record;
-- the same once the embedded warehouse is stopped (the tables then show as unknown): what the
-  command costs apart from the warehouse client.
+- `python -m tasks status --date D`: the finished day's tables as its run recorded them at its end,
+  the segment load, the sends and the run record;
+- `python -m tasks status --date D --live` with the embedded warehouse running: the tables asked from
+  the warehouse through the Snowflake connector (no goal: loading the connector alone, which loads
+  pandas, pyarrow and boto3, costs more than the rest of the command).
 
 Goals: `import tasks` <= 2.0x, `--help` and `status` <= 3.0x. Peak RSS is each command's own
 (bench.common.PeakRss). Smoke mode: 500 sessions, one round.
@@ -57,6 +58,7 @@ COMMANDS = {
     "import_tasks": [PY, "-c", "import tasks"],
     "help": [PY, "-m", "tasks", "--help"],
     "status": [PY, "-m", "tasks", "status", "--date", DATE],
+    "status_live": [PY, "-m", "tasks", "status", "--date", DATE, "--live"],
 }
 
 
@@ -91,21 +93,24 @@ def _rounds(commands: dict[str, list[str]], env: dict[str, str], rounds: int) ->
     return runs
 
 
-def _check_status(runs: Sequence[common.Finished], warehouse: bool) -> None:
-    """The measured status really described the finished day (else the figure measures an error path)."""
+def _check_status(runs: Sequence[common.Finished], live: bool) -> None:
+    """The measured status really described the finished day, its tables from the run record or, `live`, from
+    the warehouse (else the figure measures an error path)."""
     out = runs[-1].stdout
-    if f"Summary for {DATE}: RunAll ok" not in out or "segments:" not in out:
-        raise RuntimeError(f"status did not show the finished day:\n{out[-2000:]}")
-    if warehouse != ("mau_summary" in out.lower()):
-        raise RuntimeError(f"status {'did not show' if warehouse else 'showed'} the tables:\n{out[-2000:]}")
+    if f"Summary for {DATE}: RunAll ok" not in out or "segments:" not in out or "mau_summary" not in out.lower():
+        raise RuntimeError(f"status did not show the finished day and its tables:\n{out[-2000:]}")
+    if live == ("as the run recorded them" in out):
+        raise RuntimeError(f"status {'--live showed recorded' if live else 'asked the warehouse for'} tables:\n"
+                           f"{out[-2000:]}")
 
 
-def _entry(name: str, runs: Sequence[common.Finished], baseline: Sequence[common.Finished], goal: float,
+def _entry(name: str, runs: Sequence[common.Finished], baseline: Sequence[common.Finished], goal: float | None,
            what: str) -> dict:
     base = statistics.median(r.seconds for r in baseline)
     value = statistics.median(r.seconds for r in runs)
     return common.entry(f"{NAME}.{name}_over_import_luigi", values=[r.seconds for r in runs], unit="s",
-                        baseline=base, goal=f"ratio <= {goal}", goal_met=value / base <= goal,
+                        baseline=base, goal=f"ratio <= {goal}" if goal else None,
+                        goal_met=value / base <= goal if goal else None,
                         peak_rss_mb=max(r.peak_rss_mb or 0 for r in runs),
                         baseline_peak_rss_mb=max(r.peak_rss_mb or 0 for r in baseline),
                         baseline_runs=[round(r.seconds, 4) for r in baseline], command=what)
@@ -120,18 +125,17 @@ def main() -> list[dict]:
     try:
         _prepare(env, sizes)
         running = _rounds(COMMANDS, env, sizes.rounds)
-        _check_status(running["status"], warehouse=True)
+        _check_status(running["status"], live=False)
+        _check_status(running["status_live"], live=True)
     finally:
         embedded.stop(warehouse)
-    stopped = _rounds({"status": COMMANDS["status"]}, env, sizes.rounds)
-    _check_status(stopped["status"], warehouse=False)
     entries = [
         _entry("import_tasks", running["import_tasks"], running[""], IMPORT_GOAL, 'python -c "import tasks"'),
         _entry("help", running["help"], running[""], COMMAND_GOAL, "python -m tasks --help"),
         _entry("status", running["status"], running[""], COMMAND_GOAL,
-               f"python -m tasks status --date {DATE} (embedded warehouse running: tables read)"),
-        _entry("status_no_warehouse", stopped["status"], stopped[""], COMMAND_GOAL,
-               f"python -m tasks status --date {DATE} (embedded warehouse stopped: tables unknown)"),
+               f"python -m tasks status --date {DATE} (tables as the day's run recorded them)"),
+        _entry("status_live", running["status_live"], running[""], None,
+               f"python -m tasks status --date {DATE} --live (embedded warehouse running: tables asked)"),
     ]
     return common.publish(entries)
 

@@ -33,7 +33,7 @@ FIGURES = {
                        "campaign_scale.first_request_s_per_million", "campaign_scale.noop_rerun_s_20k",
                        "campaign_scale.restart_over_remaining_half"},
     "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import"},
-    "cli": {f"cli.{figure}_over_import_luigi" for figure in ("import_tasks", "help", "status", "status_no_warehouse")},
+    "cli": {f"cli.{figure}_over_import_luigi" for figure in ("import_tasks", "help", "status", "status_live")},
 }
 NO_PEAK_RSS = {"campaign_resume.duplicates"}
 NOT_BENCHMARKS = {"__init__", "__main__", "common", "peak", "table"}
@@ -111,5 +111,5 @@ def _check_specifics(name: str, rows: dict[str, dict]) -> None:
         for row in rows.values():
             assert len(row["baseline_runs"]) == row["runs"]
             assert min(row["baseline_runs"]) <= row["baseline"] <= max(row["baseline_runs"])
-        assert "warehouse running" in rows["cli.status_over_import_luigi"]["command"]
-        assert "warehouse stopped" in rows["cli.status_no_warehouse_over_import_luigi"]["command"]
+        assert "recorded" in rows["cli.status_over_import_luigi"]["command"]
+        assert "--live" in rows["cli.status_live_over_import_luigi"]["command"]
