@@ -292,7 +292,8 @@ def make_client(channel: str, cfg: config.ChannelCampaignConfig, var_dir: Path, 
         auth = (sid, env["TWILIO_AUTH_TOKEN"])
         service = env.get("TWILIO_MESSAGING_SERVICE_SID", "")
         number = "" if service else env["TWILIO_FROM_NUMBER"]
-        return TwilioClient(HttpTransport("twilio", base_url, auth=auth, **timeouts), sid, number, service)
+        return TwilioClient(HttpTransport("twilio", base_url, auth=auth, **timeouts), sid, number, service,
+                            config.WebConfig().public_url)
     tokens: StaticToken | ServiceAccountToken
     if env.get("FCM_ACCESS_TOKEN"):
         tokens, project = StaticToken(env["FCM_ACCESS_TOKEN"]), env["FCM_PROJECT_ID"]
