@@ -281,6 +281,8 @@ def create_server(app: WebApp, web: WebSettings, host: str, port: int) -> Any:
     return waitress.create_server(
         app, host=host, port=port, threads=web.threads, channel_timeout=web.channel_timeout,
         connection_limit=web.connection_limit, max_request_body_size=2 * web.max_body_bytes,
+        # idle connections are checked every cleanup_interval seconds (default 30): often enough for the timeout
+        cleanup_interval=max(1, min(30, int(web.channel_timeout / 2))),
         clear_untrusted_proxy_headers=True, ident="tasks-web",
     )
 
