@@ -121,19 +121,18 @@ def test_a_refused_sendgrid_batch_stores_nothing_and_is_counted(name, damage, st
 
 
 def test_a_batch_posted_twice_is_stored_once_and_healthz_answers(stores, var_path):
-    with FakeProvider(validate=False) as fake:
-        with serving(make_app(stores, var_path, fake)) as base:
-            assert requests.get(f"{base}/healthz", timeout=5).text == "ok\n"
-            body = events_body(1000)
-            first = requests.post(f"{base}/events/sendgrid", data=body, headers=sign_sendgrid(fake.event_key, body),
-                                  timeout=30)
-            again = requests.post(f"{base}/events/sendgrid", data=body, headers=sign_sendgrid(fake.event_key, body),
-                                  timeout=30)
-            assert (first.status_code, again.status_code) == (200, 200)
-            assert (first.text, again.text) == ("stored 1000 of 1000\n", "stored 0 of 1000\n")
-            assert metric(base, "tasks_web_events_stored", provider="sendgrid") == 1000
-            assert metric(base, "tasks_web_events_duplicate", provider="sendgrid") == 1000
-            assert requests.get(f"{base}/events/sendgrid", timeout=5).status_code == 405
+    with FakeProvider(validate=False) as fake, serving(make_app(stores, var_path, fake)) as base:
+        assert requests.get(f"{base}/healthz", timeout=5).text == "ok\n"
+        body = events_body(1000)
+        first = requests.post(f"{base}/events/sendgrid", data=body, headers=sign_sendgrid(fake.event_key, body),
+                              timeout=30)
+        again = requests.post(f"{base}/events/sendgrid", data=body, headers=sign_sendgrid(fake.event_key, body),
+                              timeout=30)
+        assert (first.status_code, again.status_code) == (200, 200)
+        assert (first.text, again.text) == ("stored 1000 of 1000\n", "stored 0 of 1000\n")
+        assert metric(base, "tasks_web_events_stored", provider="sendgrid") == 1000
+        assert metric(base, "tasks_web_events_duplicate", provider="sendgrid") == 1000
+        assert requests.get(f"{base}/events/sendgrid", timeout=5).status_code == 405
     assert stores[0].last_seq() == 1000
     assert [e.seq for e in stores[0].events_since(998)] == [999, 1000]
     assert len(stores[0].events_of_send("demo/x/email")) == 1000
