@@ -293,7 +293,7 @@ def serve(host: str | None, port: int | None, var_dir: str | os.PathLike[str]) -
     with open_event_store(var_dir) as store, compliance.open_suppressions(var_dir) as suppressions:
         app = build_app(store, suppressions, var_dir, web)
         server = create_server(app, web, host or web.host, web.port if port is None else port)
-        logger.info("web endpoint listening on http://%s:%d (%d threads, channel_timeout %g s)",
+        logger.info("web endpoint listening on http://%s:%s (%d threads, channel_timeout %g s)",
                     host or web.host, server.effective_port, web.threads, web.channel_timeout)
         try:
             server.run()
