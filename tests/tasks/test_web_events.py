@@ -9,6 +9,7 @@ disconnected after channel_timeout.
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import time
@@ -26,7 +27,7 @@ from tasks.errors import ConfigError
 from tasks.state.events import EventStore, events_path
 from tests.fakes.providers import TWILIO_TOKEN, FakeProvider, sign_sendgrid, sign_twilio
 from tests.state_fixtures import free_port
-from tests.tasks.campaign_helpers import DAY, setup_campaign
+from tests.tasks.campaign_helpers import DAY, build, setup_campaign
 from tests.tasks.web_helpers import serving
 
 SECRET = "unsubscribe-test-secret-0123456789"
@@ -199,3 +200,33 @@ def test_routes_without_their_secret_answer_404_and_nothing_at_all_refuses_to_st
         assert requests.post(f"{base}/events/sendgrid", data=b"[]", timeout=5).status_code == 404
         assert requests.post(f"{base}/events/twilio", data=b"", timeout=5).status_code == 404
         assert requests.get(f"{base}/u/garbage", timeout=5).status_code == 400  # the unsubscribe app
+
+
+def test_the_demo_outbox_writes_provider_events_that_ingest_once(luigi_cfg, tmp_path, var_path, capsys):
+    from tasks.__main__ import main
+
+    rows = setup_campaign(luigi_cfg, tmp_path, 6)
+    rows[0]["email"] = "bounce.someone@example.com"  # the demo's mark for a dead mailbox
+    rows[1]["phone"] = "+12125550199"  # a fictional 555-01xx number ending in 99: unknown handset
+    with open(tmp_path / "customers.csv", "w", encoding="utf-8") as fh:
+        fh.write(",".join(rows[0]) + "\n" + "".join(",".join(r.values()) + "\n" for r in rows))
+    luigi_cfg.set("segments", "input_path", tmp_path / "customers.csv")
+    day = datetime.date(2026, 3, 3)
+    assert build(LoadSegments(date=day))
+    for channel in ("email", "sms", "push"):
+        luigi_cfg.set(f"{channel}_campaign", "provider", "outbox")
+        channel_core.run_channel_send(channel, day, "demo", "all", LoadSegments(date=day).customers_path())
+    assert main(["events", "ingest-outbox"]) == 0
+    assert "24 new event(s) stored of 24" in capsys.readouterr().out  # 6 e-mails and 6 SMS, two events each
+    assert main(["events", "ingest-outbox"]) == 0
+    assert "0 new event(s) stored of 24" in capsys.readouterr().out
+    with EventStore(events_path(var_path)) as store:
+        email = store.events_of_send(f"demo/{day}/email")
+        sms = store.events_of_send(f"demo/{day}/sms")
+    assert {e.provider for e in email + sms} == {"outbox"}
+    bounced = [(e.customer_id, e.bounce_type, e.bounce_classification) for e in email if e.event == "bounced"]
+    assert bounced == [(rows[0]["customer_id"], "bounce", "Invalid Address")]
+    assert sum(e.event == "delivered" for e in email) == 5
+    failed = [(e.customer_id, e.event, e.error_code) for e in sms if e.event not in ("sent", "delivered")]
+    assert failed == [(rows[1]["customer_id"], "undelivered", "30005")]
+    assert sum(e.event == "delivered" for e in sms) == 5
