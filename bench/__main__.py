@@ -15,7 +15,7 @@ import traceback
 from bench import common
 
 # every benchmark; the README's Benchmarks table lists the same, tests/bench/test_bench_smoke.py runs each
-MODULES = ("load_segments", "email_batching", "campaign_pace", "campaign_resume", "campaign_scale", "elt")
+MODULES = ("load_segments", "email_batching", "campaign_pace", "campaign_resume", "campaign_scale", "elt", "events")
 
 
 def main(argv: list[str]) -> int:

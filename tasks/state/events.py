@@ -48,10 +48,9 @@ Statements are in tasks/state/sql/events/. Reads no luigi.cfg section.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from tasks.state.db import Database, as_database, read_sql
@@ -90,9 +89,11 @@ class DeliveryEvent:
         """The customer id at the end of the send id, or None."""
         return self.send_id.rpartition("/")[2] or None if self.send_id and "/" in self.send_id else None
 
-    def row(self) -> dict[str, object]:
-        """The columns of its insert."""
-        return {**asdict(self), "send_key": self.send_key, "customer_id": self.customer_id}
+    def values(self) -> tuple[object, ...]:
+        """The values of its insert, in INSERT_COLUMNS order."""
+        return (self.dedupe_key, self.provider, self.channel, self.send_id, self.send_key, self.customer_id,
+                self.event, self.provider_event, self.bounce_type, self.bounce_classification, self.reason,
+                self.error_code, self.provider_message_id, self.address, self.event_at, self.received_at)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ _COLUMNS = ("seq", "dedupe_key", "provider", "channel", "send_id", "send_key", "
             "provider_event", "bounce_type", "bounce_classification", "reason", "error_code", "provider_message_id",
             "address", "event_at", "received_at")
 _FIELDS = {f.name for f in fields(StoredEvent)}
+INSERT_COLUMNS = _COLUMNS[1:]
 
 
 def events_path(var_dir: str | os.PathLike[str]) -> Path:
@@ -140,13 +142,16 @@ class EventStore:
 
     def add(self, events: Iterable[DeliveryEvent]) -> int:
         """Store a batch in one transaction (duplicates skipped); returns how many were new. Committed on return."""
-        rows = [e.row() for e in events]
+        rows = [e.values() for e in events]
         if not rows:
             return 0
-        payload = json.dumps(rows, separators=(",", ":"))
         with self.db.transaction() as tx:
             tx.rows(self._sql("write_lock"), {"lock_id": WRITE_LOCK})
-            return tx.execute(self._sql("insert"), {"rows": payload})
+            if self.db.dialect == "sqlite":  # one prepared statement over the batch: SQLite's fastest bulk insert
+                return tx.executemany_positional(self._sql("insert"), rows)
+            # Postgres: the batch as one array per column, one statement (no round trip per event)
+            return tx.execute(self._sql("insert"), dict(zip(INSERT_COLUMNS, map(list, zip(*rows, strict=True)),
+                                                            strict=True)))
 
     def events_since(self, after_seq: int = 0, limit: int = PAGE) -> list[StoredEvent]:
         """The events stored after `after_seq`, oldest first (at most `limit`)."""

@@ -33,6 +33,7 @@ FIGURES = {
                        "campaign_scale.first_request_s_per_million", "campaign_scale.noop_rerun_s_20k",
                        "campaign_scale.restart_over_remaining_half"},
     "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import"},
+    "events": {"events.stored_per_s.sqlite", "events.stored_per_s.postgres"},
 }
 NO_PEAK_RSS = {"campaign_resume.duplicates"}
 NOT_BENCHMARKS = {"__init__", "__main__", "common", "peak", "table"}
@@ -107,3 +108,5 @@ def _check_specifics(name: str, rows: dict[str, dict]) -> None:
         assert all(0 < k < restart["recipients"] for k in restart["killed_at"])
     elif name == "elt":
         assert rows["elt.mau_summary_over_bare_duckdb"]["sessions"] == 1_000
+    elif name == "events":  # every acknowledged event is in the store, each once
+        assert all(row["stored"] == row["batches"] * row["batch_size"] == 300 for row in rows.values())
