@@ -152,8 +152,9 @@ class SqliteDatabase(Database):
     def transaction(self) -> Iterator[Tx]:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            cursor = self._conn.cursor()
             try:
-                yield Tx(self._conn.cursor(), self.dialect)
+                yield Tx(cursor, self.dialect)
                 self._conn.execute("COMMIT")
             except BaseException:
                 # a COMMIT that failed (disk full, an I/O error) leaves the transaction open holding the write
@@ -161,6 +162,8 @@ class SqliteDatabase(Database):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+            finally:  # inside the lock: a cursor freed later resets its cached statement under another thread's use
+                cursor.close()
 
     def close(self) -> None:
         with self._lock:
