@@ -54,12 +54,12 @@ SMOKE = Sizes(batches=3, batch_size=100, clients=2, runs=1)
 
 def make_events(sizes: Sizes, run: int, prefix: str = "r") -> list[list[dict]]:
     """The batches of one run: SendGrid's delivered events with our send ids (unique sg_event_ids per run and
-    prefix: the endpoint's start with `r`, the bare store's with `bare`)."""
+    prefix: the endpoint's start with `r`, the bare store's with `bare`, and so do their send ids)."""
     now = int(time.time())
     return [[{"email": f"user{b * sizes.batch_size + i}@example.com", "timestamp": now, "event": "delivered",
               "sg_event_id": f"{prefix}{run}-b{b}-e{i}", "sg_message_id": f"m{b}.filter0001",
               "smtp-id": f"<m{b}@example.com>", "response": "250 OK", "category": ["bench"],
-              "send_id": f"bench/2026-01-01/email/C{b * sizes.batch_size + i:07d}",
+              "send_id": f"{prefix}/2026-01-01/email/C{b * sizes.batch_size + i:07d}",
               "customer_id": f"C{b * sizes.batch_size + i:07d}"}
              for i in range(sizes.batch_size)] for b in range(sizes.batches)]
 
@@ -138,11 +138,8 @@ def _endpoint_run(sizes: Sizes, env: dict[str, str], run: int, key: object, log:
 _COUNT = """
 from tasks import config, state
 from tasks.state.events import EventStore, events_path
-store, seq, count = EventStore(state.database(events_path(config.var_dir()))), 0, 0
-while page := store.events_since(seq, 50_000):
-    count += sum(1 for e in page if e.dedupe_key.startswith("r"))
-    seq = page[-1].seq
-print(count)
+with EventStore(state.database(events_path(config.var_dir()))) as store:
+    print(sum(store.counts_of_send("r/2026-01-01/email").values()))
 """
 
 

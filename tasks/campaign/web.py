@@ -121,7 +121,12 @@ class WebApp:
             return self._events_route(path, method, environ, start_response)
         if self.unsubscribe is None:
             return self._answer(start_response, "unsubscribe", 404, b"not found\n")
-        return self.unsubscribe(environ, start_response)
+
+        def counted(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            self.metrics.requests.labels("unsubscribe", status.split(" ", 1)[0]).inc()
+            return start_response(status, headers, *exc_info)
+
+        return self.unsubscribe(environ, counted)
 
     def _plain_route(self, path: str, method: str, start_response: StartResponse) -> list[bytes]:
         route = path.lstrip("/")

@@ -40,6 +40,8 @@ Interface (every method one short transaction; thread-safe; shared by processes 
 - `events_since(after_seq, limit) -> list[StoredEvent]`: every event with seq > after_seq, by seq.
 - `events_of_send(send_key, after_seq=0, limit) -> list[StoredEvent]`: the events of one send
   (`SendKey(campaign, date, channel)` joined by `/`), by seq; poll it with the last seq seen.
+- `counts_of_send(send_key) -> {(event, bounce_type, error_code): count}`: one send's outcomes in one
+  indexed query (`''` where a column is empty), e.g. for its rates.
 - `last_seq()`, `counts()` ((channel, event, unmatched) -> count; unmatched: no send id),
   `stored_keys(keys)` (which of these dedupe keys are stored).
 
@@ -173,6 +175,11 @@ class EventStore:
         """(channel, event, unmatched) -> events stored; unmatched: the event carried no send id."""
         with self.db.transaction() as tx:
             return {(c, e, bool(u)): int(n) for c, e, u, n in tx.rows(self._sql("counts"))}
+
+    def counts_of_send(self, send_key: str) -> dict[tuple[str, str, str], int]:
+        """(event, bounce_type, error_code) -> events of one send (`campaign/date/channel`); '' where none."""
+        with self.db.transaction() as tx:
+            return {(e, b, c): int(n) for e, b, c, n in tx.rows(self._sql("counts_of_send"), {"send_key": send_key})}
 
     def stored_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of `keys` (dedupe keys) are stored."""

@@ -42,6 +42,8 @@ def test_a_batch_is_stored_once_in_order_and_read_back_by_seq_and_by_send(store)
     assert store.events_of_send("demo/2026-03-02/sms") == []
     assert store.counts() == {("email", "delivered", False): 5, ("email", "bounced", True): 1}
     assert store.stored_keys(["k1", "k9"]) == {"k1"}
+    store.add([event("k6", "demo/2026-03-02/email/C2", event="bounced", bounce_type="blocked")])
+    assert store.counts_of_send("demo/2026-03-02/email") == {("delivered", "", ""): 5, ("bounced", "blocked", ""): 1}
     assert store.add([]) == 0
 
 
