@@ -200,6 +200,16 @@ def test_routes_without_their_secret_answer_404_and_nothing_at_all_refuses_to_st
         assert requests.post(f"{base}/events/sendgrid", data=b"[]", timeout=5).status_code == 404
         assert requests.post(f"{base}/events/twilio", data=b"", timeout=5).status_code == 404
         assert requests.get(f"{base}/u/garbage", timeout=5).status_code == 400  # the unsubscribe app
+        assert metric(base, "tasks_web_requests", route="unsubscribe", status="400") == 1
+
+
+def test_unsubscribe_server_is_the_same_command_as_web():
+    from tasks.__main__ import build_parser
+
+    web_args = build_parser().parse_args(["web", "--port", "9000"])
+    alias = build_parser().parse_args(["unsubscribe-server", "--host", "0.0.0.0"])
+    assert web_args.func is alias.func
+    assert (web_args.port, web_args.host, alias.port, alias.host) == (9000, None, None, "0.0.0.0")
 
 
 def test_the_demo_outbox_writes_provider_events_that_ingest_once(luigi_cfg, tmp_path, var_path, capsys):
