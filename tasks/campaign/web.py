@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -51,6 +51,9 @@ from tasks.channels import outbox
 from tasks.channels.unsubscribe import SECRET_ENV, UnsubscribeApp
 from tasks.errors import ConfigError, WebhookRefusedError
 from tasks.state.events import DeliveryEvent, EventStore, events_path
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class WebMetrics:
 class WebApp:
     """The WSGI app. `sendgrid_key`, `twilio_token` and `unsubscribe` are None when not configured."""
 
-    def __init__(self, store: EventStore, web: WebSettings, *, sendgrid_key: Any = None,
+    def __init__(self, store: EventStore, web: WebSettings, *, sendgrid_key: EllipticCurvePublicKey | None = None,
                  twilio_token: str | None = None, unsubscribe: UnsubscribeApp | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -181,6 +184,8 @@ class WebApp:
             raise WebhookRefusedError(403, f"missing {wire.SENDGRID_SIGNATURE}")
         wire.check_sendgrid_timestamp(timestamp, received, self.web.max_clock_skew)
         body = self._body(environ)
+        if self.sendgrid_key is None:  # never: the route answers 404 without a key (_events_route)
+            raise WebhookRefusedError(403, f"{wire.SENDGRID_KEY_ENV} is not set")
         wire.verify_sendgrid(self.sendgrid_key, signature, timestamp or "", body)
         return wire.parse_sendgrid(body, received)
 
