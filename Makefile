@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # empty: RunAll's own default, the day the schedule is on ([schedule] timezone; tasks.params.default_run_date)
 DATE ?=
 
-.PHONY: run test test-fast bench lint lock luigid warehouse-stop clean postgres-binaries
+.PHONY: run test test-fast bench lint lock luigid warehouse-stop clean postgres-binaries browser
 
 # Installs exactly the versions in requirements/lock.txt (every dependency, the embedded warehouse and the
 # test tools), then the package itself without resolving again. `make lock` refreshes the lock.
@@ -31,7 +31,7 @@ run: $(STAMP)
 	$(BIN)/python -m tasks seed-demo
 	$(BIN)/luigi --module tasks RunAll $(if $(DATE),--date $(DATE)) --local-scheduler --workers 3
 
-test: lint postgres-binaries
+test: lint postgres-binaries browser
 	$(BIN)/python -m pytest
 
 # The shared-state tests run a real PostgreSQL server (tasks/state/server.py starts it in a temporary
@@ -41,6 +41,14 @@ postgres-binaries:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
 	  $$SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q postgresql >/dev/null; }; }
+
+# The unsubscribe page is tested in a real headless Chromium driven by selenium: Debian's chromium and
+# chromium-driver, installed when either is missing (root, or sudo without a password).
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
 # the unit tests (no warehouse, no luigi run; the ledger and limiter ones use the test Postgres): the edit-test loop
 test-fast: $(STAMP) postgres-binaries

@@ -15,7 +15,8 @@ import traceback
 from bench import common
 
 # every benchmark; docs/benchmarks.md lists the same, tests/bench/test_bench_smoke.py runs each
-MODULES = ("load_segments", "email_batching", "campaign_pace", "campaign_resume", "campaign_scale", "elt", "cli")
+MODULES = ("load_segments", "email_batching", "campaign_pace", "campaign_resume", "campaign_scale", "elt", "cli",
+           "events")
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,9 @@
   reconcile [--date D] [--campaign C] settle `unknown` SMS with Twilio's Messages list
   status [--date D] [--days N] [--live]  what ran: tables, sends, rejects, alerts, runs (exit 1 if the last run failed)
   suppress add|remove|list|import   the suppression store (addresses never to message)
-  unsubscribe-server [--port N] the one-click unsubscribe endpoint (RFC 8058), standard library
+  web [--host H] [--port P]     the internet-facing endpoint (waitress): one-click unsubscribe, delivery events
+  unsubscribe-server            the same as `web` (its old name)
+  events ingest-outbox          store the delivery events the demo outbox wrote (var/outbox/events/)
   preview [--date D]            dry run of the sends: counts per future state, first messages rendered
 
 A command without --date takes the day the schedule is on (tasks.params.default_run_date: the date of
@@ -201,10 +203,18 @@ def _suppress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unsubscribe_server(args: argparse.Namespace) -> int:
-    from tasks.campaign import unsubscribes
+def _web(args: argparse.Namespace) -> int:
+    from tasks.campaign import web
 
-    unsubscribes.serve(args.host, args.port, config.var_dir())
+    web.serve(args.host, args.port, config.var_dir())
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    from tasks.campaign import web
+
+    stored, seen = web.ingest_outbox(config.var_dir())
+    print(f"{stored} new event(s) stored of {seen} in the outbox's event files")
     return 0
 
 
@@ -271,10 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     sup.add_argument("--customer", action="store_true", help="add/remove a customer id instead of an address")
     sup.add_argument("--reason", help="why (kept with the entry)")
     sup.set_defaults(func=_suppress)
-    unsub = sub.add_parser("unsubscribe-server", help="serve one-click unsubscribe (RFC 8058) for e-mail links")
-    unsub.add_argument("--port", type=int, default=8090)
-    unsub.add_argument("--host", default="127.0.0.1", help="put it behind your HTTPS proxy (default 127.0.0.1)")
-    unsub.set_defaults(func=_unsubscribe_server)
+    for name, text in (("web", "serve one-click unsubscribe, SendGrid and Twilio delivery events, /healthz"),
+                       ("unsubscribe-server", "the same as `web` (its old name)")):
+        web = sub.add_parser(name, help=text)
+        web.add_argument("--port", type=int, help="default: [web] port (8090)")
+        web.add_argument("--host", help="default: [web] host (127.0.0.1); put it behind your HTTPS proxy")
+        web.set_defaults(func=_web)
+    events = sub.add_parser("events", help="delivery events: ingest-outbox stores the demo outbox's")
+    events.add_argument("action", choices=["ingest-outbox"])
+    events.set_defaults(func=_events)
     prev = sub.add_parser("preview", help="dry run: counts per future state and the first rendered messages")
     prev.add_argument("--date", type=datetime.date.fromisoformat, help=f"the send date (default: {_DAY})")
     prev.add_argument("--campaign", default="demo")

@@ -588,3 +588,42 @@ class LuigidConfig(Section):
 
     host = luigi.Parameter(default="127.0.0.1", description="Address luigid listens on (it has no authentication).")
     port = luigi.IntParameter(default=8082, description="Port of luigid's API and UI.")
+
+
+class WebConfig(Section):
+    """The internet-facing endpoint of `python -m tasks web` (waitress): one-click unsubscribe, SendGrid's
+    Event Webhook, Twilio's status callbacks, /healthz and /metrics. Secrets come from the environment
+    (UNSUBSCRIBE_SECRET, SENDGRID_WEBHOOK_PUBLIC_KEY, TWILIO_AUTH_TOKEN), never from this file."""
+
+    section = "web"
+
+    host = luigi.Parameter(
+        default="127.0.0.1", description="Address to listen on; put the endpoint behind your HTTPS proxy."
+    )
+    port = luigi.IntParameter(default=8090, description="Port to listen on.")
+    public_url = luigi.Parameter(
+        default="",
+        description="The base URL the providers call, as the proxy publishes it (https://hooks.example.com). "
+        "Twilio signs this URL: it is what X-Twilio-Signature is checked against, and every SMS carries "
+        "StatusCallback = <public_url>/events/twilio?send_id=... when it is set. Empty: no status callbacks, "
+        "and /events/twilio answers 404.",
+    )
+    threads = luigi.IntParameter(
+        default=8, description="Worker threads (fixed): each handles one whole request at a time."
+    )
+    channel_timeout = luigi.FloatParameter(
+        default=30.0,
+        description="Seconds a connection may stay idle (a client that sends half a request and stalls) "
+        "before it is closed.",
+    )
+    connection_limit = luigi.IntParameter(
+        default=100, description="Connections open at once; more wait in the listen backlog."
+    )
+    max_body_bytes = luigi.IntParameter(
+        default=2 * 1024 * 1024, description="Largest request body accepted; a larger one gets 413 unread."
+    )
+    max_clock_skew = luigi.FloatParameter(
+        default=600.0,
+        description="Seconds a signed SendGrid batch's timestamp may be old or ahead of this clock (replays "
+        "and captured requests older than this get 403).",
+    )

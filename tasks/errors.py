@@ -138,3 +138,13 @@ class LockLostError(StateBackendError):
 class RecipientsHeldError(TasksError):
     """Raised when recipients are still held for quiet hours past `max_hold_hours` (or have no known time
     zone): they stay `pending`, and the next run of the same send resumes them."""
+
+
+class WebhookRefusedError(TasksError):
+    """Raised when a provider's POST to the web endpoint must be refused (signature missing or wrong, timestamp
+    stale, body malformed or too big): answer `status`, store nothing; `reason` is safe to log (no address)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status}: {reason}")

@@ -79,7 +79,8 @@ def _twilio(cfg: config.ChannelCampaignConfig) -> TwilioClient:
     sid = env["TWILIO_ACCOUNT_SID"]
     service = env.get("TWILIO_MESSAGING_SERVICE_SID", "")
     number = "" if service else env["TWILIO_FROM_NUMBER"]
-    return TwilioClient(_transport(cfg, auth=(sid, env["TWILIO_AUTH_TOKEN"])), sid, number, service)
+    return TwilioClient(_transport(cfg, auth=(sid, env["TWILIO_AUTH_TOKEN"])), sid, number, service,
+                        config.WebConfig().public_url)
 
 
 def _fcm(cfg: config.ChannelCampaignConfig) -> FcmClient:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.state.db import Database, as_database, read_sql
+from tasks.state.db import Database, as_database
 
 CHANNELS = ("email", "sms", "push", "all")
 KINDS = ("address", "customer")
@@ -57,7 +57,7 @@ class SuppressionStore:
             tx.script(self._sql("schema"))
 
     def _sql(self, name: str) -> str:
-        return read_sql(str(SQL_DIR), name, self.db.dialect)
+        return self.db.sql(SQL_DIR, name)
 
     def close(self) -> None:
         self.db.close()

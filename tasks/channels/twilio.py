@@ -7,7 +7,13 @@ numeric `code`: 21211 (invalid To), 21614 (not a mobile number), 21610 (recipien
 unsubscribed: an opt-out, mirrored into the suppression store) and other 4xx are
 permanent; 429 / 20429 is never processed and safe to retry.
 Twilio has no idempotency key. The statuses follow status.py. Reads no luigi.cfg section
-(tasks/campaign/providers.py passes the transport and the account).
+(tasks/campaign/providers.py passes the transport, the account and `[web] public_url`).
+
+Status callbacks: with a public URL, every message carries `StatusCallback =
+<public_url>/events/twilio?send_id=<send id>`, so Twilio posts each status change of it to the
+web endpoint (tasks/campaign/web.py), signed with the auth token, and the event names its send.
+`DELIVERY_CODES` is the one table of the ErrorCodes those callbacks carry (Twilio warns that codes
+change: edit them here only).
 
 Lookup (what settles an `unknown`): `GET .../Messages.json` filtered by `To`, `From` and
 `DateSent>` (on or after a GMT day, sent as `YYYY-MM-DDT00:00:00Z` like Twilio's own client
@@ -21,7 +27,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -47,6 +55,37 @@ CODES = ProviderCodes(
 )
 
 
+
+
+@dataclass(frozen=True)
+class DeliveryCode:
+    """What a status callback's ErrorCode means for the address."""
+
+    meaning: str
+    suppress: bool = False  # never message this number again (until it opts back in)
+    filtered: bool = False  # the carrier or Twilio filtered the message (spam or policy)
+
+
+# ErrorCodes of `undelivered` / `failed` callbacks (Twilio's error dictionary, checked December 2026)
+DELIVERY_CODES = {
+    "30001": DeliveryCode("queue overflow"),
+    "30002": DeliveryCode("account suspended"),
+    "30003": DeliveryCode("unreachable destination handset (transient)"),
+    "30004": DeliveryCode("message blocked by the recipient or carrier"),
+    "30005": DeliveryCode("unknown destination handset", suppress=True),
+    "30006": DeliveryCode("landline or unreachable carrier", suppress=True),
+    "30007": DeliveryCode("filtered by the carrier or Twilio (spam or policy)", filtered=True),
+    "30008": DeliveryCode("unknown error"),
+    "30034": DeliveryCode("message from an unregistered 10DLC number", filtered=True),
+    "21610": DeliveryCode("recipient unsubscribed (STOP)", suppress=True),
+}
+
+
+def status_callback_url(public_url: str, send_id: str) -> str:
+    """`<public_url>/events/twilio?send_id=<send id>`: where Twilio posts this message's status changes."""
+    return f"{public_url.rstrip('/')}/events/twilio?send_id={quote(send_id, safe='')}"
+
+
 def classify_response(response: requests.Response) -> None:
     """Raise the typed error a Twilio response means; return quietly on 2xx."""
     code = json_body(response).get("code")
@@ -63,10 +102,12 @@ class TwilioClient(HttpProviderClient):
     id_field = "sid"
 
     def __init__(
-        self, transport: HttpTransport, account_sid: str, from_number: str = "", messaging_service_sid: str = ""
+        self, transport: HttpTransport, account_sid: str, from_number: str = "", messaging_service_sid: str = "",
+        public_url: str = "",
     ) -> None:
         super().__init__(transport, f"/2010-04-01/Accounts/{account_sid}/Messages.json")
         self.sender = {"MessagingServiceSid": messaging_service_sid} if messaging_service_sid else {"From": from_number}
+        self.public_url = public_url  # [web] public_url: every message gets a StatusCallback when set
 
     def reject_reason(self, message: Message) -> str | None:
         if len(message.content["body"]) > MAX_BODY_CHARS:
@@ -75,7 +116,10 @@ class TwilioClient(HttpProviderClient):
 
     def request_form(self, message: Message) -> dict[str, str]:
         """The form fields of one Messages.json request."""
-        return {"To": message.address, **self.sender, "Body": message.content["body"]}
+        form = {"To": message.address, **self.sender, "Body": message.content["body"]}
+        if self.public_url:
+            form["StatusCallback"] = status_callback_url(self.public_url, message.send_id)
+        return form
 
     def request(self, messages: Sequence[Message]) -> dict[str, Any]:
         (message,) = messages  # batch_size is 1

@@ -14,7 +14,7 @@ be forged or altered without the secret, and carries no address.
 The app (`UnsubscribeApp`): `POST <any path>/<token>` with a valid token calls `record(key,
 customer_id)` and answers 200; `GET` shows a confirmation page whose button POSTs, and never
 unsubscribes, because link scanners and previews fetch every URL in a mail; a bad token gets
-400 and nothing is recorded; other methods 405. Standard library only (wsgiref serves it).
+400 and nothing is recorded; other methods 405. Standard library only (waitress serves it, in `python -m tasks web`).
 Reads no luigi.cfg section: tasks/campaign/unsubscribes.py wires it to the suppression store.
 """
 

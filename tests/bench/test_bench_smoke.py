@@ -34,6 +34,7 @@ FIGURES = {
                        "campaign_scale.restart_over_remaining_half"},
     "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import"},
     "cli": {f"cli.{figure}_over_import_luigi" for figure in ("import_tasks", "help", "status", "status_live")},
+    "events": {"events.stored_per_s.sqlite", "events.stored_per_s.postgres"},
 }
 NO_PEAK_RSS = {"campaign_resume.duplicates"}
 NOT_BENCHMARKS = {"__init__", "__main__", "common", "peak", "table"}
@@ -113,3 +114,5 @@ def _check_specifics(name: str, rows: dict[str, dict]) -> None:
             assert min(row["baseline_runs"]) <= row["baseline"] <= max(row["baseline_runs"])
         assert "recorded" in rows["cli.status_over_import_luigi"]["command"]
         assert "--live" in rows["cli.status_live_over_import_luigi"]["command"]
+    elif name == "events":  # every acknowledged event is in the store, each once
+        assert all(row["stored"] == row["batches"] * row["batch_size"] == 300 for row in rows.values())

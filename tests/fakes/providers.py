@@ -57,6 +57,21 @@ never matches a DateSent filter), newest first, paged by `PageSize` (default 50)
         assert fake.max_requests_in_window(1.0, "twilio") <= 10 + 5
         fake.accepted()   # [{"provider", "to", "send_id", "customer_id", "body", "at"}, ...]
 
+Speaking back (delivery events), as the real providers do after accepting a message:
+`post_sendgrid_events(url, bounce=..., blocked=..., spam=...)` posts SendGrid Event Webhook batches
+(JSON arrays, `batch_size` events per POST) for every message SendGrid accepted: `processed` then
+`delivered`, except a hard `bounce` (type `bounce`, Invalid Address) for the addresses in `bounce`,
+a soft one (type `blocked`, Reputation) for those in `blocked`, and a `spamreport` after the
+delivery for those in `spam`; every event carries the message's custom_args (send_id,
+customer_id) as top-level keys, a unique `sg_event_id`, `sg_message_id` and `timestamp`. Each
+POST is signed as SendGrid signs it: ECDSA P-256 over SHA-256 of the timestamp header + raw body,
+with a key this fake generates at start (`webhook_env()` gives its public half as
+SENDGRID_WEBHOOK_PUBLIC_KEY, base64 DER). `post_twilio_callbacks(status={to: (status, code)})`
+posts one form-encoded status callback per accepted SMS to its StatusCallback URL (`sent`, then
+`delivered` or the status given, with ErrorCode), signed with X-Twilio-Signature
+(HMAC-SHA1 of the URL + sorted parameters, keyed with the auth token). `sign_sendgrid` and
+`sign_twilio` sign anything (tests tamper with the result).
+
 As a subprocess (crash tests): `python -m tests.fakes.providers --log PATH [--rate R --burst B
 --latency S --fault-ratio F --fault-kind K --seed N --bad-address A ...]` prints one JSON line with `base_url`
 and `env` once it listens, and serves until killed.
@@ -69,6 +84,8 @@ import base64
 import contextlib
 import datetime
 import email.utils
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -90,7 +107,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tests.fakes.timing import max_in_window
 
@@ -231,6 +248,7 @@ class FakeProvider:
         self._server: ThreadingHTTPServer | None = None
         self.twilio_queued = twilio_queued
         self.twilio_messages: list[dict[str, Any]] = []  # Message resources, oldest first
+        self.event_key = ec.generate_private_key(ec.SECP256R1())  # signs the Event Webhook's batches
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeProvider:
@@ -293,6 +311,69 @@ class FakeProvider:
             "FCM_PROJECT_ID": FCM_PROJECT,
             "FCM_ACCESS_TOKEN": FCM_TOKEN,
         }
+
+    def webhook_env(self) -> dict[str, str]:
+        """SENDGRID_WEBHOOK_PUBLIC_KEY: the public half of this fake's Event Webhook key, as SendGrid shows it."""
+        der = self.event_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+        return {"SENDGRID_WEBHOOK_PUBLIC_KEY": base64.b64encode(der).decode()}
+
+    # -- speaking back ---------------------------------------------------------------
+    def sendgrid_events(self, *, bounce: set[str] = frozenset(), blocked: set[str] = frozenset(),
+                        spam: set[str] = frozenset()) -> list[dict[str, Any]]:
+        """The events SendGrid would post for every e-mail it accepted so far (see the module docstring)."""
+        events = []
+        for m in (m for m in self.accepted() if m["provider"] == "sendgrid"):
+            message_id = m.get("message_id") or uuid.uuid4().hex[:22]
+            base = {"email": m["to"], "timestamp": int(time.time()), "sg_message_id": f"{message_id}.filter0001",
+                    "smtp-id": f"<{message_id}@example.com>", "category": [],
+                    **{k: m[k] for k in ("send_id", "customer_id") if m.get(k)}}
+            outcome: list[dict[str, Any]] = [{"event": "delivered", "response": "250 OK"}]
+            if m["to"] in bounce:
+                outcome = [{"event": "bounce", "type": "bounce", "bounce_classification": "Invalid Address",
+                            "reason": "550 5.1.1 The email account that you tried to reach does not exist",
+                            "status": "5.1.1"}]
+            elif m["to"] in blocked:
+                outcome = [{"event": "bounce", "type": "blocked", "bounce_classification": "Reputation",
+                            "reason": "421 4.7.0 Try again later", "status": "4.7.0"}]
+            elif m["to"] in spam:
+                outcome.append({"event": "spamreport"})
+            events.extend({**base, **event, "sg_event_id": base64.urlsafe_b64encode(uuid.uuid4().bytes)
+                           .decode().rstrip("=")} for event in [{"event": "processed"}, *outcome])
+        return events
+
+    def post_sendgrid_events(self, url: str, events: list[dict[str, Any]] | None = None, *, batch_size: int = 1000,
+                             timeout: float = 30.0, **outcomes: set[str]) -> list[tuple[int, list[str]]]:
+        """POST `events` (default: `sendgrid_events(**outcomes)`) to `url` in signed batches;
+        [(status, the batch's sg_event_ids)] per POST."""
+        import requests
+
+        events = self.sendgrid_events(**outcomes) if events is None else events
+        answers = []
+        for start in range(0, len(events), batch_size):
+            batch = events[start:start + batch_size]
+            body = json.dumps(batch).encode()
+            response = requests.post(url, data=body, headers=sign_sendgrid(self.event_key, body), timeout=timeout)
+            answers.append((response.status_code, [e["sg_event_id"] for e in batch]))
+        return answers
+
+    def post_twilio_callbacks(self, status: dict[str, tuple[str, str]] | None = None,
+                              timeout: float = 30.0) -> list[tuple[int, dict[str, str]]]:
+        """Status callbacks for every accepted SMS with a StatusCallback: `sent`, then `delivered` or
+        status[to] = (MessageStatus, ErrorCode); [(status code, form)] per POST."""
+        import requests
+
+        answers = []
+        for m in (m for m in self.accepted() if m["provider"] == "twilio" and m.get("status_callback")):
+            final, code = (status or {}).get(m["to"], ("delivered", ""))
+            for step, error in (("sent", ""), (final, code)):
+                form = {"AccountSid": TWILIO_SID, "ApiVersion": "2010-04-01", "From": m.get("from") or TWILIO_FROM,
+                        "MessageSid": m["sid"], "SmsSid": m["sid"], "MessageStatus": step, "SmsStatus": step,
+                        "To": m["to"], **({"ErrorCode": error} if error else {})}
+                headers = {"X-Twilio-Signature": sign_twilio(TWILIO_TOKEN, m["status_callback"], form)}
+                response = requests.post(m["status_callback"], data=form, headers=headers, timeout=timeout)
+                answers.append((response.status_code, form))
+        return answers
 
     def write_service_account(self, path: str | os.PathLike[str], project_id: str | None = FCM_PROJECT) -> Path:
         """A service-account key file whose token_uri is this fake's /token (one RSA key per fake)."""
@@ -535,7 +616,8 @@ class FakeProvider:
                 if len(form.get("Body", "")) > 1600:
                     problems.append("21617: body exceeds 1600 characters")
                 messages.append({"to": form.get("To"), "send_id": None, "customer_id": None, "body": form.get("Body"),
-                                 "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid")})
+                                 "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid"),
+                                 "status_callback": form.get("StatusCallback")})
             else:
                 problems += _fcm_problems(ctype, raw)
                 if not problems:
@@ -588,6 +670,10 @@ class FakeProvider:
             resource = self._twilio_resource(m["to"], m.get("from"), m.get("messaging_service_sid"), m["body"], now,
                                              None if self.twilio_queued else now)
             m["sid"] = resource["sid"]
+        message_id = uuid.uuid4().hex[:22]  # SendGrid's X-Message-Id: one per request, in each event's sg_message_id
+        if provider == "sendgrid":
+            for m in messages:
+                m["message_id"] = message_id
         with self._lock:
             self.counters["accepted_requests"] += 1
             self.counters["accepted_messages"] += len(messages)
@@ -598,7 +684,7 @@ class FakeProvider:
         if self.on_accept is not None:
             self.on_accept(messages)
         if provider == "sendgrid":
-            return _Reply(202, None, {"X-Message-Id": uuid.uuid4().hex[:22]})
+            return _Reply(202, None, {"X-Message-Id": message_id})
         if provider == "twilio":
             return _Reply(201, {"sid": messages[0]["sid"], "status": "queued", "to": messages[0]["to"]})
         return _Reply(200, {"name": f"projects/{FCM_PROJECT}/messages/{uuid.uuid4().hex}"})
@@ -615,6 +701,20 @@ class FakeProvider:
         request.end_headers()
         request.wfile.write(payload)
         request.wfile.flush()
+
+
+def sign_sendgrid(key: ec.EllipticCurvePrivateKey, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    """The two headers SendGrid's signed Event Webhook sends with `body`."""
+    stamp = str(int(time.time())) if timestamp is None else timestamp
+    signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return {"Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode()}
+
+
+def sign_twilio(token: str, url: str, form: dict[str, str]) -> str:
+    """X-Twilio-Signature of a POST of `form` to `url`, as Twilio computes it."""
+    payload = url + "".join(f"{name}{form[name]}" for name in sorted(form))
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
 def read_accepted(log_path: str | os.PathLike[str]) -> list[dict[str, Any]]:

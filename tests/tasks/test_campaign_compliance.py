@@ -12,24 +12,24 @@ import csv
 import datetime
 import json
 import random
-import threading
 from pathlib import Path
 
 import pytest
 import requests
 
 from tasks.__main__ import main
-from tasks.campaign import compliance, outcome, send_config, wiring
+from tasks.campaign import compliance, outcome, send_config, web, wiring
 from tasks.campaign import preview as preview_core
 from tasks.campaign.tasks import LoadSegments
-from tasks.campaign.unsubscribes import make_unsubscribe_server
 from tasks.channels.ledger import SendKey, ledger_path
 from tasks.channels.suppressions import Suppression, SuppressionStore, suppressions_path
 from tasks.channels.unsubscribe import read_token
 from tasks.errors import RecipientsHeldError
+from tasks.state.events import EventStore, events_path
 from tests.fakes.clock import FakeClock
 from tests.fakes.providers import FakeProvider
 from tests.tasks.campaign_helpers import DAY, TASKS, build, customer, ledger_rows, result
+from tests.tasks.web_helpers import serving
 
 PROVIDER = {"email": "sendgrid", "sms": "twilio", "push": "fcm"}
 SECRET = "unsubscribe-test-secret-0123456789"
@@ -288,28 +288,23 @@ def test_one_click_unsubscribe_over_http_records_only_valid_posts(luigi_cfg, tmp
 
     key = SendKey("demo", DAY.isoformat(), "email")
     token = make_token(SECRET.encode(), key, rows[0]["customer_id"])
-    with SuppressionStore(suppressions_path(var_path)) as store:
-        server = make_unsubscribe_server("127.0.0.1", 0, store, var_path, SECRET.encode())
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_address[1]}/u"
-        try:
-            page = requests.get(f"{base}/{token}", timeout=5)
-            assert page.status_code == 200 and '<form method="post">' in page.text
-            assert store.entries() == [], "a GET (link scanners) never unsubscribes"
-            payload, mac = token.split(".")
-            for bad in (f"{payload}.{mac[::-1]}", "garbage", f"{make_token(b'x' * 32, key, 'C1')}"):
-                answer = requests.post(f"{base}/{bad}", data="List-Unsubscribe=One-Click", timeout=5)
-                assert answer.status_code == 400
-            assert requests.put(f"{base}/{token}", timeout=5).status_code == 405
-            assert store.entries() == []
-            done = requests.post(f"{base}/{token}", data="List-Unsubscribe=One-Click", timeout=5,
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
-            assert done.status_code == 200 and "Unsubscribed" in done.text
-            assert {(e.kind, e.value, e.source) for e in store.entries()} == {
-                ("customer", rows[0]["customer_id"], "unsubscribe"), ("address", rows[0]["email"], "unsubscribe")}
-        finally:
-            server.shutdown()
-            server.server_close()
+    with SuppressionStore(suppressions_path(var_path)) as store, EventStore(events_path(var_path)) as events, \
+            serving(web.build_app(events, store, var_path, web.WebSettings(), {"UNSUBSCRIBE_SECRET": SECRET})) as url:
+        base = f"{url}/u"
+        page = requests.get(f"{base}/{token}", timeout=5)
+        assert page.status_code == 200 and '<form method="post">' in page.text
+        assert store.entries() == [], "a GET (link scanners) never unsubscribes"
+        payload, mac = token.split(".")
+        for bad in (f"{payload}.{mac[::-1]}", "garbage", f"{make_token(b'x' * 32, key, 'C1')}"):
+            answer = requests.post(f"{base}/{bad}", data="List-Unsubscribe=One-Click", timeout=5)
+            assert answer.status_code == 400
+        assert requests.put(f"{base}/{token}", timeout=5).status_code == 405
+        assert store.entries() == []
+        done = requests.post(f"{base}/{token}", data="List-Unsubscribe=One-Click", timeout=5,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert done.status_code == 200 and "Unsubscribed" in done.text
+        assert {(e.kind, e.value, e.source) for e in store.entries()} == {
+            ("customer", rows[0]["customer_id"], "unsubscribe"), ("address", rows[0]["email"], "unsubscribe")}
     result = send("email", campaign="next")
     assert (result.counts["sent"], result.counts["suppressed"]) == (2, 1)
     assert ledger_rows(var_path, "email", "next")[rows[0]["customer_id"]]["state"] == "suppressed"

@@ -1,0 +1,1 @@
+-- SQLite inserts each row of a batch directly (insert.sql): no staging table

@@ -1,0 +1,2 @@
+-- SQLite: BEGIN IMMEDIATE already made this the only writer
+SELECT 1
