@@ -40,6 +40,7 @@ from luigi.task_register import Register
 from tasks import config, state
 from tasks.campaign import sends
 from tasks.channels.templates import template_path
+from tasks.elt.graph import dependencies
 from tasks.elt.specs import load_specs
 from tasks.errors import StateBackendError, TasksError
 from tasks.state.db import PostgresDatabase
@@ -197,10 +198,13 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     with _quietly(problems):
         specs_path = need("elt", "table_specs", config.EltConfig().table_specs)
         if specs_path is not None:
-            for spec in load_specs(specs_path):
+            specs = load_specs(specs_path)
+            for spec in specs:
                 if not spec.sql_path.is_file():
                     problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
                                             f"file not found: {spec.sql_path}"))
+            if all(spec.sql_path.is_file() for spec in specs):
+                dependencies(specs)  # a cycle, an unparsable SELECT, an unknown depends_on: a ConfigError
     with _quietly(problems):
         need("campaign", "suppression_list", config.campaign().suppression_list)
     for channel in sends.CHANNELS:

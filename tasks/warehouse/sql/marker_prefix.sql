@@ -1,0 +1,2 @@
+-- Every marker row of one kind of step (`publish:%`): a range of run dates checked in one query.
+SELECT update_id FROM ${marker} WHERE update_id LIKE %(pattern)s
