@@ -1,5 +1,5 @@
 -- Monthly active users up to the run date: distinct users with a session in each month.
--- Incremental (config/tables.toml): the SELECT reads sessions from %(window_start)s on, the first day
+-- Incremental (config/tables.toml): the SELECT reads sessions from the window_start parameter on, the first day
 -- of the oldest month being rebuilt (a full build binds the earliest date, so it reads them all).
 -- TO_VARCHAR needs a TIMESTAMP_NTZ argument: fakesnow 0.12.1 silently drops the format on a
 -- plain TIMESTAMP (the result is the full timestamp text, millions of rows instead of 24); ::TIMESTAMP_NTZ is valid

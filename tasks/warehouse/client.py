@@ -68,9 +68,7 @@ class WarehouseClient:
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, name: str = "sql") -> list[tuple]:
         """Run one statement with bind parameters and return its rows (empty for DDL)."""
-        if self._tag_wanted != self._tag_sent:
-            self._tag_sent = self._tag_wanted  # first: the tag statement itself runs through execute()
-            self.dialect.set_query_tag(self, self._tag_wanted)
+        self._send_tag()
         cur = self.conn.cursor()
         started = time.monotonic()
         try:
@@ -87,8 +85,14 @@ class WarehouseClient:
         """Run the packaged statement `name` (tasks/warehouse/sql/<name>.sql)."""
         return self.execute(render(name, **identifiers), params, name=name)
 
+    def _send_tag(self) -> None:
+        if self._tag_wanted != self._tag_sent:
+            self._tag_sent = self._tag_wanted  # first: the tag statement itself runs through execute()
+            self.dialect.set_query_tag(self, self._tag_wanted)
+
     def describe(self, name: str, params: Mapping[str, Any] | None = None, **identifiers: str) -> list[tuple[str, Any]]:
         """The result columns (name, type code) of the packaged query `name`, its rows discarded."""
+        self._send_tag()
         cur = self.conn.cursor()
         try:
             cur.execute(render(name, **identifiers), dict(params) if params else None)
