@@ -75,8 +75,8 @@ def merge(step: str) -> str:
 
 
 STAGING = "analytics.temp_channel_sessions__<token>"
-BUILD_COLUMNS = ("SELECT table_name, build_id, staging_table, status, created_at, published_at, dropped_at IS NOT NULL, "
-                 "mode")
+BUILD_COLUMNS = ("SELECT table_name, build_id, staging_table, status, created_at, published_at, "
+                 "dropped_at IS NOT NULL, mode")
 LOOKUP = f"{BUILD_COLUMNS} FROM analytics.elt_builds WHERE build_id = '<build>'"
 SCHEMA = "CREATE SCHEMA IF NOT EXISTS analytics"
 CREATE_MARKER = (
@@ -236,9 +236,9 @@ key = "month"
 grain = "month"
 lookback = 1
 """
-INC_SELECT = ("SELECT TO_VARCHAR(s.ts::TIMESTAMP_NTZ, 'YYYY-MM') AS month, u.channel AS channel, COUNT(*) AS sessions "
-              "FROM raw_data.session_timestamp AS s JOIN raw_data.user_session_channel AS u ON s.sessionid = u.sessionid "
-              "WHERE s.ts >= %(window_start)s::DATE AND s.ts < DATEADD(day, 1, %(run_date)s::DATE) GROUP BY 1, 2")
+INC_SELECT = ("SELECT TO_VARCHAR(s.ts::TIMESTAMP_NTZ, 'YYYY-MM') AS month, u.channel AS channel, "
+              "COUNT(*) AS sessions FROM raw_data.session_timestamp AS s JOIN raw_data.user_session_channel AS u "
+              "ON s.sessionid = u.sessionid WHERE s.ts >= %(window_start)s::DATE AND s.ts < DATEADD(day, 1, %(run_date)s::DATE) GROUP BY 1, 2")
 
 
 def bound(select: str, window_start: str, run_date: dt.date = DAY) -> str:
@@ -283,9 +283,9 @@ def test_an_incremental_build_sends_exactly_this(warehouse: WarehouseClient, tmp
     assert sent.index(f"CREATE OR REPLACE TABLE {INC_TABLE} CLONE {staging} COPY GRANTS") > start + 10
     for sql in recorded(path):
         assert_snowflake_sql(sql)
-    want = dict(((m, c), n) for m, c, n in warehouse.execute(
+    want = {(m, c): n for m, c, n in warehouse.execute(
         "SELECT TO_VARCHAR(s.ts::TIMESTAMP_NTZ, 'YYYY-MM'), u.channel, COUNT(*) FROM raw_data.session_timestamp s "
-        "JOIN raw_data.user_session_channel u ON s.sessionid = u.sessionid GROUP BY 1, 2"))
+        "JOIN raw_data.user_session_channel u ON s.sessionid = u.sessionid GROUP BY 1, 2")}
     got = {(m, c): n for m, c, n in warehouse.execute(f"SELECT month, channel, sessions FROM {INC_TABLE}")}
     assert got == want
     assert warehouse.execute("SELECT run_date, mode, window_start FROM analytics.elt_builds ORDER BY created_at") == [
