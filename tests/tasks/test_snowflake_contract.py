@@ -238,7 +238,8 @@ lookback = 1
 """
 INC_SELECT = ("SELECT TO_VARCHAR(s.ts::TIMESTAMP_NTZ, 'YYYY-MM') AS month, u.channel AS channel, "
               "COUNT(*) AS sessions FROM raw_data.session_timestamp AS s JOIN raw_data.user_session_channel AS u "
-              "ON s.sessionid = u.sessionid WHERE s.ts >= %(window_start)s::DATE AND s.ts < DATEADD(day, 1, %(run_date)s::DATE) GROUP BY 1, 2")
+              "ON s.sessionid = u.sessionid WHERE s.ts >= %(window_start)s::DATE "
+              "AND s.ts < DATEADD(day, 1, %(run_date)s::DATE) GROUP BY 1, 2")
 
 
 def bound(select: str, window_start: str, run_date: dt.date = DAY) -> str:
