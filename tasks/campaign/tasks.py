@@ -9,14 +9,16 @@ unit-tests without a scheduler.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import luigi
 
 from tasks import config, state
-from tasks.campaign import reconcile
+from tasks.campaign import ranges, reconcile
 from tasks.campaign import results as results_core
 from tasks.campaign import segments as segments_core
 from tasks.campaign import sends as channel_core
@@ -156,6 +158,11 @@ class _SendChannelCampaign(luigi.Task):
     def retry_count(self) -> int:
         """Luigi's per-task attempts, from [<channel>_campaign] retry_count."""
         return channel_core.channel_config(self.channel).retry_count
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[object]) -> list[dt.date]:
+        """The run dates of a RangeDaily range whose send is done (campaign/ranges.py: one look for the range)."""
+        return ranges.completed_days(cls, parameter_tuples)
 
     def shards(self) -> list[SendShard]:
         count = channel_core.channel_config(self.channel).shards
