@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+
 import luigi
 
 from tasks.state.db import read_sql
