@@ -32,7 +32,7 @@ FIGURES = {
     "campaign_scale": {"campaign_scale.peak_rss_mb_20k", "campaign_scale.recipients_per_s_20k",
                        "campaign_scale.first_request_s_per_million", "campaign_scale.noop_rerun_s_20k",
                        "campaign_scale.restart_over_remaining_half"},
-    "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import"},
+    "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import", "elt.mau_incremental_over_full"},
 }
 NO_PEAK_RSS = {"campaign_resume.duplicates"}
 NOT_BENCHMARKS = {"__init__", "__main__", "common", "peak", "table"}
@@ -107,3 +107,6 @@ def _check_specifics(name: str, rows: dict[str, dict]) -> None:
         assert all(0 < k < restart["recipients"] for k in restart["killed_at"])
     elif name == "elt":
         assert rows["elt.mau_summary_over_bare_duckdb"]["sessions"] == 1_000
+        incremental = rows["elt.mau_incremental_over_full"]  # the speed goal is not checked at this size
+        assert (incremental["sessions"], incremental["months"]) == (2_000, 24)
+        assert incremental["rows_equal"] is True and incremental["months_published"] == 24
