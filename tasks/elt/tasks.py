@@ -60,6 +60,7 @@ def spec_for(name: str) -> TableSpec:
 
 
 def full_refresh_parameter() -> luigi.BoolParameter:
+    """`--full-refresh` of BuildAllTables, MauSummary and RunAll, passed down to every table task."""
     return luigi.BoolParameter(
         default=False, parsing=luigi.BoolParameter.IMPLICIT_PARSING,
         description="Build incremental tables in full even on a day already published (complete once the day's "
@@ -264,7 +265,7 @@ def published_days(
     dates = [_as_date(p) for p in parameter_tuples]
     if not dates:
         return []
-    if any(getattr(cls(date=d), "full_refresh", False) for d in dates[:1]):
+    if getattr(cls(date=dates[0]), "full_refresh", False):
         return [d for d in dates if cls(date=d).complete()]
     with session() as client:
         done = marker_days(client, "publish", tables(), dates)
