@@ -19,6 +19,7 @@ from tasks.elt import report
 from tasks.elt.tasks import BuildAllTables, MauSummary
 from tasks.errors import ConfigError
 from tasks.ops import summary
+from tasks.run_all import RunAll
 from tasks.warehouse.client import WarehouseClient
 from tests.warehouse_fixtures import expected_mau, published, seed_raw
 
@@ -202,6 +203,7 @@ def test_range_daily_runs_exactly_the_missing_days(warehouse, tmp_path, subproce
     assert counts == dict.fromkeys(days, 3)  # the three missing days built once each, the two done ones untouched
     assert BuildAllTables.bulk_complete(days) == days
     assert MauSummary.bulk_complete(days) == days
+    assert RunAll.bulk_complete(days) == []  # the tables are done, the day's sends are not
     # a second range run finds nothing missing and builds nothing
     again = subprocess.run(cmd, env=subprocess_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
