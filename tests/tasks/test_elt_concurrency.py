@@ -77,7 +77,7 @@ def test_runs_in_between_a_check_and_its_publish_cannot_change_what_is_published
     wait_paused(c, tmp_path / "after_ctas.paused")
 
     (tmp_path / "before_publish.resume").touch()
-    out, err = a.communicate(timeout=120)
+    _, err = a.communicate(timeout=120)
     assert a.returncode == 0, err[-3000:]
     assert published(warehouse) == expected_mau(*raw, DAY2)
     rows = builds(warehouse)
@@ -89,7 +89,7 @@ def test_runs_in_between_a_check_and_its_publish_cannot_change_what_is_published
         assert steps.table_exists(warehouse, staging) and not dropped, (run_date, status)
 
     (tmp_path / "after_ctas.resume").touch()
-    out, err = c.communicate(timeout=120)
+    _, err = c.communicate(timeout=120)
     assert c.returncode == 0, err[-3000:]
     c_build = stage_marker(warehouse, DAY_BEFORE)
     assert builds(warehouse)[c_build][1] == "validated"
