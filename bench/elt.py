@@ -25,12 +25,24 @@ complete (whole process), as a ratio to `python -c "import luigi, tasks"`.
 Peak RSS (bench.common.PeakRss) is the measured process's own: the MauSummary child's (the
 client side: the embedded server holding the data is a separate, detached process, not in
 it) and the no-op `luigi` process's. Smoke mode: 1,000 sessions, one date, one no-op run.
+The measured MauSummary runs with `full_refresh` (MAU is incremental since issue 24: this
+figure stays the full build's).
+
+Incremental against full (`elt.mau_incremental_over_full`, its own warehouse under
+<out>/elt_incremental/): 20,000,000 sessions over 24 months. After a first full build (never
+published), for each of three consecutive run dates, in a fresh child each: the day's
+incremental `MauSummary(date)` (clone, delete the last two months, insert them, check,
+publish), then `MauSummary(date, full_refresh=True)` on the same data and date (the
+baseline). Each child reports the luigi.build time, the build's mode from the builds table and
+the published rows; the incremental table must equal the full one row for row. Goal: ratio
+<= 0.25. Smoke mode: 2,000 sessions, one date.
 
     python -m bench.elt [--smoke]
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import statistics
 import subprocess
@@ -40,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
+from tasks.errors import WarehouseError
 
 NAME = "elt"
 NOOP_DATE = "2026-06-30"
@@ -55,6 +68,12 @@ class Sizes:
 
 FULL = Sizes(sessions=10_000_000, dates=("2026-06-28", "2026-06-29", "2026-06-30"), noop_runs=3)
 SMOKE = Sizes(sessions=1_000, dates=("2026-06-30",), noop_runs=1)
+INC_NAME = "elt_incremental"
+INC_GOAL = 0.25
+INC_MONTHS = 24
+INC_FIRST = "2026-06-27"  # the first, full build (the table was never published)
+INC_FULL = Sizes(sessions=20_000_000, dates=("2026-06-28", "2026-06-29", "2026-06-30"), noop_runs=0)
+INC_SMOKE = Sizes(sessions=2_000, dates=("2026-06-30",), noop_runs=0)
 
 BARE_FRESHNESS = "SELECT MAX(ts), COUNT(ts) FROM raw_data.session_timestamp"
 BARE_CTAS = """
@@ -93,6 +112,9 @@ def _env(sessions: int) -> dict[str, str]:
 
 def child(argv: list[str]) -> None:
     mode, date = argv[0], dt.date.fromisoformat(argv[1])
+    if mode in INC_CHILDREN:
+        INC_CHILDREN[mode](date, argv[2:])
+        return
     if mode == "luigi":
         import luigi
 
@@ -106,7 +128,8 @@ def child(argv: list[str]) -> None:
         ran: list[str] = []
         luigi.Task.event_handler(luigi.Event.SUCCESS)(lambda task: ran.append(task.task_family))
         started = time.perf_counter()
-        ok = luigi.build([MauSummary(date=date)], local_scheduler=True, workers=1, log_level="WARNING")
+        ok = luigi.build([MauSummary(date=date, full_refresh=True)], local_scheduler=True, workers=1,
+                         log_level="WARNING")
         seconds = time.perf_counter() - started
         if not ok:
             raise SystemExit("MauSummary failed")
@@ -178,11 +201,12 @@ def main() -> list[dict]:
     sizes = common.pick(FULL, SMOKE)
     env = _env(sizes.sessions)
     try:
-        return _run(env, sizes)
+        entries = _run(env, sizes)
     finally:
         from tasks.warehouse import embedded
 
         embedded.stop(_paths(sizes.sessions)[0])  # the private server holds ~1 GB; never leave it behind
+    return entries + incremental_main()
 
 
 def _run(env: dict[str, str], sizes: Sizes) -> list[dict]:
@@ -217,6 +241,84 @@ def _run(env: dict[str, str], sizes: Sizes) -> list[dict]:
                      import_runs=[round(r.seconds, 3) for r in imports]),
     ]
     return common.publish(entries)
+
+
+def _inc_seed(_: dt.date, args: list[str]) -> None:
+    """Child: load `sessions` demo sessions over INC_MONTHS months into the private warehouse (once)."""
+    from tasks.demo import seed
+    from tasks.warehouse import session
+
+    sessions = int(args[0])
+    with session() as client:
+        if not seed.raw_tables_present(client):
+            seed.load(client, *seed.demo_tables(sessions, months=INC_MONTHS), common.out_dir() / INC_NAME / "seed")
+        client.execute("DROP TABLE IF EXISTS analytics.mau_summary")  # every run starts never published
+        for sql in ("DELETE FROM analytics.elt_builds WHERE table_name = 'analytics.mau_summary'",
+                    "DELETE FROM analytics.table_updates WHERE update_id LIKE '%:analytics.mau_summary:%'"):
+            with contextlib.suppress(WarehouseError):  # absent on the first run
+                client.execute(sql)
+    common.child_report({"sessions": sessions})
+
+
+def _inc_build(date: dt.date, args: list[str]) -> None:
+    """Child: MauSummary(date) (incremental) or with full_refresh; its time, mode and published rows."""
+    import luigi
+
+    from tasks import MauSummary
+    from tasks.warehouse import session
+
+    full = args[0] == "full"
+    import snowflake.connector  # noqa: F401 (imported before the clock, as in the luigi child above)
+
+    started = time.perf_counter()
+    ok = luigi.build([MauSummary(date=date, full_refresh=full)], local_scheduler=True, workers=1,
+                     log_level="WARNING")
+    seconds = time.perf_counter() - started
+    if not ok:
+        raise SystemExit(f"MauSummary({date}, full_refresh={full}) failed")
+    with session() as client:
+        ((mode,),) = client.execute("SELECT mode FROM analytics.elt_builds WHERE run_date = %(d)s AND status = "
+                                    "'published' ORDER BY created_at DESC LIMIT 1", {"d": date.isoformat()})
+        rows = [[m, int(v)] for m, v in client.execute("SELECT month, mau FROM analytics.mau_summary ORDER BY 1")]
+    common.child_report({"seconds": seconds, "mode": mode, "rows": rows})
+
+
+INC_CHILDREN = {"inc_seed": _inc_seed, "inc_build": _inc_build}
+
+
+def incremental_main() -> list[dict]:
+    """The incremental MAU build against a full build of the same data and date, in the same run."""
+    sizes = common.pick(INC_FULL, INC_SMOKE)
+    warehouse = common.out_dir() / INC_NAME / f"warehouse_{sizes.sessions}_{INC_MONTHS}m"
+    env = common.private_env(INC_NAME, {"warehouse": {"embedded_dir": warehouse, "database": "BENCH"}})
+    try:
+        common.run_child("bench.elt", ["inc_seed", INC_FIRST, str(sizes.sessions)], env, timeout=1800)
+        first = common.run_child("bench.elt", ["inc_build", INC_FIRST, "full"], env, timeout=1800)
+        if first["mode"] != "full":
+            raise SystemExit(f"the first build of a never published table was {first['mode']}")
+        inc, full, equal = [], [], []
+        for date in sizes.dates:
+            a = common.run_child("bench.elt", ["inc_build", date, "incremental"], env, timeout=1800)
+            b = common.run_child("bench.elt", ["inc_build", date, "full"], env, timeout=1800)
+            if (a["mode"], b["mode"]) != ("incremental", "full"):
+                raise SystemExit(f"{date}: built {a['mode']} and {b['mode']}, not incremental and full")
+            inc.append(a)
+            full.append(b)
+            equal.append(a["rows"] == b["rows"])
+    finally:
+        from tasks.warehouse import embedded
+
+        embedded.stop(warehouse)
+    baseline = statistics.median(r["seconds"] for r in full)
+    ratio = statistics.median(r["seconds"] for r in inc) / baseline
+    print(f"incremental / full MAU build: {ratio:.3f} (goal <= {INC_GOAL}); row for row equal: {all(equal)}")
+    return common.publish([common.entry(
+        f"{NAME}.mau_incremental_over_full", values=[r["seconds"] for r in inc], unit="s", baseline=baseline,
+        goal=f"ratio <= {INC_GOAL} and the same rows", goal_met=ratio <= INC_GOAL and all(equal),
+        peak_rss_mb=max(r["peak_rss_mb"] for r in inc), baseline_peak_rss_mb=max(r["peak_rss_mb"] for r in full),
+        sessions=sizes.sessions, months=INC_MONTHS, rows_equal=all(equal), months_published=len(inc[-1]["rows"]),
+        baseline_runs=[round(r["seconds"], 3) for r in full], first_full_s=round(first["seconds"], 3),
+    )])
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import luigi.configuration
 from tasks import config, state
 from tasks.campaign import send_config
 from tasks.channels.templates import template_path
+from tasks.elt.graph import dependencies
 from tasks.elt.specs import load_specs
 from tasks.errors import TasksError
 from tasks.luigi_internals import config_paths, configured_value, registered_classes
@@ -196,8 +197,13 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
     with _quietly(problems):
         specs_path = need("elt", "table_specs", config.EltConfig().table_specs)
         if specs_path is not None:
-            problems.extend(Problem(f"{specs_path} [[table]] {spec.name} sql", f"file not found: {spec.sql_path}")
-                            for spec in load_specs(specs_path) if not spec.sql_path.is_file())
+            specs = load_specs(specs_path)
+            for spec in specs:
+                if not spec.sql_path.is_file():
+                    problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
+                                            f"file not found: {spec.sql_path}"))
+            if all(spec.sql_path.is_file() for spec in specs):
+                dependencies(specs)  # a cycle, an unparsable SELECT, an unknown depends_on: a ConfigError
     with _quietly(problems):
         need("campaign", "suppression_list", config.campaign().suppression_list)
     for channel in send_config.CHANNELS:

@@ -6,7 +6,7 @@ Reads [schedule] depends_on_past and start_date.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import luigi
 
@@ -16,7 +16,7 @@ from tasks.campaign.tasks import (
     ExportSegmentLoad,
     ExportSendResults,
 )
-from tasks.elt.tasks import BuildAllTables
+from tasks.elt.tasks import BuildAllTables, full_refresh_parameter
 from tasks.params import RunDateParameter
 
 
@@ -37,12 +37,13 @@ class RunAll(luigi.Task):
     """
 
     date = RunDateParameter()
+    full_refresh = full_refresh_parameter()
 
     def day_requires(self) -> list[luigi.Task]:
         """This day's own work: the tables, the three sends and their exports to the warehouse (each
         export requires its send or LoadSegments, so a warehouse outage never undoes a send)."""
         return [
-            BuildAllTables(date=self.date),
+            BuildAllTables(date=self.date, full_refresh=self.full_refresh),
             *(task(date=self.date) for task in SEND_TASKS.values()),
             ExportSegmentLoad(date=self.date),
             *(ExportSendResults(date=self.date, channel=channel) for channel in SEND_TASKS),
@@ -63,3 +64,10 @@ class RunAll(luigi.Task):
 
     def complete(self) -> bool:
         return all(task.complete() for task in self.day_requires())
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[object]) -> list[dt.date]:
+        """RangeDaily's completeness check: the days whose tables are all published (one marker-table query,
+        BuildAllTables.bulk_complete); of those, the days whose sends and exports are done too."""
+        tables_done = BuildAllTables.bulk_complete(parameter_tuples)
+        return [d for d in tables_done if all(task.complete() for task in cls(date=d).day_requires()[1:])]

@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import luigi
 
 from tasks import config, state
-from tasks.campaign import outcome, send_config, wiring
+from tasks.campaign import outcome, ranges, send_config, wiring
 from tasks.campaign.send_config import CHANNELS
 from tasks.channels.ledger import SendKey, Shard
 from tasks.channels.send_result import Progress
@@ -155,6 +156,11 @@ class _SendChannelCampaign(luigi.Task):
     def retry_count(self) -> int:
         """Luigi's per-task attempts, from [<channel>_campaign] retry_count."""
         return send_config.channel_config(self.channel).retry_count
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[object]) -> list[datetime.date]:
+        """The run dates of a RangeDaily range whose send is done (campaign/ranges.py: one look for the range)."""
+        return ranges.completed_days(cls, parameter_tuples)
 
     def shards(self) -> list[SendShard]:
         count = send_config.channel_config(self.channel).shards

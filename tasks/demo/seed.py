@@ -1,8 +1,9 @@
 """Deterministic demo data for the raw tables (`python -m tasks seed-demo`).
 
 raw_data.session_timestamp(sessionid, ts) and raw_data.user_session_channel(userid,
-sessionid, channel): sessions spread over 2025-01-01 .. 2026-06-30 (18 months), about one
-user per 40 sessions (at least 2,000). Generated column-wise with NumPy/pyarrow, written
+sessionid, channel): sessions spread over 2025-01-01 .. 2026-06-30 (18 months; `months` moves
+the start, e.g. 24 for the incremental benchmark), about one user per 40 sessions (at least
+2,000). Generated column-wise with NumPy/pyarrow, written
 to Parquet under <var_dir>/seed/ and bulk-loaded (10,000,000 sessions in seconds).
 """
 
@@ -29,12 +30,15 @@ CHANNELS = ["Google", "Facebook", "Instagram", "Youtube", "Naver", "Organic"]
 DEFAULT_SESSIONS = 200_000
 
 
-def demo_tables(sessions: int, seed: int = 42) -> tuple[pa.Table, pa.Table]:
-    """The two raw tables for `sessions` sessions, identical for the same arguments."""
+def demo_tables(sessions: int, seed: int = 42, months: int = 18) -> tuple[pa.Table, pa.Table]:
+    """The two raw tables for `sessions` sessions over the `months` months before END, identical for the same
+    arguments."""
     rng = np.random.default_rng(seed)
     users = max(2_000, sessions // 40)
-    span_us = int((END - START).total_seconds() * 1_000_000)
-    start_us = int(START.replace(tzinfo=dt.UTC).timestamp() * 1_000_000)
+    first = END.year * 12 + END.month - 1 - months
+    start = dt.datetime(first // 12, first % 12 + 1, 1)
+    span_us = int((END - start).total_seconds() * 1_000_000)
+    start_us = int(start.replace(tzinfo=dt.UTC).timestamp() * 1_000_000)
     offsets = rng.integers(0, span_us, size=sessions, dtype=np.int64)
     ts = pa.array(start_us + (offsets // 1_000_000) * 1_000_000, type=pa.timestamp("us"))
     ids = pc.binary_join_element_wise("s", pa.array(np.arange(sessions, dtype=np.int64)).cast(pa.string()), "")

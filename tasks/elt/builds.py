@@ -4,7 +4,9 @@
 the run date, its own staging table, its status (staging -> validated | failed -> published |
 superseded: validated, but a newer build of the table, a later run date or the same date staged
 later, was published first, so this one never is), its row count, every check result as JSON,
-and when it was created, validated, published and its staging table dropped. It is what a re-run
+when it was created, validated, published and its staging table dropped, its `mode` ('full' or
+'incremental'; NULL for builds from before incremental builds, which were all full) and
+`window_start` (the first day an incremental table's SELECT read from). It is what a re-run
 reads to know where a build is (a COMMENT ON cannot erase it), the row-count history
 `row_count_anomaly` compares with, and a table analysts can query:
 
@@ -43,6 +45,7 @@ class Build:
     created_at: dt.datetime | None
     published_at: dt.datetime | None = None  # meaningful once status is published
     dropped: bool = False  # its staging table was dropped
+    mode: str = "full"  # full or incremental
 
     @property
     def publishable(self) -> bool:
@@ -58,19 +61,30 @@ def utc_now() -> dt.datetime:
 class BuildsTable:
     """Reads and writes the builds table `name` through `client`."""
 
-    def __init__(self, client: WarehouseClient, name: str):
+    def __init__(self, client: WarehouseClient, name: str) -> None:
         self.client = client
         self.name = qualified(name)
 
     def _run(self, statement: str, params: dict[str, object] | None = None, **identifiers: str) -> list[tuple]:
         return self.client.run(statement, params, builds=self.name, **identifiers)
 
-    def start(self, table: str, build_id: str, staging: str, run_date: dt.date, now: dt.datetime) -> None:
+    def start(
+        self, table: str, build_id: str, staging: str, run_date: dt.date, now: dt.datetime, *, mode: str = "full",
+        window_start: dt.date | None = None,
+    ) -> None:
         """Record a new build (status staging) before its staging table is created."""
+        self.ensure()
+        self._run("builds_insert", {"table_name": table.lower(), "build_id": build_id, "staging_table": staging,
+                                    "run_date": run_date.isoformat(), "now": now, "mode": mode,
+                                    "window_start": window_start.isoformat() if window_start else None})
+
+    def ensure(self) -> None:
+        """Create the builds table if absent, and add the columns a table from before incremental builds
+        lacks (ADD COLUMN IF NOT EXISTS: idempotent); once per connection."""
         self.client.ensure("create_schema", schema=self.name.split(".")[0])
         self.client.ensure("builds_create", builds=self.name)
-        self._run("builds_insert", {"table_name": table.lower(), "build_id": build_id, "staging_table": staging,
-                                    "run_date": run_date.isoformat(), "now": now})
+        self.client.ensure("builds_add_mode", builds=self.name)
+        self.client.ensure("builds_add_window_start", builds=self.name)
 
     def checked(self, build_id: str, results: Sequence[CheckResult], row_count: int | None, now: dt.datetime) -> str:
         """Record a build's check results; its status becomes failed (a blocking check failed) or validated."""
@@ -97,6 +111,7 @@ class BuildsTable:
 
     def get(self, build_id: str) -> Build | None:
         """The build `build_id`, or None when no run recorded it (or the table does not exist yet)."""
+        self.ensure()  # a builds table from before incremental builds gets its mode column first
         rows = self.client.lookup_own("builds_lookup", {"build_id": build_id}, table=self.name,
                                       create="builds_create", builds=self.name)
         return _build(rows[0]) if rows else None
@@ -112,9 +127,9 @@ class BuildsTable:
 
 
 def _build(row: tuple) -> Build:
-    table_name, build_id, staging, status, created_at, published_at, dropped = row
+    table_name, build_id, staging, status, created_at, published_at, dropped, mode = row
     return Build(table_name, build_id, staging, status, created_at,
-                 published_at if status == PUBLISHED else None, bool(dropped))
+                 published_at if status == PUBLISHED else None, bool(dropped), mode or "full")
 
 
 def stale_to_drop(builds: Sequence[Build], now: dt.datetime, stale_after: dt.timedelta) -> list[Build]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from tasks.elt.specs import Freshness, TableChecks
@@ -134,6 +135,6 @@ def blocking(results: list[CheckResult]) -> list[CheckFailure]:
     return [CheckFailure(r.name, r.detail) for r in results if r.blocks]
 
 
-def warnings(results: list[CheckResult]) -> list[CheckResult]:
+def warnings(results: Sequence[CheckResult]) -> list[CheckResult]:
     """The failed checks with severity warn."""
     return [r for r in results if r.warns]

@@ -20,8 +20,15 @@ The spec file (`[elt] table_specs`, default config/tables.toml) is a TOML list:
     freshness = { source = "raw_data.s", column = "ts", max_age_hours = 36 }
     row_count_anomaly = { history = 7, max_change_ratio = 3.0 }
     severity = { freshness = "warn" }     # warn: log and alert, do not block the publish
+    [table.incremental]                   # optional: rebuild only the recent partitions
+    key = "month"                         # output column that partitions the table
+    grain = "month"                       # "day" (key holds YYYY-MM-DD) or "month" (YYYY-MM)
+    lookback = 1                          # partitions before the run date's own rebuilt too
 
-Tables build in the listed order, each after the previous one is published. Every staged
+    depends_on = ["analytics.other"]      # (before any [table.*] part) tables the SQL cannot show
+
+A table is staged once every table it reads is published: the tables its SELECT names (found
+by tasks/elt/graph.py) plus `depends_on`; the listed order is only Luigi's priority. Every staged
 build gets its own table, `<staging prefix>__<build token>` (default prefix
 `<schema>.temp_<table>`), so two runs never share a staging table.
 """
@@ -36,7 +43,10 @@ from pathlib import Path
 from tasks.errors import ConfigError
 from tasks.warehouse.sql import ident, qualified
 
-_TABLE_KEYS = {"name", "primary_key", "sql", "owner", "staging", "checks", "description", "grants"}
+_TABLE_KEYS = {
+    "name", "primary_key", "sql", "owner", "staging", "checks", "description", "grants", "depends_on", "incremental",
+}
+GRAINS = ("day", "month")
 _CHECK_KEYS = {
     "not_null", "min_rows", "max_row_drop_ratio", "accepted_values", "relationships", "expressions",
     "freshness", "row_count_anomaly", "severity",
@@ -112,6 +122,16 @@ class TableChecks:
 
 
 @dataclass(frozen=True)
+class Incremental:
+    """How an incremental table is rebuilt: whole partitions of `key` (one `grain` each), the run date's
+    own and `lookback` before it; the SELECT reads its sources from `%(window_start)s` on."""
+
+    key: str
+    grain: str
+    lookback: int
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """One table to build: where it goes, its key, its SELECT, its checks and its grants."""
 
@@ -123,6 +143,8 @@ class TableSpec:
     description: str = ""
     checks: TableChecks = field(default_factory=TableChecks)
     grants: tuple[tuple[str, tuple[str, ...]], ...] = ()  # privilege -> roles
+    depends_on: tuple[str, ...] = ()  # tables read that the SELECT does not name (lower case)
+    incremental: Incremental | None = None
 
     @property
     def schema(self) -> str:
@@ -213,7 +235,27 @@ def _parse_entry(entry: object, index: int, base_dir: Path) -> TableSpec:
         description=str(entry.get("description", "")),
         checks=_parse_checks(name, entry.get("checks", {})),
         grants=_parse_grants(name, entry.get("grants", {})),
+        depends_on=_depends_on(name, entry.get("depends_on", [])),
+        incremental=_incremental(name, entry["incremental"]) if "incremental" in entry else None,
     )
+
+
+def _depends_on(name: str, raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise ConfigError(f"{name}: depends_on must be a list of schema.table names")
+    return tuple(qualified(t, where=f"{name} depends_on").lower() for t in raw)
+
+
+def _incremental(name: str, raw: object) -> Incremental:
+    if not isinstance(raw, dict) or set(raw) != {"key", "grain", "lookback"}:
+        raise ConfigError(f"{name}: incremental needs exactly key, grain and lookback")
+    key = ident(raw["key"], f"{name} incremental.key")
+    if raw["grain"] not in GRAINS:
+        raise ConfigError(f"{name}: incremental.grain must be one of {list(GRAINS)}, got {raw['grain']!r}")
+    lookback = raw["lookback"]
+    if not isinstance(lookback, int) or isinstance(lookback, bool) or not 0 <= lookback <= 1000:
+        raise ConfigError(f"{name}: incremental.lookback must be an integer from 0 to 1000")
+    return Incremental(key, raw["grain"], lookback)
 
 
 def _parse_grants(name: str, raw: object) -> tuple[tuple[str, tuple[str, ...]], ...]:

@@ -6,6 +6,11 @@ publish takes the build by its id: it replaces the published table with a copy o
 that validated staging table in one statement (dialect.publish), so no other run's CTAS can
 slip in between the check and the publish, and a re-run after a crash publishes the same
 build again at worst (never an older one: there is no swap to undo).
+
+An incremental build (incremental.py decides) fills its staging table differently: a clone of
+the published table, its rebuilt partitions deleted, the SELECT's rows inserted; the checks then
+run on the whole staging table and the publish is the same, so readers see the old or the new
+validated table, never a half-merged one.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from dataclasses import dataclass
 
 from tasks.elt.builds import PUBLISHED, SUPERSEDED, Build, BuildsTable, stale_to_drop, utc_now
 from tasks.elt.checks import CheckResult, TableStats, blocking, freshness_result, table_results, warnings
+from tasks.elt.incremental import FULL, BuildPlan, decide
 from tasks.elt.specs import TableSpec
-from tasks.errors import DataValidationError, ObjectMissingError, StaleBuildError
+from tasks.errors import ConfigError, DataValidationError, ObjectMissingError, StaleBuildError
 from tasks.faults import fault_point
 from tasks.warehouse.client import WarehouseClient
-from tasks.warehouse.sql import ident_list
+from tasks.warehouse.sql import ident, ident_list
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ class Staged:
     staging: str
     row_count: int
     results: tuple[CheckResult, ...]
+    plan: BuildPlan | None = None
 
 
 def new_build_id(run_date: dt.date) -> str:
@@ -43,22 +50,23 @@ def new_build_id(run_date: dt.date) -> str:
 
 def stage_validated(
     client: WarehouseClient, spec: TableSpec, run_date: dt.date, build_id: str, builds: BuildsTable,
-    *, max_row_drop_ratio: float,
+    *, max_row_drop_ratio: float, full_refresh: bool = False,
 ) -> Staged:
-    """Check the source's freshness, CTAS build `build_id` into its own staging table, check it and
-    record every result in the builds table.
+    """Check the source's freshness, build `build_id` into its own staging table (full: CTAS; incremental:
+    clone, delete, insert), check the whole staging table and record every result in the builds table.
 
     Raises DataValidationError naming every blocking failure (a stale source before any CTAS);
     the published table is untouched. Failed checks of severity warn are logged and returned.
     """
     staging = spec.staging_for(build_id)
-    builds.start(spec.name, build_id, staging, run_date, utc_now())
+    plan = plan_build(client, spec, run_date, full_refresh=full_refresh)
+    builds.start(spec.name, build_id, staging, run_date, utc_now(), mode=plan.mode, window_start=plan.window_start)
     results: list[CheckResult] = []
     if spec.checks.freshness is not None:
         results.append(check_freshness(client, spec, run_date))
         _reject_if_failed(spec, build_id, staging, results, None, builds)
     client.ensure("create_schema", schema=staging.split(".")[0])
-    client.run("ctas_staging", {"run_date": run_date.isoformat()}, staging=staging, select=spec.select_sql())
+    fill_staging(client, spec, staging, run_date, plan)
     fault_point("after_ctas")
     stats = measure(client, spec, staging, run_date, build_id, builds)
     results += table_results(
@@ -67,7 +75,49 @@ def stage_validated(
     )
     _reject_if_failed(spec, build_id, staging, results, stats.row_count, builds)
     fault_point("after_validation")
-    return Staged(build_id, staging, stats.row_count, tuple(results))
+    return Staged(build_id, staging, stats.row_count, tuple(results), plan)
+
+
+def plan_build(client: WarehouseClient, spec: TableSpec, run_date: dt.date, *, full_refresh: bool) -> BuildPlan:
+    """Full or incremental (incremental.decide), from the published table's and the SELECT's columns; logged
+    with the reason, a schema change as a warning."""
+    inc = spec.incremental
+    if inc is None:
+        return decide(None, run_date, full_refresh=full_refresh, published=None, selected=())
+    try:
+        published = client.describe("describe_table", table=spec.name)
+    except ObjectMissingError:
+        published = None
+    selected = client.describe("describe_select", select_params(run_date, run_date), select=spec.select_sql())
+    if inc.key.lower() not in {name.lower() for name, _ in selected}:
+        raise ConfigError(f"{spec.name}: incremental.key {inc.key!r} is not a column of its SELECT")
+    plan = decide(inc, run_date, full_refresh=full_refresh, published=published, selected=selected)
+    if plan.mode == FULL and published is not None and not full_refresh:
+        log.warning("%s: full build: %s", spec.name, plan.reason)
+    else:
+        log.info("%s: %s build: %s", spec.name, plan.mode, plan.reason)
+    return plan
+
+
+def select_params(run_date: dt.date, window_start: dt.date) -> dict[str, str]:
+    """The bind parameters of a table's SELECT."""
+    return {"run_date": run_date.isoformat(), "window_start": window_start.isoformat()}
+
+
+def fill_staging(client: WarehouseClient, spec: TableSpec, staging: str, run_date: dt.date, plan: BuildPlan) -> None:
+    """Full: CTAS the SELECT. Incremental: clone the published table, delete the rebuilt partitions, insert
+    the SELECT's rows into the columns of the same names (the plan checked they are the published table's)."""
+    params = {"run_date": run_date.isoformat(), **plan.bind()}
+    if plan.mode == FULL:
+        client.run("ctas_staging", params, staging=staging, select=spec.select_sql())
+        return
+    inc = spec.incremental
+    assert inc is not None and plan.first_partition is not None
+    client.dialect.clone(client, staging, spec.name)
+    fault_point("after_clone")
+    client.run("delete_partitions", {"first_partition": plan.first_partition}, staging=staging, key=ident(inc.key))
+    client.run("insert_staging", params, staging=staging, select=spec.select_sql(),
+               columns=ident_list([ident(c, f"{spec.name} column") for c in plan.columns]))
 
 
 def _reject_if_failed(
@@ -198,11 +248,8 @@ def publish(client: WarehouseClient, spec: TableSpec, build_id: str, builds: Bui
 def clear_stale(client: WarehouseClient, spec: TableSpec, builds: BuildsTable, stale_after: dt.timedelta) -> list[str]:
     """Drop the staging tables of `spec`'s builds that are no longer needed (builds.stale_to_drop)."""
     now = utc_now()
-    dropped = []
-    for build in stale_to_drop(builds.open_builds(spec.name), now, stale_after):
-        if drop_staging(client, spec, build, builds):
-            dropped.append(build.staging_table)
-    return dropped
+    return [build.staging_table for build in stale_to_drop(builds.open_builds(spec.name), now, stale_after)
+            if drop_staging(client, spec, build, builds)]
 
 
 def drop_staging(client: WarehouseClient, spec: TableSpec, build: Build, builds: BuildsTable) -> bool:

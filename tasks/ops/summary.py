@@ -111,7 +111,8 @@ def render(summary: DaySummary) -> str:
             checks = ", ".join(f"{n} {k}" for k, n in sorted(t.get("checks", {}).items())) or "-"
             if t.get("problems"):
                 checks += f" ({'; '.join(t['problems'])})"
-            rows.append([str(t["table"]), "yes" if t.get("published") else f"no ({t.get('status')})",
+            state = f"not built because of {t['blocked_by']}" if t.get("blocked_by") else t.get("status")
+            rows.append([str(t["table"]), "yes" if t.get("published") else f"no ({state})",
                          "-" if t.get("rows") is None else f"{t['rows']:,}", checks])
         lines += _grid(rows)
         if summary.tables_recorded_at:

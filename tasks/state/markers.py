@@ -10,6 +10,7 @@ Reads no luigi.cfg section: the caller passes the database.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,16 @@ class MarkerTarget(luigi.Target):
 
     def __repr__(self) -> str:
         return f"MarkerTarget({self.marker_id!r})"
+
+
+def present(markers: Sequence[MarkerTarget]) -> set[str]:
+    """The ids among `markers` (one database) that exist, read in one range query (a RangeDaily backfill asks
+    for every day of its range at once)."""
+    if not markers:
+        return set()
+    first = markers[0]
+    first._schema()
+    ids = sorted(m.marker_id for m in markers)
+    with first.db.transaction() as tx:
+        rows = tx.rows(first.db.sql(SQL_DIR, "between"), {"low": ids[0], "high": ids[-1]})
+    return {str(r[0]) for r in rows} & set(ids)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import luigi
 
 from tasks.files import write_json_atomic
-from tasks.state.markers import MarkerTarget
+from tasks.state.markers import MarkerTarget, present
 
 
 class ResultTarget(luigi.Target):
@@ -92,3 +93,10 @@ class MarkedResult(ResultTarget):
 
     def unmark(self) -> int:
         return self.marker.remove()
+
+
+def existing(targets: Sequence[ResultTarget]) -> list[bool]:
+    """`exists()` of each target, the marker rows among them read in one query (Luigi's bulk_complete over a
+    range): a file is a stat, a marker a row of that query."""
+    found = present([t.marker for t in targets if isinstance(t, MarkedResult)])
+    return [t.marker.marker_id in found if isinstance(t, MarkedResult) else t.exists() for t in targets]

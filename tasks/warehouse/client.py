@@ -48,7 +48,7 @@ def _errors() -> type[Exception]:
 class WarehouseClient:
     """A connection plus the few operations the tasks need; every failure is a WarehouseError."""
 
-    def __init__(self, conn: Any, dialect: Dialect):
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect  # what differs between backends, chosen once here
         self._ensured: set[tuple[str, tuple]] = set()
@@ -68,9 +68,7 @@ class WarehouseClient:
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, name: str = "sql") -> list[tuple]:
         """Run one statement with bind parameters and return its rows (empty for DDL)."""
-        if self._tag_wanted != self._tag_sent:
-            self._tag_sent = self._tag_wanted  # first: the tag statement itself runs through execute()
-            self.dialect.set_query_tag(self, self._tag_wanted)
+        self._send_tag()
         cur = self.conn.cursor()
         started = time.monotonic()
         try:
@@ -87,18 +85,37 @@ class WarehouseClient:
         """Run the packaged statement `name` (tasks/warehouse/sql/<name>.sql)."""
         return self.execute(render(name, **identifiers), params, name=name)
 
+    def _send_tag(self) -> None:
+        if self._tag_wanted != self._tag_sent:
+            self._tag_sent = self._tag_wanted  # first: the tag statement itself runs through execute()
+            self.dialect.set_query_tag(self, self._tag_wanted)
+
+    def describe(self, name: str, params: Mapping[str, Any] | None = None, **identifiers: str) -> list[tuple[str, Any]]:
+        """The result columns (name, type code) of the packaged query `name`, its rows discarded."""
+        self._send_tag()
+        cur = self.conn.cursor()
+        try:
+            cur.execute(render(name, **identifiers), dict(params) if params else None)
+            columns = [(d[0], d[1]) for d in cur.description] if cur.description else []
+            cur.fetchall()
+        except _errors() as exc:
+            raise translate(exc, sql_name=name, query_id=cur.sfqid) from exc
+        finally:
+            cur.close()
+        return columns
+
     def ensure(self, name: str, **identifiers: str) -> None:
         """Run the idempotent DDL `name` (CREATE ... IF NOT EXISTS) once per connection."""
         key = (name, tuple(sorted(identifiers.items())))
         if key not in self._ensured:
-            self.run(name, **identifiers)
+            self.run(name, None, **identifiers)
             self._ensured.add(key)
 
     def create_if_absent(self, name: str, **identifiers: str) -> bool:
         """Run `CREATE ... IF NOT EXISTS` statement `name`; True if it created the object, False if
         the warehouse answered that it already existed (Snowflake: "X already exists, statement
         succeeded.", also for an object this role cannot see)."""
-        rows = self.run(name, **identifiers)
+        rows = self.run(name, None, **identifiers)
         self._ensured.add((name, tuple(sorted(identifiers.items()))))
         return not any("already exists" in str(row[0]).lower() for row in rows if row)
 

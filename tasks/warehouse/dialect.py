@@ -10,6 +10,8 @@ comments, build bookkeeping) is the same SQL on both.
   COPY GRANTS keeps them on `t`, the way Airbyte's Snowflake destination publishes since its SWAP
   bug; dbt's `copy_grants` is the same clause on a CTAS).
   fakesnow has no CLONE: `CREATE OR REPLACE TABLE t AS SELECT * FROM s`, atomic in DuckDB.
+- Incremental builds start from the published table: Snowflake `CREATE TABLE s CLONE t` (zero-copy,
+  metadata only); fakesnow has no CLONE: `CREATE TABLE s AS SELECT * FROM t`.
 - Grants: Snowflake runs the spec's GRANTs; fakesnow has no privileges (GRANT does not parse).
 - QUERY_TAG: Snowflake `ALTER SESSION SET QUERY_TAG`; fakesnow implements neither that nor
   QUERY_HISTORY.
@@ -47,6 +49,10 @@ class Dialect:
         """Replace `table` by a copy of `staging` in one atomic statement (`staging` stays)."""
         raise NotImplementedError
 
+    def clone(self, client: WarehouseClient, staging: str, table: str) -> None:
+        """Create `staging` holding what `table` holds (`table` untouched by what is done to `staging`)."""
+        raise NotImplementedError
+
     def grant(self, client: WarehouseClient, table: str, grants: Grants) -> None:
         """Grant each privilege on `table` to its roles (idempotent)."""
         raise NotImplementedError
@@ -72,18 +78,21 @@ class SnowflakeDialect(Dialect):
 
     name = "snowflake"
 
-    def publish(self, client, table, staging):  # noqa: ANN001 (see Dialect)
+    def publish(self, client, table, staging) -> None:  # noqa: ANN001 (see Dialect)
         client.run("publish_clone", table=qualified(table), staging=qualified(staging))
 
-    def grant(self, client, table, grants):  # noqa: ANN001 (see Dialect)
+    def clone(self, client, staging, table) -> None:  # noqa: ANN001 (see Dialect)
+        client.run("clone_staging", staging=qualified(staging), table=qualified(table))
+
+    def grant(self, client, table, grants) -> None:  # noqa: ANN001 (see Dialect)
         for privilege, roles in grants.items():
             for role in roles:
                 client.run("grant_table", privilege=privilege, table=qualified(table), role=role)
 
-    def set_query_tag(self, client, tag):  # noqa: ANN001 (see Dialect)
+    def set_query_tag(self, client, tag) -> None:  # noqa: ANN001 (see Dialect)
         client.run("query_tag", {"tag": tag})
 
-    def load_parquet(self, client, table, path):  # noqa: ANN001 (see Dialect)
+    def load_parquet(self, client, table, path) -> None:  # noqa: ANN001 (see Dialect)
         # PUT to the table's own stage (@schema.%table), then COPY INTO; the local path is ours
         # (var/), quoted as a string literal all the same.
         schema, name = qualified(table).split(".")
@@ -91,7 +100,7 @@ class SnowflakeDialect(Dialect):
         client.run("put_table_stage", file_url=url, schema=schema, table_name=name)
         client.run("copy_into_table", schema=schema, table_name=name)
 
-    def replace_rows(self, client, table, path, delete, params):  # noqa: ANN001 (see Dialect)
+    def replace_rows(self, client, table, path, delete, params) -> None:  # noqa: ANN001 (see Dialect)
         # the file's name is unique per load: COPY names it, so a concurrent load's file is not taken
         schema, name = qualified(table).split(".")
         url = string_literal(f"file://{path.resolve().as_posix()}")
@@ -106,20 +115,23 @@ class EmbeddedDialect(Dialect):
 
     name = "embedded"
 
-    def publish(self, client, table, staging):  # noqa: ANN001 (see Dialect)
+    def publish(self, client, table, staging) -> None:  # noqa: ANN001 (see Dialect)
         client.run("publish_copy", table=qualified(table), staging=qualified(staging))
 
-    def grant(self, client, table, grants):  # noqa: ANN001 (see Dialect)
+    def clone(self, client, staging, table) -> None:  # noqa: ANN001 (see Dialect)
+        client.run("copy_staging", staging=qualified(staging), table=qualified(table))
+
+    def grant(self, client, table, grants) -> None:  # noqa: ANN001 (see Dialect)
         if grants:
             log.debug("%s: grants %s not applied: the embedded warehouse has no privileges", table, dict(grants))
 
-    def set_query_tag(self, client, tag):  # noqa: ANN001 (see Dialect)
+    def set_query_tag(self, client, tag) -> None:  # noqa: ANN001 (see Dialect)
         log.debug("query tag %s (the embedded warehouse keeps no query history)", tag)
 
-    def load_parquet(self, client, table, path):  # noqa: ANN001 (see Dialect)
+    def load_parquet(self, client, table, path) -> None:  # noqa: ANN001 (see Dialect)
         client.run("load_parquet_embedded", {"path": str(path.resolve())}, table=qualified(table))
 
-    def replace_rows(self, client, table, path, delete, params):  # noqa: ANN001 (see Dialect)
+    def replace_rows(self, client, table, path, delete, params) -> None:  # noqa: ANN001 (see Dialect)
         with client.transaction():
             client.run(delete, params, table=qualified(table))
             self.load_parquet(client, table, path)

@@ -7,6 +7,9 @@ NotAuthorizedError, never "not done". Rows also carry the build id they refer to
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
+
 import luigi
 
 from tasks import config
@@ -21,7 +24,7 @@ def marker_table() -> str:
 class MarkerTableTarget(luigi.Target):
     """Exists when the marker table holds a row for `update_id`."""
 
-    def __init__(self, update_id: str, target_table: str):
+    def __init__(self, update_id: str, target_table: str) -> None:
         self.update_id = update_id
         self.target_table = target_table
 
@@ -49,3 +52,14 @@ class MarkerTableTarget(luigi.Target):
             {"update_id": self.update_id, "target_table": self.target_table, "build_id": build_id},
             marker=marker,
         )
+
+
+def marker_days(client: WarehouseClient, step: str, tables: Iterable[str], dates: Iterable[dt.date]) -> set[dt.date]:
+    """The dates among `dates` on which every table of `tables` has its `<step>:<table>:<date>` marker row,
+    from one query over the step's rows (a Luigi bulk_complete for a whole range)."""
+    marker = marker_table()
+    rows = client.lookup_own("marker_prefix", {"pattern": f"{step}:%"}, table=marker, create="marker_create",
+                             marker=marker)
+    present = {str(r[0]) for r in rows}
+    names = [t.lower() for t in tables]
+    return {d for d in dates if all(f"{step}:{t}:{d.isoformat()}" in present for t in names)}

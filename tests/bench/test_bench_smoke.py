@@ -32,7 +32,7 @@ FIGURES = {
     "campaign_scale": {"campaign_scale.peak_rss_mb_20k", "campaign_scale.recipients_per_s_20k",
                        "campaign_scale.first_request_s_per_million", "campaign_scale.noop_rerun_s_20k",
                        "campaign_scale.restart_over_remaining_half"},
-    "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import"},
+    "elt": {"elt.mau_summary_over_bare_duckdb", "elt.runall_noop_over_import", "elt.mau_incremental_over_full"},
     "cli": {f"cli.{figure}_over_import_luigi" for figure in ("import_tasks", "help", "status", "status_live")},
     "events": {"events.stored_per_s.sqlite", "events.stored_per_s.postgres"},
 }
@@ -108,6 +108,9 @@ def _check_specifics(name: str, rows: dict[str, dict]) -> None:
         assert all(0 < k < restart["recipients"] for k in restart["killed_at"])
     elif name == "elt":
         assert rows["elt.mau_summary_over_bare_duckdb"]["sessions"] == 1_000
+        incremental = rows["elt.mau_incremental_over_full"]  # the speed goal is not checked at this size
+        assert (incremental["sessions"], incremental["months"]) == (2_000, 24)
+        assert incremental["rows_equal"] is True and incremental["months_published"] == 24
     elif name == "cli":  # every figure against the same `import luigi` runs, each command named
         for row in rows.values():
             assert len(row["baseline_runs"]) == row["runs"]

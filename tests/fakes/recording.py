@@ -10,7 +10,8 @@ the way Snowflake answers them (without one, every statement is answered that wa
 
 - `ALTER SESSION SET QUERY_TAG`, `GRANT`: "Statement executed successfully.", nothing runs;
 - `CREATE OR REPLACE TABLE t CLONE s COPY GRANTS`: runs as `CREATE OR REPLACE TABLE t AS
-  SELECT * FROM s` (what the clone holds afterwards).
+  SELECT * FROM s` (what the clone holds afterwards); `CREATE TABLE s CLONE t` (an incremental
+  build's start) as `CREATE TABLE s AS SELECT * FROM t`.
 
 `install()` puts a client on it into the warehouse client's per-process cache, so the Luigi
 tasks' own `session()` hands it out. Run as a module, it runs `luigi.build` on one table for
@@ -33,6 +34,7 @@ from tasks.warehouse.dialect import SnowflakeDialect
 
 _ANSWERED = re.compile(r"^\s*(ALTER\s+SESSION\s+SET\s+QUERY_TAG|GRANT)\b", re.IGNORECASE)
 _CLONE = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+TABLE\s+(\S+)\s+CLONE\s+(\S+)\s+COPY\s+GRANTS\s*$", re.IGNORECASE)
+_CLONE_NEW = re.compile(r"^\s*CREATE\s+TABLE\s+(\S+)\s+CLONE\s+(\S+)\s*$", re.IGNORECASE)
 
 
 def strip_comments(sql: str) -> str:
@@ -75,6 +77,9 @@ class RecordingCursor:
         clone = _CLONE.match(body)
         if clone:
             sql, params = f"CREATE OR REPLACE TABLE {clone.group(1)} AS SELECT * FROM {clone.group(2)}", None
+        clone_new = _CLONE_NEW.match(body)
+        if clone_new:
+            sql, params = f"CREATE TABLE {clone_new.group(1)} AS SELECT * FROM {clone_new.group(2)}", None
         try:
             self.real.execute(sql, params)
         finally:

@@ -2,7 +2,9 @@
 
 Day 1 publishes an old version; new raw rows arrive; day 2's run is killed at a crash point.
 The published table must then be the old or the new validated version, and the next run
-must converge to the new one without ever putting the old one back.
+must converge to the new one without ever putting the old one back. Day 2 builds MAU both ways:
+incremental (the shipped spec: a clone of the published table, its last two months rebuilt) and
+full (the same spec without [table.incremental]).
 """
 
 from __future__ import annotations
@@ -23,6 +25,26 @@ from tests.warehouse_fixtures import expected_mau, published, seed_raw
 
 DAY1 = dt.date(2026, 5, 31)
 DAY2 = dt.date(2026, 6, 30)
+SHIPPED = Path(__file__).resolve().parents[2] / "config"
+CRASH_POINTS = [
+    ("after_ctas", "old"),
+    ("after_validation", "old"),
+    ("after_stage_marker", "old"),
+    ("before_publish", "old"),
+    ("mid_publish", "new"),
+    ("after_publish", "new"),
+]
+
+
+def use_mode(mode: str, tmp_path: Path, luigi_cfg) -> None:
+    """The shipped MAU spec, incremental as shipped or without its [table.incremental] part (full)."""
+    text = (SHIPPED / "tables.toml").read_text()
+    mau = text.split("\n[[table]]\n")[1]
+    if mode == "full":
+        mau = mau.split("[table.incremental]")[0]
+    assert 'name = "analytics.mau_summary"' in mau
+    (tmp_path / "tables.toml").write_text("[[table]]\n" + mau.replace('"sql/', f'"{SHIPPED}/sql/'))
+    luigi_cfg.set("elt", "table_specs", tmp_path / "tables.toml")
 
 
 def run_luigi(env: dict[str, str], cwd: Path, crash_at: str | None) -> subprocess.CompletedProcess:
@@ -49,19 +71,16 @@ def last_published_build(client: WarehouseClient) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("crash_at", "published_after_crash"),
-    [
-        ("after_ctas", "old"),
-        ("after_validation", "old"),
-        ("after_stage_marker", "old"),
-        ("before_publish", "old"),
-        ("mid_publish", "new"),
-        ("after_publish", "new"),
-    ],
+    ("mode", "crash_at", "published_after_crash"),
+    [*(("full", *point) for point in CRASH_POINTS),
+     *(("incremental", *point) for point in CRASH_POINTS),
+     ("incremental", "after_clone", "old")],  # the clone made, its partitions not yet rebuilt
 )
 def test_crash_then_rerun_converges(
-    warehouse: WarehouseClient, tmp_path: Path, subprocess_env, crash_at: str, published_after_crash: str
+    warehouse: WarehouseClient, tmp_path: Path, subprocess_env, luigi_cfg, mode: str, crash_at: str,
+    published_after_crash: str,
 ) -> None:
+    use_mode(mode, tmp_path, luigi_cfg)
     raw = seed_raw(warehouse, tmp_path)
     assert luigi.build([MauSummary(date=DAY1)], local_scheduler=True)
     old = published(warehouse)
@@ -80,7 +99,10 @@ def test_crash_then_rerun_converges(
     assert published(warehouse) == new
     final_build = stage_build_id(warehouse)
     assert last_published_build(warehouse) == final_build
-    if crash_at not in ("after_ctas", "after_validation"):
+    modes = [m for (m,) in warehouse.execute("SELECT mode FROM analytics.elt_builds WHERE run_date = %(d)s",
+                                             {"d": DAY2})]
+    assert set(modes) == {mode}, "day 2 builds the way the spec says, after a crash too"
+    if crash_at not in ("after_clone", "after_ctas", "after_validation"):
         # the validated build of the crashed run is the one published: nothing rebuilt, nothing put back
         assert final_build == build_after_crash
     # a third run changes nothing

@@ -75,7 +75,8 @@ def merge(step: str) -> str:
 
 
 STAGING = "analytics.temp_channel_sessions__<token>"
-BUILD_COLUMNS = "SELECT table_name, build_id, staging_table, status, created_at, published_at, dropped_at IS NOT NULL"
+BUILD_COLUMNS = ("SELECT table_name, build_id, staging_table, status, created_at, published_at, "
+                 "dropped_at IS NOT NULL, mode")
 LOOKUP = f"{BUILD_COLUMNS} FROM analytics.elt_builds WHERE build_id = '<build>'"
 SCHEMA = "CREATE SCHEMA IF NOT EXISTS analytics"
 CREATE_MARKER = (
@@ -85,11 +86,16 @@ CREATE_MARKER = (
 CREATE_BUILDS = (
     "CREATE TABLE IF NOT EXISTS analytics.elt_builds ( table_name VARCHAR NOT NULL, build_id VARCHAR NOT NULL, "
     "run_date DATE, staging_table VARCHAR NOT NULL, status VARCHAR NOT NULL, row_count INTEGER, checks VARCHAR, "
-    "created_at TIMESTAMP_NTZ, validated_at TIMESTAMP_NTZ, published_at TIMESTAMP_NTZ, dropped_at TIMESTAMP_NTZ )"
+    "created_at TIMESTAMP_NTZ, validated_at TIMESTAMP_NTZ, published_at TIMESTAMP_NTZ, dropped_at TIMESTAMP_NTZ, "
+    "mode VARCHAR, window_start DATE )"
 )
+# a builds table from before incremental builds gets the two columns (idempotent; once per connection)
+ADD_COLUMNS = ["ALTER TABLE analytics.elt_builds ADD COLUMN IF NOT EXISTS mode VARCHAR",
+               "ALTER TABLE analytics.elt_builds ADD COLUMN IF NOT EXISTS window_start DATE"]
+BUILDS_TABLE = [CREATE_BUILDS, *ADD_COLUMNS]
 STAGE_BODY = [
-    "INSERT INTO analytics.elt_builds (table_name, build_id, run_date, staging_table, status, created_at) VALUES "
-    f"('{TABLE}', '<build>', '{DAY}', '{STAGING}', 'staging', <now>)",
+    "INSERT INTO analytics.elt_builds (table_name, build_id, run_date, staging_table, status, created_at, mode, "
+    f"window_start) VALUES ('{TABLE}', '<build>', '{DAY}', '{STAGING}', 'staging', <now>, 'full', NULL)",
     "SELECT MAX(ts), COUNT(ts) FROM raw_data.session_timestamp",
     f"CREATE TABLE {STAGING} AS {SELECT}",
     "SELECT COUNT(*), COALESCE(SUM(CASE WHEN channel IS NULL OR sessions IS NULL THEN 1 ELSE 0 END), 0), "
@@ -125,19 +131,20 @@ PUBLISH_BODY = [
 AFTER_PUBLISH = [merge("publish"), f"{BUILD_COLUMNS} FROM analytics.elt_builds WHERE table_name = '{TABLE}' "
                  "AND dropped_at IS NULL"]
 # a run that finds the stage marker's build validated: scheduling check, run-time check, then the publish
-PUBLISH_VALIDATED = [marker("publish"), marker("stage"), LOOKUP, marker("stage"), LOOKUP, marker("stage"),
-                     tag("PublishTable"), LOOKUP]
+# (on a fresh connection the first build lookup makes sure the builds table has its columns first)
+PUBLISH_VALIDATED = [marker("publish"), marker("stage"), SCHEMA, *BUILDS_TABLE, LOOKUP, marker("stage"), LOOKUP,
+                     marker("stage"), tag("PublishTable"), LOOKUP]
 FIRST_RUN = [
-    marker("publish"), SCHEMA, CREATE_MARKER, marker("stage"), tag("StageTable"), CREATE_BUILDS, *STAGE_BODY,
+    marker("publish"), SCHEMA, CREATE_MARKER, marker("stage"), tag("StageTable"), *BUILDS_TABLE, *STAGE_BODY,
     tag(), marker("stage"), LOOKUP, marker("stage"), tag("PublishTable"), LOOKUP, *PUBLISH_BODY, *AFTER_PUBLISH,
 ]
 # the re-runs run on a fresh connection, where each idempotent DDL runs once before its first use
 STAGE_AGAIN = [
-    marker("publish"), marker("stage"), tag("StageTable"), SCHEMA, CREATE_BUILDS, *STAGE_BODY[:-1], CREATE_MARKER,
+    marker("publish"), marker("stage"), tag("StageTable"), SCHEMA, *BUILDS_TABLE, *STAGE_BODY[:-1], CREATE_MARKER,
     STAGE_BODY[-1], tag(), marker("stage"), LOOKUP, marker("stage"), tag("PublishTable"), LOOKUP, *PUBLISH_BODY,
     *AFTER_PUBLISH,
 ]
-PUBLISH_AGAIN = [*PUBLISH_VALIDATED, *PUBLISH_BODY, SCHEMA, CREATE_MARKER, *AFTER_PUBLISH]
+PUBLISH_AGAIN = [*PUBLISH_VALIDATED, *PUBLISH_BODY, CREATE_MARKER, *AFTER_PUBLISH]
 RERUNS = {  # crash point: (statements the killed run sent, the re-run's statements)
     "after_ctas": (FIRST_RUN[:FIRST_RUN.index(STAGE_BODY[2]) + 1], STAGE_AGAIN),
     "after_validation": (FIRST_RUN[:FIRST_RUN.index(STAGE_BODY[-2]) + 1], STAGE_AGAIN),
@@ -146,7 +153,7 @@ RERUNS = {  # crash point: (statements the killed run sent, the re-run's stateme
     "mid_publish": (FIRST_RUN[:FIRST_RUN.index(PUBLISH_BODY[1]) + 1], PUBLISH_AGAIN),
     # the builds table says published: never publish again, only the marker
     "after_publish": (FIRST_RUN[:FIRST_RUN.index(PUBLISH_BODY[-1]) + 1],
-                      [*PUBLISH_VALIDATED, SCHEMA, CREATE_MARKER, *AFTER_PUBLISH]),
+                      [*PUBLISH_VALIDATED, CREATE_MARKER, *AFTER_PUBLISH]),
 }
 
 
@@ -214,3 +221,73 @@ def test_each_crash_point_then_a_rerun_sends_exactly_this(
     assert statuses.count("published") == 1
     assert statuses == (["staging" if crash_at == "after_ctas" else "validated", "published"]
                         if crash_at in ("after_ctas", "after_validation") else ["published"])
+
+
+INC_TABLE = "analytics.channel_months"
+INC_SPEC = """
+[[table]]
+name = "analytics.channel_months"
+primary_key = ["month", "channel"]
+sql = "sql/channel_months.sql"
+[table.checks]
+not_null = ["sessions"]
+[table.incremental]
+key = "month"
+grain = "month"
+lookback = 1
+"""
+INC_SELECT = ("SELECT TO_VARCHAR(s.ts::TIMESTAMP_NTZ, 'YYYY-MM') AS month, u.channel AS channel, "
+              "COUNT(*) AS sessions FROM raw_data.session_timestamp AS s JOIN raw_data.user_session_channel AS u "
+              "ON s.sessionid = u.sessionid WHERE s.ts >= %(window_start)s::DATE "
+              "AND s.ts < DATEADD(day, 1, %(run_date)s::DATE) GROUP BY 1, 2")
+
+
+def bound(select: str, window_start: str, run_date: dt.date = DAY) -> str:
+    return select.replace("%(window_start)s", f"'{window_start}'").replace("%(run_date)s", f"'{run_date}'")
+
+
+def test_an_incremental_build_sends_exactly_this(warehouse: WarehouseClient, tmp_path: Path, luigi_cfg) -> None:
+    """Day 1 builds in full (never published); day 2 clones the published table, deletes the run date's month
+    and the one before, inserts the SELECT's rows from the window's first day on, checks the whole staging
+    table and publishes it as a full build is published."""
+    seed_raw(warehouse, tmp_path)
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "channel_months.sql").write_text(INC_SELECT + "\n")
+    (tmp_path / "tables.toml").write_text(INC_SPEC)
+    luigi_cfg.set("elt", "table_specs", tmp_path / "tables.toml")
+    path = tmp_path / "statements.sql"
+    install(path)
+    day1 = dt.date(2026, 5, 31)
+    assert luigi.build([PublishTable(date=day1, table=INC_TABLE)], local_scheduler=True)
+    first = normalise(recorded(path))
+    assert f"CREATE TABLE analytics.temp_channel_months__<token> AS {bound(INC_SELECT, '1900-01-01', day1)}" in first
+    before = len(recorded(path))
+    install(path)
+    assert luigi.build([PublishTable(date=DAY, table=INC_TABLE)], local_scheduler=True)
+    sent = normalise(recorded(path)[before:])
+    staging = "analytics.temp_channel_months__<token>"
+    start = sent.index(f"SELECT * FROM {INC_TABLE} LIMIT 0")
+    assert sent[start:start + 11] == [
+        # the published table's columns against the SELECT's (equal: incremental)
+        f"SELECT * FROM {INC_TABLE} LIMIT 0",
+        f"SELECT * FROM ( {bound(INC_SELECT, DAY.isoformat())} ) AS q LIMIT 0",
+        SCHEMA, *BUILDS_TABLE,  # a fresh connection
+        "INSERT INTO analytics.elt_builds (table_name, build_id, run_date, staging_table, status, created_at, mode, "
+        f"window_start) VALUES ('{INC_TABLE}', '<build>', '{DAY}', '{staging}', 'staging', <now>, 'incremental', "
+        "'2026-05-01')",
+        f"CREATE TABLE {staging} CLONE {INC_TABLE}",
+        f"DELETE FROM {staging} WHERE month >= '2026-05'",
+        f"INSERT INTO {staging} (month, channel, sessions) {bound(INC_SELECT, '2026-05-01')}",
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN month IS NULL OR channel IS NULL OR sessions IS NULL THEN 1 ELSE 0 "
+        f"END), 0) FROM {staging}",
+    ]
+    assert sent.index(f"CREATE OR REPLACE TABLE {INC_TABLE} CLONE {staging} COPY GRANTS") > start + 10
+    for sql in recorded(path):
+        assert_snowflake_sql(sql)
+    want = {(m, c): n for m, c, n in warehouse.execute(
+        "SELECT TO_VARCHAR(s.ts::TIMESTAMP_NTZ, 'YYYY-MM'), u.channel, COUNT(*) FROM raw_data.session_timestamp s "
+        "JOIN raw_data.user_session_channel u ON s.sessionid = u.sessionid GROUP BY 1, 2")}
+    got = {(m, c): n for m, c, n in warehouse.execute(f"SELECT month, channel, sessions FROM {INC_TABLE}")}
+    assert got == want
+    assert warehouse.execute("SELECT run_date, mode, window_start FROM analytics.elt_builds ORDER BY created_at") == [
+        (day1, "full", dt.date(1900, 1, 1)), (DAY, "incremental", dt.date(2026, 5, 1))]

@@ -79,6 +79,21 @@ def test_missing_files_are_named(luigi_cfg, tmp_path) -> None:
     assert len(found) == 3
 
 
+def test_a_cycle_in_the_table_graph_is_named(luigi_cfg, tmp_path) -> None:
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "a.sql").write_text("WITH b AS (SELECT k FROM raw_data.s) SELECT k FROM b\n")
+    (tmp_path / "sql" / "b.sql").write_text("SELECT k FROM raw_data.s\n")
+    specs = tmp_path / "tables.toml"
+    specs.write_text('[[table]]\nname = "analytics.a"\nprimary_key = ["k"]\nsql = "sql/a.sql"\n'
+                     '[[table]]\nname = "analytics.b"\nprimary_key = ["k"]\nsql = "sql/b.sql"\n')
+    luigi_cfg.set("elt", "table_specs", specs)
+    assert problems() == []  # the CTE named b is not the table analytics.b
+    (tmp_path / "sql" / "b.sql").write_text("SELECT k FROM analytics.a\n")
+    assert problems() == []  # b reads a: a graph, no cycle
+    (tmp_path / "sql" / "a.sql").write_text("SELECT k FROM analytics.b\n")
+    assert problems() == ["config: table graph has a cycle: analytics.a -> analytics.b -> analytics.a"]
+
+
 def test_a_real_provider_needs_its_variables_and_never_the_demo_sample(luigi_cfg, tmp_path, monkeypatch) -> None:
     for name in TWILIO_ENV:
         monkeypatch.delenv(name, raising=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tasks.elt.checks import TableStats, blocking, table_results
-from tasks.elt.specs import TableChecks, load_specs, parse_specs
+from tasks.elt.graph import dependencies
+from tasks.elt.specs import Incremental, TableChecks, load_specs, parse_specs
 from tasks.errors import CheckFailure, ConfigError, DataValidationError
 from tasks.warehouse.sql import SQL_DIR, ident, ident_list, qualified, render
 
@@ -43,8 +44,11 @@ def test_parse_specs_in_order_with_defaults(tmp_path: Path) -> None:
 
 def test_bundled_specs_parse_and_point_at_existing_sql() -> None:
     specs = load_specs(REPO / "config" / "tables.toml")
-    assert [s.name for s in specs] == ["analytics.mau_summary"]
+    assert [s.name for s in specs] == ["analytics.mau_summary", "analytics.channel_mau", "analytics.mau_growth"]
     assert "TIMESTAMP_NTZ" in specs[0].select_sql()
+    assert specs[0].incremental == Incremental("month", "month", 1)
+    assert dependencies(specs) == {"analytics.mau_summary": (), "analytics.channel_mau": (),
+                                   "analytics.mau_growth": ("analytics.mau_summary",)}
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,8 @@ IDENTIFIERS = {
     "builds": "analytics.elt_builds",
     "marker": "analytics.table_updates",
     "key_columns": "channel, month",
+    "key": "month",
+    "columns": "month, mau",
     "privilege": "SELECT",
     "role": "ANALYST",
     "limit": "7",
@@ -69,6 +71,7 @@ PARAMS = {
     "comment": "Monthly active users ('MAU')", "tag": query_tag_json({"task": "StageTable", "date": "2026-06-30"}),
     "path": "/tmp/x.parquet", "table": "MAU_SUMMARY",
     "campaign": "demo", "date": "2026-06-30", "channel": "sms", "segment": "all",
+    "mode": "incremental", "window_start": "2026-05-01", "first_partition": "2026-05", "pattern": "publish:%",
 }
 
 
@@ -139,6 +142,7 @@ def test_the_snowflake_dialect_sends_parseable_statements(tmp_path: Path) -> Non
     client = WarehouseClient(RecordingConnection(None, record), SnowflakeDialect())
     dialect = client.dialect
     dialect.publish(client, "analytics.mau_summary", "analytics.temp_mau_summary__20260630_0a1b2c3d4e5f")
+    dialect.clone(client, "analytics.temp_mau_summary__20260630_0a1b2c3d4e5f", "analytics.mau_summary")
     dialect.grant(client, "analytics.mau_summary", {"SELECT": ["ANALYST", "BI_TOOL"], "INSERT": ["LOADER"]})
     with client.query_tag(task="PublishTable", table="analytics.mau_summary", date="2026-06-30"):
         client.run("row_count", table="analytics.mau_summary")
@@ -149,6 +153,8 @@ def test_the_snowflake_dialect_sends_parseable_statements(tmp_path: Path) -> Non
     assert statements == [
         "CREATE OR REPLACE TABLE analytics.mau_summary CLONE analytics.temp_mau_summary__20260630_0a1b2c3d4e5f "
         "COPY GRANTS",
+        # an incremental build starts as a zero-copy clone of the published table
+        "CREATE TABLE analytics.temp_mau_summary__20260630_0a1b2c3d4e5f CLONE analytics.mau_summary",
         "GRANT SELECT ON TABLE analytics.mau_summary TO ROLE ANALYST",
         "GRANT SELECT ON TABLE analytics.mau_summary TO ROLE BI_TOOL",
         "GRANT INSERT ON TABLE analytics.mau_summary TO ROLE LOADER",
@@ -169,7 +175,7 @@ def test_the_snowflake_dialect_sends_parseable_statements(tmp_path: Path) -> Non
         "COMMIT",
     ]
     kinds = [type(assert_snowflake_sql(s)).__name__ for s in statements]
-    assert kinds == ["Create", "Grant", "Grant", "Grant", "Alter", "Select", "Alter", "Put", "Copy",
+    assert kinds == ["Create", "Create", "Grant", "Grant", "Grant", "Alter", "Select", "Alter", "Put", "Copy",
                      "Put", "Transaction", "Delete", "Copy", "Commit"]
 
 

@@ -1,0 +1,2 @@
+-- Deployments from before incremental builds have the builds table without this column.
+ALTER TABLE ${builds} ADD COLUMN IF NOT EXISTS window_start DATE
