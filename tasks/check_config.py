@@ -198,10 +198,8 @@ def _files(where: dict[tuple[str, str | None], Path]) -> list[Problem]:
         specs_path = need("elt", "table_specs", config.EltConfig().table_specs)
         if specs_path is not None:
             specs = load_specs(specs_path)
-            for spec in specs:
-                if not spec.sql_path.is_file():
-                    problems.append(Problem(f"{specs_path} [[table]] {spec.name} sql",
-                                            f"file not found: {spec.sql_path}"))
+            problems.extend(Problem(f"{specs_path} [[table]] {spec.name} sql", f"file not found: {spec.sql_path}")
+                            for spec in specs if not spec.sql_path.is_file())
             if all(spec.sql_path.is_file() for spec in specs):
                 dependencies(specs)  # a cycle, an unparsable SELECT, an unknown depends_on: a ConfigError
     with _quietly(problems):

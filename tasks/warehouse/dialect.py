@@ -78,21 +78,21 @@ class SnowflakeDialect(Dialect):
 
     name = "snowflake"
 
-    def publish(self, client, table, staging) -> None:  # noqa: ANN001 (see Dialect)
+    def publish(self, client: WarehouseClient, table: str, staging: str) -> None:
         client.run("publish_clone", table=qualified(table), staging=qualified(staging))
 
-    def clone(self, client, staging, table) -> None:  # noqa: ANN001 (see Dialect)
+    def clone(self, client: WarehouseClient, staging: str, table: str) -> None:
         client.run("clone_staging", staging=qualified(staging), table=qualified(table))
 
-    def grant(self, client, table, grants) -> None:  # noqa: ANN001 (see Dialect)
+    def grant(self, client: WarehouseClient, table: str, grants: Grants) -> None:
         for privilege, roles in grants.items():
             for role in roles:
                 client.run("grant_table", privilege=privilege, table=qualified(table), role=role)
 
-    def set_query_tag(self, client, tag) -> None:  # noqa: ANN001 (see Dialect)
+    def set_query_tag(self, client: WarehouseClient, tag: str) -> None:
         client.run("query_tag", {"tag": tag})
 
-    def load_parquet(self, client, table, path) -> None:  # noqa: ANN001 (see Dialect)
+    def load_parquet(self, client: WarehouseClient, table: str, path: Path) -> None:
         # PUT to the table's own stage (@schema.%table), then COPY INTO; the local path is ours
         # (var/), quoted as a string literal all the same.
         schema, name = qualified(table).split(".")
@@ -100,7 +100,9 @@ class SnowflakeDialect(Dialect):
         client.run("put_table_stage", file_url=url, schema=schema, table_name=name)
         client.run("copy_into_table", schema=schema, table_name=name)
 
-    def replace_rows(self, client, table, path, delete, params) -> None:  # noqa: ANN001 (see Dialect)
+    def replace_rows(
+        self, client: WarehouseClient, table: str, path: Path, delete: str, params: Mapping[str, object]
+    ) -> None:
         # the file's name is unique per load: COPY names it, so a concurrent load's file is not taken
         schema, name = qualified(table).split(".")
         url = string_literal(f"file://{path.resolve().as_posix()}")
@@ -115,23 +117,25 @@ class EmbeddedDialect(Dialect):
 
     name = "embedded"
 
-    def publish(self, client, table, staging) -> None:  # noqa: ANN001 (see Dialect)
+    def publish(self, client: WarehouseClient, table: str, staging: str) -> None:
         client.run("publish_copy", table=qualified(table), staging=qualified(staging))
 
-    def clone(self, client, staging, table) -> None:  # noqa: ANN001 (see Dialect)
+    def clone(self, client: WarehouseClient, staging: str, table: str) -> None:
         client.run("copy_staging", staging=qualified(staging), table=qualified(table))
 
-    def grant(self, client, table, grants) -> None:  # noqa: ANN001 (see Dialect)
+    def grant(self, client: WarehouseClient, table: str, grants: Grants) -> None:
         if grants:
             log.debug("%s: grants %s not applied: the embedded warehouse has no privileges", table, dict(grants))
 
-    def set_query_tag(self, client, tag) -> None:  # noqa: ANN001 (see Dialect)
+    def set_query_tag(self, client: WarehouseClient, tag: str) -> None:
         log.debug("query tag %s (the embedded warehouse keeps no query history)", tag)
 
-    def load_parquet(self, client, table, path) -> None:  # noqa: ANN001 (see Dialect)
+    def load_parquet(self, client: WarehouseClient, table: str, path: Path) -> None:
         client.run("load_parquet_embedded", {"path": str(path.resolve())}, table=qualified(table))
 
-    def replace_rows(self, client, table, path, delete, params) -> None:  # noqa: ANN001 (see Dialect)
+    def replace_rows(
+        self, client: WarehouseClient, table: str, path: Path, delete: str, params: Mapping[str, object]
+    ) -> None:
         with client.transaction():
             client.run(delete, params, table=qualified(table))
             self.load_parquet(client, table, path)
