@@ -236,6 +236,13 @@ def _preview(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_operations(sub)
+    _add_campaign(sub)
+    return parser
+
+
+def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The warehouse, the state database, the schedule and what ran."""
     wh = sub.add_parser("warehouse", help="manage the embedded warehouse server")
     wh.add_argument("action", choices=["start", "stop", "status"])
     wh.set_defaults(func=_warehouse)
@@ -264,16 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="report every configuration problem (exit 2 if any)").set_defaults(
         func=_check_config
     )
-    rec = sub.add_parser("reconcile", help="settle unknown SMS with Twilio's Messages list")
-    rec.add_argument("--date", type=datetime.date.fromisoformat, help=f"the send date, YYYY-MM-DD (default: {_DAY})")
-    rec.add_argument("--campaign", help="only this campaign (default: every send of the date, and `demo`)")
-    rec.set_defaults(func=_reconcile)
     st = sub.add_parser("status", help="what ran: tables, sends, rejects, alerts, runs")
     st.add_argument("--date", type=datetime.date.fromisoformat, help=f"the last day shown (default: {_DAY})")
     st.add_argument("--days", type=int, default=1, help="how many days up to --date (default 1)")
     st.add_argument("--live", action="store_true", help="ask the warehouse for the tables instead of showing what "
                     "the day's last run recorded at its end")
     st.set_defaults(func=_status)
+
+
+def _add_campaign(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The sends' operations: reconcile, suppressions, the web endpoint, delivery events, the dry run."""
+    rec = sub.add_parser("reconcile", help="settle unknown SMS with Twilio's Messages list")
+    rec.add_argument("--date", type=datetime.date.fromisoformat, help=f"the send date, YYYY-MM-DD (default: {_DAY})")
+    rec.add_argument("--campaign", help="only this campaign (default: every send of the date, and `demo`)")
+    rec.set_defaults(func=_reconcile)
     sup = sub.add_parser("suppress", help="the suppression store: add, remove, list, import FILE")
     sup.add_argument("action", choices=["add", "remove", "list", "import"])
     sup.add_argument("values", nargs="*", help="add/remove: CHANNEL ADDRESS (channel email, sms, push or all); "
@@ -297,7 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
     prev.add_argument("--template", help="template name (default: the channel's [<channel>_campaign] template)")
     prev.add_argument("--segment", help="default: the channel's [<channel>_campaign] segment")
     prev.set_defaults(func=_preview)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

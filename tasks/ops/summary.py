@@ -97,7 +97,8 @@ def _grid(rows: list[list[str]]) -> list[str]:
 
 
 def render(summary: DaySummary) -> str:
-    """The compact summary table (plain text, fixed width)."""
+    """The compact summary table (plain text, fixed width): the head, then the tables, the segment load, the
+    sends, the run's alerts and what could not be read."""
     run = summary.run or {}
     head = f"Summary for {summary.date}"
     if run:
@@ -105,59 +106,75 @@ def render(summary: DaySummary) -> str:
         if run.get("duration_s") is not None:
             head += f" in {float(run['duration_s']):.1f} s"
     lines = ["=" * len(head), head, "=" * len(head)]
-    if summary.tables:
-        rows = [["table", "published", "rows", "checks"]]
-        for t in summary.tables:
-            checks = ", ".join(f"{n} {k}" for k, n in sorted(t.get("checks", {}).items())) or "-"
-            if t.get("problems"):
-                checks += f" ({'; '.join(t['problems'])})"
-            state = f"not built because of {t['blocked_by']}" if t.get("blocked_by") else t.get("status")
-            rows.append([str(t["table"]), "yes" if t.get("published") else f"no ({state})",
-                         "-" if t.get("rows") is None else f"{t['rows']:,}", checks])
-        lines += _grid(rows)
-        if summary.tables_recorded_at:
-            lines.append(f"  tables as the run recorded them at {summary.tables_recorded_at} "
-                         "(python -m tasks status --live asks the warehouse)")
-    seg = summary.segments
-    if seg is not None:
-        if seg.get("done"):
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted((seg.get("rejected_by_reason") or {}).items()))
-            per = seg.get("valid_per_channel") or {}
-            lines.append(f"  segments: {seg.get('rows_read', 0):,} rows, {seg.get('valid', 0):,} valid "
-                         f"(email {per.get('email', 0):,}, sms {per.get('sms', 0):,}, push {per.get('push', 0):,}), "
-                         f"{seg.get('rejected', 0):,} rejected" + (f" ({reasons})" if reasons else ""))
-            if seg.get("rejected") or any((seg.get("channel_issues_by_reason") or {}).values()):
-                lines.append(f"    rejects and channel issues: {seg.get('rejects_file')}")
-        else:
-            lines.append(f"  segments: {seg.get('note', 'not loaded')}; see {seg.get('rejects_file')}")
-    if summary.sends:
-        states = _states(summary.sends)
-        rows = [["send", "provider", "target", *states, "msg/s", "time"]]
-        for s in summary.sends:
-            counts = s.get("counts") or {}
-            label = f"{s['channel']} {s['campaign']}/{s['segment']}" + ("" if s.get("done") else " (not done)")
-            rows.append([label, str(s.get("provider") or "-"), f"{s.get('target') or 0:,}",
-                         *(f"{counts.get(st, 0):,}" for st in states),
-                         "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
-                         "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
-        lines += _grid(rows)
+    lines += _table_lines(summary) + _segment_lines(summary.segments) + _send_lines(summary.sends)
     if run:
-        alerts = int(run.get("alerts") or 0)
-        failed = run.get("failed_tasks") or []
-        warned = run.get("warned_tasks") or []
-        text = f"  alerts: {alerts}"
-        if alerts or failed or warned:
-            text += f" ({run.get('alerts_where')})"
-        for what, names in (("failed", failed), ("warned", warned)):
-            if names:
-                text += f"; {len(names)} {what}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
-        lines.append(text)
-    for problem in summary.problems:
-        lines.append(f"  ! {problem}")
+        lines.append(_alert_line(run))
+    lines += [f"  ! {problem}" for problem in summary.problems]
     built = any(t.get("published") or t.get("status") != "not built" for t in summary.tables)
-    if not (built or summary.sends or seg):
+    if not (built or summary.sends or summary.segments):
         lines.append("  nothing stored for this date")
     return "\n".join(lines)
+
+
+def _table_lines(summary: DaySummary) -> list[str]:
+    if not summary.tables:
+        return []
+    rows = [["table", "published", "rows", "checks"]]
+    for t in summary.tables:
+        checks = ", ".join(f"{n} {k}" for k, n in sorted(t.get("checks", {}).items())) or "-"
+        if t.get("problems"):
+            checks += f" ({'; '.join(t['problems'])})"
+        state = f"not built because of {t['blocked_by']}" if t.get("blocked_by") else t.get("status")
+        rows.append([str(t["table"]), "yes" if t.get("published") else f"no ({state})",
+                     "-" if t.get("rows") is None else f"{t['rows']:,}", checks])
+    lines = _grid(rows)
+    if summary.tables_recorded_at:
+        lines.append(f"  tables as the run recorded them at {summary.tables_recorded_at} "
+                     "(python -m tasks status --live asks the warehouse)")
+    return lines
+
+
+def _segment_lines(seg: dict[str, Any] | None) -> list[str]:
+    if seg is None:
+        return []
+    if not seg.get("done"):
+        return [f"  segments: {seg.get('note', 'not loaded')}; see {seg.get('rejects_file')}"]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted((seg.get("rejected_by_reason") or {}).items()))
+    per = seg.get("valid_per_channel") or {}
+    lines = [f"  segments: {seg.get('rows_read', 0):,} rows, {seg.get('valid', 0):,} valid "
+             f"(email {per.get('email', 0):,}, sms {per.get('sms', 0):,}, push {per.get('push', 0):,}), "
+             f"{seg.get('rejected', 0):,} rejected" + (f" ({reasons})" if reasons else "")]
+    if seg.get("rejected") or any((seg.get("channel_issues_by_reason") or {}).values()):
+        lines.append(f"    rejects and channel issues: {seg.get('rejects_file')}")
+    return lines
+
+
+def _send_lines(sends: Sequence[dict[str, Any]]) -> list[str]:
+    if not sends:
+        return []
+    states = _states(sends)
+    rows = [["send", "provider", "target", *states, "msg/s", "time"]]
+    for s in sends:
+        counts = s.get("counts") or {}
+        label = f"{s['channel']} {s['campaign']}/{s['segment']}" + ("" if s.get("done") else " (not done)")
+        rows.append([label, str(s.get("provider") or "-"), f"{s.get('target') or 0:,}",
+                     *(f"{counts.get(st, 0):,}" for st in states),
+                     "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
+                     "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
+    return _grid(rows)
+
+
+def _alert_line(run: dict[str, Any]) -> str:
+    alerts = int(run.get("alerts") or 0)
+    failed = run.get("failed_tasks") or []
+    warned = run.get("warned_tasks") or []
+    text = f"  alerts: {alerts}"
+    if alerts or failed or warned:
+        text += f" ({run.get('alerts_where')})"
+    for what, names in (("failed", failed), ("warned", warned)):
+        if names:
+            text += f"; {len(names)} {what}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
+    return text
 
 
 def slack_message(summary: DaySummary) -> dict[str, Any]:

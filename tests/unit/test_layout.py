@@ -162,3 +162,30 @@ def test_every_task_takes_date_the_same_way() -> None:
     for name in EXPORTED:
         param = dict(getattr(tasks, name).get_params())["date"]
         assert type(param) is RunDateParameter, name
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(root: Path) -> list[str]:
+    """Every function or method under `root` longer than MAX_FUNCTION_LINES (signature to last line)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_in_tasks_is_longer_than_a_screen() -> None:
+    """A stage of a pipeline is a named function that fits on a screen (about 60 lines)."""
+    assert long_functions(PROJECT_ROOT / "tasks") == []
+
+
+def test_the_length_rule_catches_a_long_function(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "pkg" / "m.py").write_text(f"def short():\n    pass\n\n\ndef long():\n{body}\n")
+    assert long_functions(tmp_path / "pkg") == ["pkg/m.py:5 long (61 lines)"]
