@@ -12,7 +12,7 @@ from typing import Any
 
 from tasks import config
 from tasks.channels.ledger import PENDING
-from tasks.channels.send_result import SendResult
+from tasks.channels.send_result import SendResult, utc_label
 from tasks.errors import CampaignFailedError, RecipientsHeldError, SendHeldError
 from tasks.state.holds import SendHold, SendHolds
 
@@ -89,3 +89,14 @@ def check_breaker(result: dict[str, Any], send_key: str, holds: SendHolds) -> No
     hold = holds.get(send_key) or SendHold(send_key, 0.0, trip["reason"], figures)
     label = f"{result['channel']} campaign {result['campaign']!r} {result['date']}"
     raise SendHeldError(held_message(label, hold, result["counts"].get(PENDING, 0)), first=first)
+
+
+def hold_text(hold: SendHold) -> str:
+    """One line for the run summary and `status`: when and why the breaker held the send, and its release."""
+    figures = hold.figures
+    text = (f"held by its breaker {utc_label(hold.held_at)}: {hold.reason} ({figures.get('hard_bounces', 0)} hard "
+            f"bounce(s), {figures.get('complaints', 0)} complaint(s), {figures.get('filtered', 0)} filtered of "
+            f"{figures.get('outcomes', 0)} outcomes)")
+    if hold.released_at is not None:
+        return f"{text}; released by {hold.released_by} {utc_label(hold.released_at)} (breaker off)"
+    return f"{text}; not released (python -m tasks release-send)"

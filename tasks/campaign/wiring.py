@@ -140,7 +140,7 @@ def run_channel_send(
     refuse(config_problems(channel, cfg) + campaign_problems())
     key = SendKey(campaign, date.isoformat(), channel)
     send_key = send_events_key(key)
-    with SendHolds(state.database(holds_path(config.var_dir()))) as holds:
+    with open_holds() as holds:
         hold = holds.get(send_key)
         outcome.refuse_held(f"{channel} campaign {campaign!r} {key.date}", hold)
         result = _send(channel, cfg, key, segment, customers_path, progress, shard, template, clock, hold)
@@ -181,6 +181,22 @@ def _send(channel: str, cfg: config.ChannelCampaignConfig, key: SendKey, segment
     result.extra["segment"] = segment
     result.extra["template"] = str(chosen.path)
     return result
+
+
+def open_holds(var_dir: str | os.PathLike[str] | None = None) -> SendHolds:
+    """The hold records of every send's breaker, in the state backend (<var_dir>/ledger/holds.sqlite3 or the shared
+    Postgres database)."""
+    return SendHolds(state.database(holds_path(var_dir if var_dir is not None else config.var_dir())))
+
+
+def release_send(date: datetime.date, campaign: str, channel: str, who: str) -> SendHold | None:
+    """Release a send its breaker held (`python -m tasks release-send`): the next run goes on with the breaker off
+    for that send; the release records `who` and when. None when the send is not held."""
+    key = send_events_key(SendKey(campaign, date.isoformat(), channel))
+    with open_holds() as holds:
+        if holds.get(key) is None:
+            return None
+        return holds.release(key, who)
 
 
 def make_limiter(channel: str, cfg: config.ChannelCampaignConfig, var_dir: Path, shard: Shard,

@@ -140,6 +140,8 @@ def render(summary: DaySummary) -> str:
                          "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
                          "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
         lines += _grid(rows)
+        lines += [f"  {s['channel']} {s['campaign']}/{s['segment']}: {s['hold']}" for s in summary.sends
+                  if s.get("hold")]  # a send its breaker held: why, and whether a person released it
     if run:
         alerts = int(run.get("alerts") or 0)
         failed = run.get("failed_tasks") or []
