@@ -14,6 +14,7 @@
   web [--host H] [--port P]     the internet-facing endpoint (waitress): one-click unsubscribe, delivery events
   unsubscribe-server            the same as `web` (its old name)
   events ingest-outbox          store the delivery events the demo outbox wrote (var/outbox/events/)
+  release-send --date D --campaign C --channel CH  let a send its breaker held go on, breaker off (recorded)
   preview [--date D]            dry run of the sends: counts per future state, first messages rendered
 
 A command without --date takes the day the schedule is on (tasks.params.default_run_date: the date of
@@ -218,6 +219,27 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release_send(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from tasks.campaign import wiring
+    from tasks.channels.send_result import utc_label
+
+    label = f"{args.channel} campaign {args.campaign!r} {args.date}"
+    try:
+        who = getpass.getuser()
+    except OSError:  # no login name in the environment nor the password database: the uid says who
+        who = f"uid {os.getuid()}"
+    hold = wiring.release_send(args.date, args.campaign, args.channel, who)
+    if hold is None:
+        print(f"{label} is not held by its breaker: nothing to release")
+        return 1
+    print(f"{label}: held {utc_label(hold.held_at)} ({hold.reason}); released {utc_label(hold.released_at or 0)} "
+          f"by {hold.released_by}: the next run sends its pending recipients with the breaker off")
+    return 0
+
+
 def _preview(args: argparse.Namespace) -> int:
     from tasks.campaign import preview, send_config
     from tasks.params import default_run_date
@@ -301,6 +323,11 @@ def _add_campaign(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     events = sub.add_parser("events", help="delivery events: ingest-outbox stores the demo outbox's")
     events.add_argument("action", choices=["ingest-outbox"])
     events.set_defaults(func=_events)
+    rel = sub.add_parser("release-send", help="let a send its breaker held go on with the breaker off (recorded)")
+    rel.add_argument("--date", type=datetime.date.fromisoformat, required=True, help="the send date, YYYY-MM-DD")
+    rel.add_argument("--campaign", required=True)
+    rel.add_argument("--channel", choices=["email", "sms", "push"], required=True)
+    rel.set_defaults(func=_release_send)
     prev = sub.add_parser("preview", help="dry run: counts per future state and the first rendered messages")
     prev.add_argument("--date", type=datetime.date.fromisoformat, help=f"the send date (default: {_DAY})")
     prev.add_argument("--campaign", default="demo")

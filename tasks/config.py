@@ -379,6 +379,28 @@ class ChannelCampaignConfig(Section):
         description="Split the send into this many Luigi tasks (by a stable hash of customer_id) that any "
         "workers on any hosts may run; they share one rate limit. Keep it unchanged until a send is finished.",
     )
+    breaker_min_outcomes = luigi.IntParameter(
+        default=500,
+        description="The breaker: while the send runs it reads its own delivery events and stops claiming recipients "
+        "(the send ends held, the rest stay pending, until `python -m tasks release-send`) once a rate below passes "
+        "its limit, the rates taken over at least this many outcomes (delivered, bounced, dropped; SMS delivered, "
+        "undelivered, failed). 0: no breaker.",
+    )
+    max_bounce_rate = luigi.FloatParameter(
+        default=0.05,
+        description="Breaker: hard bounces (SendGrid type bounce; SMS Twilio 30005, 30006) over this share of the "
+        "outcomes hold the send (SendGrid advises under 5%). 0: not checked.",
+    )
+    max_complaint_rate = luigi.FloatParameter(
+        default=0.003,
+        description="Breaker: spam complaints over this share of the outcomes hold the send (Gmail and Yahoo require "
+        "under 0.3%; Gmail's target is 0.1%). 0: not checked.",
+    )
+    max_filtered_rate = luigi.FloatParameter(
+        default=0.02,
+        description="Breaker, SMS: messages filtered by the carrier or Twilio (30007) over this share of the outcomes "
+        "hold the send. 0: not checked.",
+    )
 
 
 class QuietHoursCampaignConfig(ChannelCampaignConfig):

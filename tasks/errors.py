@@ -140,6 +140,16 @@ class RecipientsHeldError(TasksError):
     zone): they stay `pending`, and the next run of the same send resumes them."""
 
 
+class SendHeldError(TasksError):
+    """Raised when a send's breaker held it (too many hard bounces, complaints or filtered SMS among its delivery
+    events): the unsent recipients stay `pending`, and every run stops before claiming one until a person runs
+    `python -m tasks release-send`. `first` is True only for the run that recorded the hold (it alerts)."""
+
+    def __init__(self, message: str, first: bool = False) -> None:
+        self.first = first
+        super().__init__(message)
+
+
 class WebhookRefusedError(TasksError):
     """Raised when a provider's POST to the web endpoint must be refused (signature missing or wrong, timestamp
     stale, body malformed or too big): answer `status`, store nothing; `reason` is safe to log (no address)."""

@@ -5,7 +5,8 @@
 - every send of the date (each result file under <var_dir>/campaigns/<date>/, and each channel's
   configured send): its result file when it finished (counts by state, rate, duration,
   provider), else its ledger's counts (a send that failed or is still going). States are
-  copied as they are: a state the ledger gains later shows without a change here.
+  copied as they are: a state the ledger gains later shows without a change here; a send its
+  breaker held carries `hold`, one line saying why and whether a person released it.
 
 Reads [paths] and the channel sections (configured segments). Holds no address: counts only.
 """
@@ -17,10 +18,11 @@ import json
 from pathlib import Path
 
 from tasks import config, state
+from tasks.campaign import outcome, send_config, wiring
 from tasks.campaign import segments as segments_core
-from tasks.campaign import send_config, wiring
 from tasks.campaign.reconcile import sends_of_day
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+from tasks.state.holds import SendHolds, holds_path
 
 
 def segment_report(date: dt.date) -> dict[str, object] | None:
@@ -55,7 +57,21 @@ def send_reports(date: dt.date) -> list[dict[str, object]]:
             out.append({**base, "provider": send_config.channel_config(channel).provider,
                         "target": sum(counts.values()), "counts": counts, "rate": None, "duration_s": None,
                         "done": False})
+    _add_holds(out, var_dir, date)
     return out
+
+
+def _add_holds(sends: list[dict[str, object]], var_dir: Path, date: dt.date) -> None:
+    """`hold` of each send its breaker held (no record is created by a report: none without the store)."""
+    db = state.backend().existing_database(holds_path(var_dir))
+    if db is None:
+        return
+    with SendHolds(db) as holds:
+        held = {h.send_key: h for h in holds.all()}
+    for send in sends:
+        hold = held.get(wiring.send_events_key(SendKey(str(send["campaign"]), date.isoformat(), str(send["channel"]))))
+        if hold is not None:
+            send["hold"] = outcome.hold_text(hold)
 
 
 def _ledger_counts(var_dir: Path, key: SendKey) -> dict[str, int]:

@@ -30,11 +30,15 @@ client and brings every recipient to a final ledger state (`sent`, `failed` or `
   for when it may go, like a retry, unless that is more than `max_hold_hours` after the start;
   such recipients stay pending for the next run).
 - Time comes from a `clock` (tasks/channels/screen.py), so tests control it.
+- A `breaker` (tasks/channels/breaker.py), when given, is asked in the claim stage before each claim: once the
+  send's own delivery events show too many hard bounces, complaints or filtered SMS it trips, the pass claims
+  nothing more (the requests in flight finish; every unsent recipient stays `pending`), and the result's
+  `extra["breaker"]` holds the figures for the caller to record the hold.
 
 A pass is named stages, each a method: the feed seeds and reads the source (`_feed`), and each request
 is `_screen` (the compliance screen), `_prepare` (render, the provider's own rejections), `_claim` (the
 limiter's token, the screen again, the ledger claim with the frequency cap: the one place that decides
-whether recipients may go, where a check such as a bounce-rate breaker belongs), `_send` (the request)
+whether recipients may go, where the breaker is asked), `_send` (the request)
 and `_record` (the outcome into the ledger; `verdict_for` is the one mapping of a provider error to a
 ledger outcome). What a pass needs is one `SendJob`, built once by `send_campaign`.
 
@@ -55,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from tasks.channels.base import Message, ProviderClient
+from tasks.channels.breaker import Breaker
 from tasks.channels.ledger import (
     CAPPED,
     FAILED,
@@ -166,7 +171,7 @@ def _hidden(address: str) -> str:
 class SendJob:
     """Everything one pass of the sender needs, built once: the send (or shard) and its recipients, how to
     render a message, the provider, the limiter, the ledger, the policy, and the optional screen, progress
-    callback, address mask and clock."""
+    callback, address mask, clock and breaker."""
 
     key: SendKey
     source: RecipientSource
@@ -180,6 +185,7 @@ class SendJob:
     shard: Shard = WHOLE_SEND
     screen: Screen | None = None
     clock: Clock = SYSTEM_CLOCK
+    breaker: Breaker | None = None
 
     @property
     def label(self) -> str:
@@ -201,10 +207,13 @@ def send_campaign(
     shard: Shard = WHOLE_SEND,
     screen: Screen | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    breaker: Breaker | None = None,
 ) -> SendResult:
-    """Send to every recipient of `shard` not final in the ledger yet; returns the counts of the shard."""
+    """Send to every recipient of `shard` not final in the ledger yet (until the breaker, if any, trips); returns
+    the counts of the shard."""
     source = recipients if not isinstance(recipients, Sequence) else ListSource(recipients)
-    job = SendJob(key, source, render, client, limiter, ledger, policy, progress, mask, shard, screen, clock)
+    job = SendJob(key, source, render, client, limiter, ledger, policy, progress, mask, shard, screen, clock,
+                  breaker)
     with ledger.run_lock(key, shard):
         return run_pass(job)
 
@@ -369,6 +378,8 @@ class _Run:
             extra={"shard": job.shard.index, "shards": job.shard.count, "seeded_this_run": self.added,
                    **hold_extra(self.held)},  # held: still pending past max_hold_hours, or with no known time
         )
+        if job.breaker is not None and job.breaker.trip is not None:
+            result.extra["breaker"] = job.breaker.trip.as_dict()
         logger.info("%s done in %.1f s: %s; %.1f msg/s (%.1f req/s, limit %g/s)", job.label, duration,
                     fmt_counts(counts), result.achieved_rate, result.achieved_request_rate, job.limiter.rate)
         return result
@@ -436,10 +447,10 @@ class _Run:
         with ThreadPoolExecutor(max_workers=job.policy.concurrency,
                                 thread_name_prefix=f"send-{job.key.channel}") as pool:
             running: dict[Future[_Outcome], _Batch] = {}
-            while True:
-                if self.abort is None:
+            while True:  # `aborting`: an auth error, or the breaker tripped; either way nothing more is claimed
+                if not self.aborting.is_set():
                     fed_all = self._fill(pool, running, feed, fed_all)
-                if not running and (self.abort is not None or (fed_all and not self.delayed)):
+                if not running and (self.aborting.is_set() or (fed_all and not self.delayed)):
                     break
                 for future in self._wait(running):
                     # _attempt catches provider errors; anything else is a bug and ends the pass
@@ -581,7 +592,7 @@ class _Run:
         by_id = {r.customer_id: r for r in batch.recipients}
         still = {r.customer_id for r in self._screen([by_id[m.customer_id] for m in messages], outcome, again=True)}
         messages = [m for m in messages if m.customer_id in still]
-        if not messages:
+        if not messages or not self._breaker_allows(len(messages)):
             return None
         cap = job.screen.claim_cap() if job.screen is not None else None
         ids, capped = job.ledger.claim(job.key, [m.customer_id for m in messages], cap)
@@ -593,6 +604,18 @@ class _Run:
         mine = set(ids)
         claimed = [m for m in messages if m.customer_id in mine]
         return _Claim(batch, claimed) if claimed else None
+
+    def _breaker_allows(self, recipients: int) -> bool:
+        """Whether the breaker (if any) lets `recipients` more be claimed; when it trips, the pass stops claiming
+        (the rows stay pending) and says why, once."""
+        breaker = self.job.breaker
+        if breaker is None or breaker.allows(recipients):
+            return True
+        with self.log_lock:
+            if not self.aborting.is_set():
+                self.aborting.set()
+                logger.error("%s: breaker tripped, no more recipients claimed: %s", self.job.label, breaker.trip)
+        return False
 
     def _send(self, claim: _Claim) -> list[str | None] | FatalApiError | RetriableApiError:
         """The request: the provider's message ids, or the provider error it answered. Anything else (a bug, an

@@ -50,7 +50,7 @@ import luigi.interface
 import luigi.retcodes
 
 from tasks import config
-from tasks.errors import CHECK_WARNING
+from tasks.errors import CHECK_WARNING, SendHeldError
 from tasks.luigi_internals import complete_traceback, event_handlers
 from tasks.ops.alert_ledger import ALERT, WARNING_SUFFIX, AlertLedger, PendingFailure
 from tasks.ops.redaction import redact
@@ -68,7 +68,14 @@ _DIGEST_LINES = 40
 
 
 def on_failure(task: luigi.Task, exception: BaseException) -> None:
-    """Event.FAILURE: run() (or the dependency check before it) raised."""
+    """Event.FAILURE: run() (or the dependency check before it) raised. A send its breaker held alerts once: in
+    the run that recorded the hold; its retries and later runs, stopped by the same hold, only log."""
+    if isinstance(exception, SendHeldError):
+        if not exception.first:
+            logger.info("%s is still held by its breaker (alerted when it tripped): no new alert", task.task_family)
+            return
+        _alert(task, "held by its breaker", type(exception).__name__, str(exception))
+        return
     _alert(task, "failure", type(exception).__name__, str(exception))
 
 

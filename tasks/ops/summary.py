@@ -161,7 +161,9 @@ def _send_lines(sends: Sequence[dict[str, Any]]) -> list[str]:
                      *(f"{counts.get(st, 0):,}" for st in states),
                      "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
                      "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
-    return _grid(rows)
+    # a send its breaker held: why, and whether a person released it
+    return _grid(rows) + [f"  {s['channel']} {s['campaign']}/{s['segment']}: {s['hold']}" for s in sends
+                          if s.get("hold")]
 
 
 def _alert_line(run: dict[str, Any]) -> str:

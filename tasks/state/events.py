@@ -42,6 +42,8 @@ Interface (every method one short transaction; thread-safe; shared by processes 
   (`SendKey(campaign, date, channel)` joined by `/`), by seq; poll it with the last seq seen.
 - `counts_of_send(send_key) -> {(event, bounce_type, error_code): count}`: one send's outcomes in one
   indexed query (`''` where a column is empty), e.g. for its rates.
+- `counts_of_send_since(send_key, after_seq) -> (counts, last_seq)`: the same counts over the events stored
+  after `after_seq` only, and the highest seq among them (`after_seq` when none): a poller's cheap increment.
 - `last_seq()`, `counts()` ((channel, event, unmatched) -> count; unmatched: no send id),
   `stored_keys(keys)` (which of these dedupe keys are stored).
 
@@ -179,6 +181,13 @@ class EventStore:
         """(event, bounce_type, error_code) -> events of one send (`campaign/date/channel`); '' where none."""
         with self.db.transaction() as tx:
             return {(e, b, c): int(n) for e, b, c, n in tx.rows(self._sql("counts_of_send"), {"send_key": send_key})}
+
+    def counts_of_send_since(self, send_key: str, after_seq: int) -> tuple[dict[tuple[str, str, str], int], int]:
+        """The counts of `counts_of_send` over the events of one send stored after `after_seq`, and the highest seq
+        among them (`after_seq` when none): keep it and pass it back to count every event once."""
+        with self.db.transaction() as tx:
+            rows = tx.rows(self._sql("counts_of_send_since"), {"send_key": send_key, "after": after_seq})
+        return {(e, b, c): int(n) for e, b, c, n, _ in rows}, max([after_seq, *(int(r[4]) for r in rows)])
 
     def stored_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of `keys` (dedupe keys) are stored."""
