@@ -115,6 +115,7 @@ def run_channel_send(
     """Send `campaign` to `segment` on `channel` (or one shard of it) until every recipient is final (or held
     past max_hold_hours); returns the result. `template` is a template name (empty: the section's)."""
     from tasks.campaign import compliance
+    from tasks.campaign.delivery import apply_delivery_events
     from tasks.campaign.recipients import ParquetRecipients  # pyarrow: loaded by a send only
 
     cfg = channel_config(channel)
@@ -126,6 +127,7 @@ def run_channel_send(
     chosen.check_fields(available_fields(channel, cfg, recipients))
     policy = config.settings(SendPolicy, cfg)
     backend = state.backend()
+    apply_delivery_events(var_dir)  # what earlier events suppressed is skipped by this send
     client = make_client(channel, cfg, var_dir, key)
     try:
         with (

@@ -44,6 +44,8 @@ Interface (every method one short transaction; thread-safe; shared by processes 
   indexed query (`''` where a column is empty), e.g. for its rates.
 - `last_seq()`, `counts()` ((channel, event, unmatched) -> count; unmatched: no send id),
   `stored_keys(keys)` (which of these dedupe keys are stored).
+- `cursor(name) -> int`, `advance(name, seq)`: how far a named reader of the store got (e.g. `ledger`, the
+  applier of delivery outcomes and suppressions, tasks/channels/delivery.py); a cursor only moves forward.
 
 Statements are in tasks/state/sql/events/. Reads no luigi.cfg section.
 """
@@ -179,6 +181,17 @@ class EventStore:
         """(event, bounce_type, error_code) -> events of one send (`campaign/date/channel`); '' where none."""
         with self.db.transaction() as tx:
             return {(e, b, c): int(n) for e, b, c, n in tx.rows(self._sql("counts_of_send"), {"send_key": send_key})}
+
+    def cursor(self, name: str) -> int:
+        """The seq the reader `name` handled last (0 before its first advance)."""
+        with self.db.transaction() as tx:
+            rows = tx.rows(self._sql("cursor_get"), {"name": name})
+        return int(rows[0][0]) if rows else 0
+
+    def advance(self, name: str, seq: int) -> None:
+        """Record that the reader `name` handled every event up to `seq` (a cursor never moves back)."""
+        with self.db.transaction() as tx:
+            tx.execute(self._sql("cursor_advance"), {"name": name, "seq": seq})
 
     def stored_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of `keys` (dedupe keys) are stored."""
