@@ -22,7 +22,8 @@ class Stores:
     def __init__(self, tmp_path) -> None:
         self.events = EventStore(state.database(tmp_path / "ledger" / "events.sqlite3"))
         self.suppressions = SuppressionStore(state.database(tmp_path / "ledger" / "suppressions.sqlite3"))
-        self.ledgers = {ch: SendLedger(state.database(tmp_path / "ledger" / f"{ch}.sqlite3")) for ch in ("email", "sms")}
+        self.ledgers = {ch: SendLedger(state.database(tmp_path / "ledger" / f"{ch}.sqlite3"))
+                        for ch in ("email", "sms")}
 
     def apply(self) -> delivery.Applied:
         return delivery.apply_events(self.events, self.ledgers.__getitem__, self.suppressions, page=3)
