@@ -311,6 +311,19 @@ class SendLedger:
         with self.db.transaction() as tx:
             return {(d, t, x): int(n) for d, t, x, n in tx.rows(self._sql("delivery_counts"), _key(key))}
 
+    def delivery_pages(self, key: SendKey, page_rows: int = 20_000) -> Iterator[list[tuple[Any, ...]]]:
+        """(customer_id, delivery, delivery_type, delivery_detail, delivery_at) of this send's rows that have an
+        outcome, `page_rows` at a time in customer_id order (each page its own transaction)."""
+        after = ""
+        while True:
+            with self.db.transaction() as tx:
+                page = tx.rows(self._sql("delivery_page"), {**_key(key), "after": after, "page_rows": page_rows})
+            if page:
+                yield page
+            if len(page) < page_rows:
+                return
+            after = str(page[-1][0])
+
     # ------------------------------------------------------------------ delivery outcomes
 
     def apply_outcomes(self, channel: str, outcomes: Sequence[DeliveryOutcome]) -> int:
