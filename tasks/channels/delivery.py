@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tasks.addresses import normalise
 from tasks.channels.ledger import DeliveryOutcome, SendLedger
@@ -153,3 +154,24 @@ def apply_events(store: EventStore, ledger_of: Callable[[str], SendLedger], supp
         store.advance(CURSOR, done.seq)
         if added:
             logger.info("delivery events: %d address(es) newly suppressed (bounces, complaints, opt-outs)", added)
+
+
+FIGURES = ("delivered", "bounced", "complained", "filtered")
+
+
+def figures(outcomes: dict[tuple[str, str, str], int], sent: int) -> dict[str, Any]:
+    """A send's delivery figures from its ledger's (delivery, delivery_type, delivery_detail) counts
+    (SendLedger.delivery_counts): delivered, bounced (hard and soft; `bounced_hard` apart), complained, and
+    filtered (an SMS the carrier or Twilio filtered: a code marked `filtered` in DELIVERY_CODES, e.g. 30007),
+    each with its rate over `sent` (the messages the provider accepted), None when nothing was sent."""
+    counts = dict.fromkeys(FIGURES, 0)
+    hard = 0
+    for (outcome, kind, detail), n in outcomes.items():
+        code = DELIVERY_CODES.get(detail)
+        if outcome in ("undelivered", "failed") and code is not None and code.filtered:
+            counts["filtered"] += n
+        elif outcome in counts:
+            counts[outcome] += n
+            hard += n if outcome == "bounced" and kind == HARD else 0
+    rates = {f"{name}_rate": (counts[name] / sent if sent else None) for name in FIGURES}
+    return {"sent": sent, **counts, "bounced_hard": hard, **rates}

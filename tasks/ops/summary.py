@@ -96,6 +96,29 @@ def _grid(rows: list[list[str]]) -> list[str]:
                              enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
 
 
+DELIVERY_FIGURES = ("delivered", "bounced", "complained", "filtered")
+
+
+def _figure(delivery: dict[str, Any], name: str) -> str:
+    count = int(delivery.get(name) or 0)
+    rate = delivery.get(f"{name}_rate")
+    return f"{count:,}" if rate is None else f"{count:,} ({100 * float(rate):.1f}%)"
+
+
+def _delivery_lines(sends: Sequence[dict[str, Any]]) -> list[str]:
+    """The delivery figures of the sends whose provider reports them (counts, and rates over the messages sent);
+    nothing when no send has any."""
+    shown = [s for s in sends if isinstance(s.get("delivery"), dict) and s["delivery"].get("sent")]
+    if not shown:
+        return []
+    rows = [["delivery", "sent", *DELIVERY_FIGURES]]
+    for s in shown:
+        d = s["delivery"]
+        rows.append([f"{s['channel']} {s['campaign']}/{s['segment']}", f"{int(d.get('sent') or 0):,}",
+                     *(_figure(d, name) for name in DELIVERY_FIGURES)])
+    return _grid(rows)
+
+
 def render(summary: DaySummary) -> str:
     """The compact summary table (plain text, fixed width)."""
     run = summary.run or {}
@@ -140,6 +163,7 @@ def render(summary: DaySummary) -> str:
                          "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
                          "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
         lines += _grid(rows)
+        lines += _delivery_lines(summary.sends)
     if run:
         alerts = int(run.get("alerts") or 0)
         failed = run.get("failed_tasks") or []
