@@ -50,6 +50,7 @@ IDENTIFIERS = {
     "column": "sessionid",
     "to_table": "raw_data.session_timestamp",
     "to_column": "sessionid",
+    "type": "TIMESTAMP_NTZ",
     "builds": "analytics.elt_builds",
     "marker": "analytics.table_updates",
     "key_columns": "channel, month",
@@ -68,7 +69,7 @@ PARAMS = {
     "target_table": "analytics.mau_summary", "schema": "ANALYTICS", "staging": "TEMP_MAU_SUMMARY",
     "comment": "Monthly active users ('MAU')", "tag": query_tag_json({"task": "StageTable", "date": "2026-06-30"}),
     "path": "/tmp/x.parquet", "table": "MAU_SUMMARY",
-    "campaign": "demo", "date": "2026-06-30", "channel": "sms", "segment": "all",
+    "campaign": "demo", "date": "2026-06-30", "channel": "sms", "segment": "all", "after": 41, "through": 1041,
 }
 
 
