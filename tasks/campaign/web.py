@@ -19,14 +19,17 @@ max_body_bytes` 413, all before the app reads the body (waitress itself refuses 
 that before the app runs). Then the bounded body is read and its signature checked (403), then
 parsed (400). Nothing is stored on any refusal; 200 only after the whole batch is committed
 (tasks/state/events.py); a store that fails answers 503, and the provider retries later. Every
-refusal is logged with its reason (never an address from the payload) and counted.
+refusal is logged with its reason (never an address from the payload) and counted. A batch with
+new events wakes the delivery applier (tasks/campaign/delivery.py, a background thread of `serve`),
+which records their outcomes in the ledgers and suppresses what they say to; the 2xx never waits for it.
 
 waitress, not gunicorn: it runs the same on any OS with no fork, its async I/O thread buffers each
 request and a worker thread only ever sees a whole one (a slow client never holds a worker), its
 thread pool is fixed, and it bounds bodies and idle connections itself; gunicorn's sync workers
 need a buffering proxy in front against slow clients and it has no body size limit.
 
-Sections read: [web], [paths], [state] (where the event and suppression stores live).
+Sections read: [web], [paths], [state] (where the event and suppression stores live), [segments]
+default_region (the applier's phone numbers).
 """
 
 from __future__ import annotations
