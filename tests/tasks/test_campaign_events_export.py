@@ -1,10 +1,12 @@
 """Delivery events into the embedded warehouse: ExportCampaignEvents loads every stored event once (no address),
 campaign_sends carries each message's latest outcome, a table from before the delivery columns gains them, and
-events stored later are exported by the next export."""
+events stored later are exported by the next export. With the state on SQLite files and on the shared Postgres."""
 
 from __future__ import annotations
 
 import datetime
+
+import pytest
 
 from tasks import state
 from tasks.campaign import results as results_core
@@ -27,8 +29,11 @@ def bounce(cid: str, key: str, at: float) -> DeliveryEvent:
                          error_code="5.1.1", provider_message_id=f"m-{cid}", address=f"{cid.lower()}@example.com")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_events_are_exported_once_without_addresses_and_outcomes_reach_campaign_sends(
-        warehouse, luigi_cfg, tmp_path, var_path):
+        backend, request, warehouse, luigi_cfg, tmp_path, var_path):
+    if backend == "postgres":
+        request.getfixturevalue("postgres_state")
     rows = setup_campaign(luigi_cfg, tmp_path, 20, email={"rate": 200, "burst": 50})
     warehouse.execute("CREATE SCHEMA IF NOT EXISTS analytics")
     warehouse.execute(OLD_CAMPAIGN_SENDS)  # an existing deployment: the table without the delivery columns
