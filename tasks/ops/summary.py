@@ -105,6 +105,20 @@ def _figure(delivery: dict[str, Any], name: str) -> str:
     return f"{count:,}" if rate is None else f"{count:,} ({100 * float(rate):.1f}%)"
 
 
+def _send_lines(sends: Sequence[dict[str, Any]]) -> list[str]:
+    """One row per send: provider, target, counts by state, pace and time."""
+    states = _states(sends)
+    rows = [["send", "provider", "target", *states, "msg/s", "time"]]
+    for s in sends:
+        counts = s.get("counts") or {}
+        label = f"{s['channel']} {s['campaign']}/{s['segment']}" + ("" if s.get("done") else " (not done)")
+        rows.append([label, str(s.get("provider") or "-"), f"{s.get('target') or 0:,}",
+                     *(f"{counts.get(st, 0):,}" for st in states),
+                     "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
+                     "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
+    return _grid(rows)
+
+
 def _delivery_lines(sends: Sequence[dict[str, Any]]) -> list[str]:
     """The delivery figures of the sends whose provider reports them (counts, and rates over the messages sent);
     nothing when no send has any."""
@@ -153,17 +167,7 @@ def render(summary: DaySummary) -> str:
         else:
             lines.append(f"  segments: {seg.get('note', 'not loaded')}; see {seg.get('rejects_file')}")
     if summary.sends:
-        states = _states(summary.sends)
-        rows = [["send", "provider", "target", *states, "msg/s", "time"]]
-        for s in summary.sends:
-            counts = s.get("counts") or {}
-            label = f"{s['channel']} {s['campaign']}/{s['segment']}" + ("" if s.get("done") else " (not done)")
-            rows.append([label, str(s.get("provider") or "-"), f"{s.get('target') or 0:,}",
-                         *(f"{counts.get(st, 0):,}" for st in states),
-                         "-" if s.get("rate") is None else f"{float(s['rate']):.1f}",
-                         "-" if s.get("duration_s") is None else f"{float(s['duration_s']):.1f}s"])
-        lines += _grid(rows)
-        lines += _delivery_lines(summary.sends)
+        lines += _send_lines(summary.sends) + _delivery_lines(summary.sends)
     if run:
         alerts = int(run.get("alerts") or 0)
         failed = run.get("failed_tasks") or []
