@@ -102,7 +102,10 @@ DELIVERY_FIGURES = ("delivered", "bounced", "complained", "filtered")
 def _figure(delivery: dict[str, Any], name: str) -> str:
     count = int(delivery.get(name) or 0)
     rate = delivery.get(f"{name}_rate")
-    return f"{count:,}" if rate is None else f"{count:,} ({100 * float(rate):.1f}%)"
+    if rate is None:
+        return f"{count:,}"
+    percent = 100 * float(rate)  # two decimals under 1 %: a complaint limit is 0.3 %
+    return f"{count:,} ({percent:.2f}%)" if 0 < percent < 1 else f"{count:,} ({percent:.1f}%)"
 
 
 def _send_lines(sends: Sequence[dict[str, Any]]) -> list[str]:
