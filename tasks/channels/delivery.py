@@ -102,7 +102,7 @@ def suppression_reason(event: DeliveryEvent) -> str | None:
     if event.event in SUPPRESSING_EVENTS:
         return SUPPRESSING_EVENTS[event.event]
     code = DELIVERY_CODES.get(event.error_code or "")
-    if event.provider == "twilio" and code is not None and code.suppress:
+    if event.channel == "sms" and code is not None and code.suppress:  # Twilio's, or the demo outbox's
         return f"Twilio {event.error_code}: {code.meaning}"
     return None
 

@@ -4,6 +4,7 @@ suppressions with their reason, and a ledger made before the delivery columns ex
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import pytest
@@ -110,8 +111,9 @@ def test_events_suppress_with_their_reason_and_twilio_codes(stores):
         email("D1", "delivered", 10),
         sms("C0001", "undelivered", 10, "30005"), sms("C0002", "failed", 10, "30006"),
         sms("C0003", "undelivered", 10, "21610"), sms("C0004", "undelivered", 10, "30007"),
+        dataclasses.replace(sms("C0005", "undelivered", 10, "30005"), provider="outbox"),  # the demo's
     ])
-    assert stores.apply().suppressed == 7
+    assert stores.apply().suppressed == 8
     found = {(s.channel, s.value): (s.source, s.reason) for s in stores.suppressions.entries()}
     assert found == {
         ("email", "b1@example.com"): ("sendgrid", "hard bounce: Invalid Address"),
@@ -121,6 +123,7 @@ def test_events_suppress_with_their_reason_and_twilio_codes(stores):
         ("sms", "+12025550101"): ("twilio", "Twilio 30005: unknown destination handset"),
         ("sms", "+12025550102"): ("twilio", "Twilio 30006: landline or unreachable carrier"),
         ("sms", "+12025550103"): ("twilio", "Twilio 21610: recipient unsubscribed (STOP)"),
+        ("sms", "+12025550105"): ("outbox", "Twilio 30005: unknown destination handset"),
     }
     assert stores.row(SMS, "C0004") == ("sent", "undelivered", None, "30007")
     assert stores.row(SMS, "C0002") == ("sent", "failed", None, "30006")
