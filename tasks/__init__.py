@@ -1,6 +1,6 @@
 """Luigi tasks of the MAU ELT and the campaign: `luigi --module tasks RunAll`.
 
-Importing this package reads the project's luigi.cfg, registers every task class (the eleven
+Importing this package reads the project's luigi.cfg, registers every task class (the twelve
 below), the failure alert handlers and the end-of-run summary.
 """
 
@@ -9,6 +9,7 @@ from tasks.config import read_project_config
 read_project_config()  # before anything reads luigi config: the project's luigi.cfg from any directory
 
 from tasks.campaign.tasks import (  # noqa: E402
+    ExportCampaignEvents,
     ExportSegmentLoad,
     ExportSendResults,
     LoadSegments,
@@ -28,6 +29,7 @@ resolve_logging_conf()  # before luigi reads [core] logging_conf_file (it checks
 
 __all__ = [
     "BuildAllTables",
+    "ExportCampaignEvents",
     "ExportSegmentLoad",
     "ExportSendResults",
     "LoadSegments",

@@ -213,9 +213,12 @@ def _web(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     from tasks.campaign import web
+    from tasks.campaign.delivery import apply_delivery_events
 
     stored, seen = web.ingest_outbox(config.var_dir())
-    print(f"{stored} new event(s) stored of {seen} in the outbox's event files")
+    applied = apply_delivery_events(config.var_dir())
+    print(f"{stored} new event(s) stored of {seen} in the outbox's event files; {applied.outcomes} delivery "
+          f"outcome(s) recorded, {applied.suppressed} address(es) suppressed")
     return 0
 
 

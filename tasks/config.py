@@ -562,13 +562,18 @@ class ScheduleConfig(Section):
 
 
 class ResultsConfig(Section):
-    """Campaign results in the warehouse: per-recipient outcomes and per-day segment loads."""
+    """Campaign results in the warehouse: per-recipient outcomes, delivery events and per-day segment loads."""
 
     section = "results"
 
     campaign_sends_table = luigi.Parameter(
         default="analytics.campaign_sends",
         description="schema.table with one row per recipient of every send (no address: customer_id joins).",
+    )
+    campaign_events_table = luigi.Parameter(
+        default="analytics.campaign_events",
+        description="schema.table with one row per delivery event the providers reported (no address: send_id "
+        "and customer_id join); ExportCampaignEvents loads every event stored since its previous export.",
     )
     segment_loads_table = luigi.Parameter(
         default="analytics.segment_loads",

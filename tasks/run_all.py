@@ -1,4 +1,5 @@
-"""RunAll: everything for one day, the ELT tables, the three campaign sends and their results in the warehouse.
+"""RunAll: everything for one day, the ELT tables, the three campaign sends and their results in the warehouse,
+and the delivery events the providers reported since the previous export.
 
 Reads [schedule] depends_on_past and start_date.
 """
@@ -13,6 +14,7 @@ import luigi
 from tasks import config
 from tasks.campaign.tasks import (
     SEND_TASKS,
+    ExportCampaignEvents,
     ExportSegmentLoad,
     ExportSendResults,
 )
@@ -47,6 +49,7 @@ class RunAll(luigi.Task):
             *(task(date=self.date) for task in SEND_TASKS.values()),
             ExportSegmentLoad(date=self.date),
             *(ExportSendResults(date=self.date, channel=channel) for channel in SEND_TASKS),
+            ExportCampaignEvents(date=self.date),
         ]
 
     def previous_day(self) -> RunAll | None:

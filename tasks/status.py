@@ -142,8 +142,8 @@ def summarize_run(argv: list[str], started: float, out: Any = None) -> summaries
         summary = collect(date, run)
         print("\n" + summaries.render(summary), file=out or sys.stdout, flush=True)
         tables_known = not any(p.startswith("tables unknown") for p in summary.problems)
-        summaries.record_run({**run, "sends": [{k: s.get(k) for k in ("channel", "campaign", "segment", "counts")}
-                                               for s in summary.sends],
+        kept = ("channel", "campaign", "segment", "counts", "delivery")
+        summaries.record_run({**run, "sends": [{k: s.get(k) for k in kept} for s in summary.sends],
                               **({"tables": summary.tables} if tables_known else {})})
         metrics.export(summary)
         summaries.notify_success(summary)

@@ -6,7 +6,10 @@
   configured send): its result file when it finished (counts by state, rate, duration,
   provider), else its ledger's counts (a send that failed or is still going). States are
   copied as they are: a state the ledger gains later shows without a change here; a send its
-  breaker held carries `hold`, one line saying why and whether a person released it.
+  breaker held carries `hold`, one line saying why and whether a person released it. E-mail and SMS
+  sends also carry their delivery figures (delivered, bounced, complained, filtered: counts and
+  rates over the messages sent, tasks/channels/delivery.py `figures`) from the ledger's delivery
+  outcomes, as far as the events applied so far tell.
 
 Reads [paths] and the channel sections (configured segments). Holds no address: counts only.
 """
@@ -21,8 +24,11 @@ from tasks import config, state
 from tasks.campaign import outcome, send_config, wiring
 from tasks.campaign import segments as segments_core
 from tasks.campaign.reconcile import sends_of_day
-from tasks.channels.ledger import SendKey, SendLedger, ledger_path
+from tasks.channels.delivery import figures
+from tasks.channels.ledger import SENT, SendKey, SendLedger, ledger_path
 from tasks.state.holds import SendHolds, holds_path
+
+DELIVERY_CHANNELS = ("email", "sms")  # the channels whose providers report delivery events (FCM has none)
 
 
 def segment_report(date: dt.date) -> dict[str, object] | None:
@@ -44,7 +50,9 @@ def send_reports(date: dt.date) -> list[dict[str, object]]:
     out = []
     for channel, campaign, segment in sends_of_day(date):
         path = wiring.result_path(var_dir, date, campaign, channel, segment)
-        base = {"channel": channel, "campaign": campaign, "segment": segment}
+        base: dict[str, object] = {"channel": channel, "campaign": campaign, "segment": segment}
+        if channel in DELIVERY_CHANNELS:
+            base["delivery"] = _delivery(var_dir, SendKey(campaign, date.isoformat(), channel))
         if path.exists():
             result = json.loads(path.read_text(encoding="utf-8"))
             out.append({**base, "provider": result.get("provider"), "target": result.get("target"),
@@ -81,3 +89,13 @@ def _ledger_counts(var_dir: Path, key: SendKey) -> dict[str, int]:
         return {}
     with SendLedger(db) as ledger:
         return ledger.counts(key)
+
+
+def _delivery(var_dir: Path, key: SendKey) -> dict[str, object] | None:
+    """The send's delivery figures from its ledger (None when the ledger does not exist). The ledger holds every
+    segment of the campaign's day and channel: the figures are the whole send's."""
+    db = state.backend().existing_database(ledger_path(var_dir, key.channel))
+    if db is None:
+        return None
+    with SendLedger(db) as ledger:
+        return figures(ledger.delivery_counts(key), ledger.counts(key).get(SENT, 0))

@@ -4,13 +4,23 @@
   send, from the send ledger: campaign, date, channel, segment, provider, customer_id, state,
   reason, attempts, provider_message_id, first and last attempt time. No address ever goes
   there: customer_id is the join key. Every state string of the ledger is copied as it is.
+  delivery, delivery_type, delivery_detail, delivery_at: the latest delivery outcome the ledger held
+  when the send was exported (tasks/channels/delivery.py decides which wins); ExportCampaignEvents
+  refreshes them for the sends whose events it exported.
+- `analytics.campaign_events` ([results] campaign_events_table): one row per delivery event in the
+  event store (tasks/state/events.py), never an address (a reason text is scrubbed of any address
+  it quotes): event_seq, send_id and its parts, provider, event, times, provider ids, bounce type and
+  classification, reason, error code. `export_events` loads every event stored after the highest
+  event_seq already in the table, whatever send it belongs to.
 - `analytics.segment_loads` ([results] segment_loads_table): one row per LoadSegments date,
   from its summary.json: counts read / valid / rejected / blank, valid addresses per channel,
   rejects by reason and channel issues by reason (JSON text), where rejects.csv is.
 
-Both are loaded in bulk (a Parquet file; Snowflake PUT + COPY INTO, the embedded warehouse reads
+All are loaded in bulk (a Parquet file; Snowflake PUT + COPY INTO, the embedded warehouse reads
 the file) and idempotently: one transaction deletes that send's (that date's) rows and loads
-the new ones (`Dialect.replace_rows`), so a re-run replaces, never duplicates. The Parquet file
+the new ones (`Dialect.replace_rows`; for events: the seq range of the export), so a re-run
+replaces, never duplicates. A table made before a column existed gains it (ALTER TABLE ADD COLUMN
+IF NOT EXISTS, at its end, where the load file puts it). The Parquet file
 is written owner-only under <var_dir>/results/ and removed after the load. `export_send` reads
 [results] and [paths]; the other functions take what they need as arguments.
 """
@@ -22,8 +32,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +42,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks import config, state
+from tasks.addresses import CHANNELS
 from tasks.campaign import segments as segments_core
+from tasks.channels.delivery import split_send_id
 from tasks.channels.ledger import SendKey, SendLedger, ledger_path
 from tasks.files import private_dir, private_file
+from tasks.pii import mask_email, mask_phone
+from tasks.state.events import EventStore, StoredEvent, events_path
 from tasks.warehouse import MarkerTableTarget
 from tasks.warehouse.client import WarehouseClient, session
 from tasks.warehouse.sql import qualified
@@ -46,7 +61,23 @@ SENDS_SCHEMA = pa.schema([
     ("provider", pa.string()), ("customer_id", pa.string()), ("state", pa.string()), ("reason", pa.string()),
     ("attempts", pa.int32()), ("provider_message_id", pa.string()), ("first_attempt_at", pa.timestamp("us")),
     ("last_attempt_at", pa.timestamp("us")), ("loaded_at", pa.timestamp("us")),
+    ("delivery", pa.string()), ("delivery_type", pa.string()), ("delivery_detail", pa.string()),
+    ("delivery_at", pa.timestamp("us")),
 ])
+# columns campaign_sends gained after its first release: added to an existing table, in this order, at its end
+ADDED_SENDS_COLUMNS = (("delivery", "VARCHAR"), ("delivery_type", "VARCHAR"), ("delivery_detail", "VARCHAR"),
+                       ("delivery_at", "TIMESTAMP_NTZ"))
+EVENTS_SCHEMA = pa.schema([
+    ("event_seq", pa.int64()), ("send_id", pa.string()), ("campaign", pa.string()), ("date", pa.date32()),
+    ("channel", pa.string()), ("customer_id", pa.string()), ("provider", pa.string()), ("event", pa.string()),
+    ("provider_event", pa.string()), ("event_at", pa.timestamp("us")), ("received_at", pa.timestamp("us")),
+    ("provider_event_id", pa.string()), ("provider_message_id", pa.string()), ("bounce_type", pa.string()),
+    ("bounce_classification", pa.string()), ("reason", pa.string()), ("error_code", pa.string()),
+    ("loaded_at", pa.timestamp("us")),
+])
+# an address quoted in a provider's reason text (an SMTP reply often names the mailbox)
+_EMAIL_IN_TEXT = re.compile(r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PHONE_IN_TEXT = re.compile(r"\+?\d[\d ().-]{7,}\d")
 LOADS_SCHEMA = pa.schema([
     ("date", pa.date32()), ("input_file", pa.string()), ("rows_read", pa.int32()), ("valid", pa.int32()),
     ("rejected", pa.int32()), ("blank_lines", pa.int32()), ("valid_email", pa.int32()), ("valid_sms", pa.int32()),
@@ -102,6 +133,9 @@ def send_rows(
         cols["provider_message_id"].append(row.get("provider_message_id"))
         cols["first_attempt_at"].append(_utc(row.get("created_at")) if attempted else None)
         cols["last_attempt_at"].append(_utc(row.get("updated_at")) if attempted else None)
+        for name in ("delivery", "delivery_type", "delivery_detail"):
+            cols[name].append(row.get(name))
+        cols["delivery_at"].append(_utc(row.get("delivery_at")))
     n = len(cols["customer_id"])
     for name, value in (("campaign", key.campaign), ("date", day), ("channel", key.channel), ("segment", segment),
                         ("provider", provider), ("loaded_at", loaded_at)):
@@ -134,6 +168,7 @@ def replace_send(client: WarehouseClient, table: str, rows: pa.Table | Iterable[
     """Replace the send's rows in `table` with `rows` (a table, or tables streamed into the load file one at a
     time) in one transaction; returns the row count."""
     params = {"campaign": key.campaign, "date": key.date, "channel": key.channel, "segment": segment}
+    add_sends_columns(client, table)
     return _load(client, table, "campaign_sends_create", "campaign_sends_delete", params, rows, work_dir,
                  SENDS_SCHEMA)
 
@@ -230,3 +265,137 @@ def export_send(channel: str, date: dt.date, campaign: str, segment: str, custom
         logger.warning("%s %s/%s %s: the ledger's counts %s differ from the result file's %s (settled since?)",
                        channel, campaign, segment, date, counts, wanted)
     return total
+
+
+# -- campaign_sends columns added since its first release, and campaign_events -------------------------------------
+
+def add_sends_columns(client: WarehouseClient, table: str) -> None:
+    """Give a campaign_sends table made before them the columns of ADDED_SENDS_COLUMNS (idempotent)."""
+    table = qualified(table)
+    client.ensure("create_schema", schema=table.split(".")[0])
+    client.ensure("campaign_sends_create", table=table)
+    for column, kind in ADDED_SENDS_COLUMNS:
+        client.ensure("campaign_sends_add_column", table=table, column=column, type=kind)
+
+
+def scrub(text: str | None) -> str | None:
+    """A provider's reason text with every e-mail address and phone number it quotes masked (tasks/pii.py)."""
+    if not text:
+        return text
+    text = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
+    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(re.sub(r"[^\d+]", "", m.group(0))), text)
+
+
+def _day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def event_rows(events: Iterable[StoredEvent], loaded_at: dt.datetime | None = None) -> pa.Table:
+    """campaign_events rows of stored events: every column but the address."""
+    loaded_at = loaded_at or utc_now()
+    cols: dict[str, list[Any]] = {name: [] for name in EVENTS_SCHEMA.names}
+    for e in events:
+        ids = split_send_id(e.send_id)
+        campaign, day, channel, customer_id = ids if ids else (None, "", e.channel, None)
+        for name, value in (
+            ("event_seq", e.seq), ("send_id", e.send_id), ("campaign", campaign), ("date", _day(day)),
+            ("channel", channel), ("customer_id", customer_id), ("provider", e.provider), ("event", e.event),
+            ("provider_event", e.provider_event), ("event_at", _utc(e.event_at)),
+            ("received_at", _utc(e.received_at)), ("provider_event_id", e.dedupe_key),
+            ("provider_message_id", e.provider_message_id), ("bounce_type", e.bounce_type),
+            ("bounce_classification", e.bounce_classification), ("reason", scrub(e.reason)),
+            ("error_code", e.error_code), ("loaded_at", loaded_at),
+        ):
+            cols[name].append(value)
+    return pa.table({name: pa.array(cols[name], type=EVENTS_SCHEMA.field(name).type)
+                     for name in EVENTS_SCHEMA.names})
+
+
+def events_marker_id(date: dt.date) -> str:
+    """The marker-table row of one day's events export: `campaign_events:<date>`."""
+    return f"campaign_events:{date.isoformat()}"
+
+
+def events_target(date: dt.date) -> MarkerTableTarget:
+    """The marker row of one day's events export; its build id is the last event seq that export loaded."""
+    return MarkerTableTarget(events_marker_id(date), config.ResultsConfig().campaign_events_table)
+
+
+def export_events(date: dt.date, var_dir: str | os.PathLike[str], page: int = 10_000) -> tuple[int, int, int]:
+    """Load every event stored after the highest event_seq already in campaign_events, through the store's last
+    seq when the export started, into the table in one transaction (a crash before its commit loads nothing; a
+    re-run loads the range again, once), then refresh campaign_sends' delivery columns of the sends those events
+    belong to, and mark the date exported. Returns (events loaded, first seq loaded after, last seq)."""
+    table = qualified(config.ResultsConfig().campaign_events_table)
+    with EventStore(state.database(events_path(var_dir))) as store, session() as client:
+        client.ensure("create_schema", schema=table.split(".")[0])
+        client.ensure("campaign_events_create", table=table)
+        after = int(client.run("campaign_events_last_seq", table=table)[0][0])
+        through = store.last_seq()
+        loaded_at = utc_now()
+        send_keys: set[str] = set()
+
+        def tables() -> Iterator[pa.Table]:
+            seq = after
+            while seq < through:
+                events = [e for e in store.events_since(seq, page) if e.seq <= through]
+                if not events:
+                    return
+                send_keys.update(e.send_key for e in events if e.send_key)
+                seq = events[-1].seq
+                yield event_rows(events, loaded_at)
+
+        count = _load(client, table, "campaign_events_create", "campaign_events_delete",
+                      {"after": after, "through": through}, tables(), Path(var_dir) / "results", EVENTS_SCHEMA)
+        refresh_delivery(client, sorted(send_keys), var_dir)
+        events_target(date).touch(client, str(through))
+    return count, after, through
+
+
+DELIVERY_SCHEMA = pa.schema([
+    ("campaign", pa.string()), ("date", pa.date32()), ("channel", pa.string()), ("customer_id", pa.string()),
+    ("delivery", pa.string()), ("delivery_type", pa.string()), ("delivery_detail", pa.string()),
+    ("delivery_at", pa.timestamp("us")),
+])
+
+
+def _delivery_tables(send_keys: Sequence[str], var_dir: str | os.PathLike[str]) -> Iterator[pa.Table]:
+    """The ledgers' delivery outcomes of these sends (`campaign/date/channel`), a page at a time."""
+    for send_key in send_keys:
+        campaign, day, channel = send_key.rsplit("/", 2)
+        date = _day(day)
+        if date is None or channel not in CHANNELS:
+            continue
+        key = SendKey(campaign, day, channel)
+        with SendLedger(state.database(ledger_path(var_dir, channel))) as ledger:
+            for page in ledger.delivery_pages(key):
+                n = len(page)
+                cids, kinds, types, details, ats = zip(*page, strict=True)
+                yield pa.table({
+                    "campaign": pa.array([campaign] * n, pa.string()), "date": pa.array([date] * n, pa.date32()),
+                    "channel": pa.array([channel] * n, pa.string()), "customer_id": pa.array(cids, pa.string()),
+                    "delivery": pa.array(kinds, pa.string()), "delivery_type": pa.array(types, pa.string()),
+                    "delivery_detail": pa.array(details, pa.string()),
+                    "delivery_at": pa.array([_utc(a) for a in ats], pa.timestamp("us")),
+                })
+
+
+def refresh_delivery(client: WarehouseClient, send_keys: Sequence[str], var_dir: str | os.PathLike[str]) -> int:
+    """Set campaign_sends' delivery columns of these sends from their ledgers: the outcomes staged in a table of
+    their own (loaded in bulk), then one UPDATE, then the staging table dropped. Returns the outcomes staged."""
+    if not send_keys:
+        return 0
+    table = qualified(config.ResultsConfig().campaign_sends_table)
+    add_sends_columns(client, table)
+    staging = f"{table}_delivery_{uuid.uuid4().hex[:12]}"
+    try:
+        count = _load(client, staging, "campaign_sends_delivery_create", "campaign_sends_delivery_clear", {},
+                      _delivery_tables(send_keys, var_dir), Path(var_dir) / "results", DELIVERY_SCHEMA)
+        if count:
+            client.run("campaign_sends_delivery_update", table=table, staging=staging)
+    finally:
+        client.run("drop_table", table=staging)
+    return count

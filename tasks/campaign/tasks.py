@@ -390,3 +390,32 @@ class ExportSendResults(luigi.Task):
                                          str(result.get("provider", "")), path, expected=result.get("counts"))
         report_status(self, f"{config.ResultsConfig().campaign_sends_table}: {count} rows of {self.channel} "
                                 f"{self.campaign}/{send.segment} loaded")
+
+
+class ExportCampaignEvents(luigi.Task):
+    """Every delivery event stored since the previous export into [results] campaign_events_table, whatever send
+    (or day) it belongs to; then campaign_sends' delivery columns of those events' sends.
+
+    Input: the delivery event store (tasks/state/events.py), after applying its new events to the ledgers and the
+    suppression store (tasks/campaign/delivery.py). No required task: events keep arriving for days after a send,
+    and a send that failed today must not stop yesterday's events. Output: marker row `campaign_events:<date>`
+    holding the last event seq it loaded. Idempotence: the table's highest event_seq is where the next export
+    starts; the load of a seq range replaces that range in one transaction, so a re-run never duplicates.
+    """
+
+    date = RunDateParameter()
+
+    def output(self) -> MarkerTableTarget:
+        from tasks.campaign import results as results_core
+
+        return results_core.events_target(self.date)
+
+    def run(self) -> None:
+        from tasks.campaign import results as results_core
+        from tasks.campaign.delivery import apply_delivery_events
+
+        var_dir = config.var_dir()
+        apply_delivery_events(var_dir)
+        count, after, through = results_core.export_events(self.date, var_dir)
+        report_status(self, f"{config.ResultsConfig().campaign_events_table}: {count} event(s) loaded "
+                            f"(store seq {after + 1}..{through})")

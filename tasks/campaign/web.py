@@ -19,14 +19,17 @@ max_body_bytes` 413, all before the app reads the body (waitress itself refuses 
 that before the app runs). Then the bounded body is read and its signature checked (403), then
 parsed (400). Nothing is stored on any refusal; 200 only after the whole batch is committed
 (tasks/state/events.py); a store that fails answers 503, and the provider retries later. Every
-refusal is logged with its reason (never an address from the payload) and counted.
+refusal is logged with its reason (never an address from the payload) and counted. A batch with
+new events wakes the delivery applier (tasks/campaign/delivery.py, a background thread of `serve`),
+which records their outcomes in the ledgers and suppresses what they say to; the 2xx never waits for it.
 
 waitress, not gunicorn: it runs the same on any OS with no fork, its async I/O thread buffers each
 request and a worker thread only ever sees a whole one (a slow client never holds a worker), its
 thread pool is fixed, and it bounds bodies and idle connections itself; gunicorn's sync workers
 need a buffering proxy in front against slow clients and it has no body size limit.
 
-Sections read: [web], [paths], [state] (where the event and suppression stores live).
+Sections read: [web], [paths], [state] (where the event and suppression stores live), [segments]
+default_region (the applier's phone numbers).
 """
 
 from __future__ import annotations
@@ -106,8 +109,9 @@ class WebApp:
 
     def __init__(self, store: EventStore, web: WebSettings, *, sendgrid_key: EllipticCurvePublicKey | None = None,
                  twilio_token: str | None = None, unsubscribe: UnsubscribeApp | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, on_stored: Callable[[], None] | None = None) -> None:
         self.store = store
+        self.on_stored = on_stored  # told after a batch with new events is committed (the delivery applier)
         self.web = web
         self.sendgrid_key = sendgrid_key
         self.twilio_token = twilio_token if web.public_url else None
@@ -174,6 +178,8 @@ class WebApp:
         self.metrics.stored.labels(provider).inc(new)
         self.metrics.duplicates.labels(provider).inc(len(batch) - new)
         self.metrics.unmatched.labels(provider).inc(sum(1 for e in batch if e.send_id is None))
+        if new and self.on_stored is not None:
+            self.on_stored()
         return self._answer(start_response, route, 200, f"stored {new} of {len(batch)}\n".encode())
 
     # -- the two providers ---------------------------------------------------------------------------------------
@@ -264,7 +270,7 @@ def ingest_outbox(var_dir: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def build_app(store: EventStore, suppressions: Any, var_dir: str | os.PathLike[str], web: WebSettings,
-              env: dict[str, str] | None = None) -> WebApp:
+              env: dict[str, str] | None = None, on_stored: Callable[[], None] | None = None) -> WebApp:
     """The app with the routes whose secrets are in `env` (default os.environ); ConfigError when none is."""
     env = dict(os.environ if env is None else env)
     key = wire.load_sendgrid_key(env[wire.SENDGRID_KEY_ENV]) if env.get(wire.SENDGRID_KEY_ENV) else None
@@ -281,7 +287,7 @@ def build_app(store: EventStore, suppressions: Any, var_dir: str | os.PathLike[s
     for route, on in routes.items():
         if not on:
             logger.warning("%s is off (404): its secret or [web] public_url is not set", route)
-    return WebApp(store, web, sendgrid_key=key, twilio_token=token, unsubscribe=unsubscribe)
+    return WebApp(store, web, sendgrid_key=key, twilio_token=token, unsubscribe=unsubscribe, on_stored=on_stored)
 
 
 def create_server(app: WebApp, web: WebSettings, host: str, port: int) -> Any:
@@ -300,8 +306,12 @@ def create_server(app: WebApp, web: WebSettings, host: str, port: int) -> Any:
 def serve(host: str | None, port: int | None, var_dir: str | os.PathLike[str]) -> None:
     """Serve until interrupted (behind the HTTPS proxy that publishes [web] public_url)."""
     web = settings()
+    from tasks.campaign.delivery import BackgroundApplier
+
     with open_event_store(var_dir) as store, compliance.open_suppressions(var_dir) as suppressions:
-        app = build_app(store, suppressions, var_dir, web)
+        applier = BackgroundApplier(var_dir)
+        app = build_app(store, suppressions, var_dir, web, on_stored=applier.kick)
+        applier.start().kick()  # what an earlier endpoint stored but did not apply
         server = create_server(app, web, host or web.host, web.port if port is None else port)
         logger.info("web endpoint listening on http://%s:%s (%d threads, channel_timeout %g s)",
                     host or web.host, server.effective_port, web.threads, web.channel_timeout)
@@ -311,3 +321,4 @@ def serve(host: str | None, port: int | None, var_dir: str | os.PathLike[str]) -
             pass
         finally:
             server.close()
+            applier.stop()

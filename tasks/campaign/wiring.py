@@ -153,6 +153,7 @@ def _send(channel: str, cfg: config.ChannelCampaignConfig, key: SendKey, segment
           template: str, clock: Clock, hold: SendHold | None) -> SendResult:
     """The send itself, wired: recipients, template, client, limiter, ledger, screen and breaker."""
     from tasks.campaign import compliance
+    from tasks.campaign.delivery import apply_delivery_events
     from tasks.campaign.recipients import ParquetRecipients  # pyarrow: loaded by a send only
 
     chosen = channel_template(channel, template or cfg.template)
@@ -162,6 +163,7 @@ def _send(channel: str, cfg: config.ChannelCampaignConfig, key: SendKey, segment
     chosen.check_fields(available_fields(channel, cfg, recipients))
     policy = config.settings(SendPolicy, cfg)
     backend = state.backend()
+    apply_delivery_events(var_dir)  # what earlier events suppressed is skipped by this send
     client = make_client(channel, cfg, var_dir, key)
     try:
         with (

@@ -9,6 +9,12 @@ leaves every recipient either untouched, final, or `sending`; the next run turns
 into `unknown` (`recover_in_flight`) and never sends those again unless asked once
 (`reopen_unknown`, tracked in `unknown_resends`).
 
+Delivery outcomes: apart from its state, a row keeps the latest outcome the provider reported for its message
+(`delivery`: delivered, deferred, bounced, dropped, complained, undelivered, failed; `delivery_type`: hard or soft
+for a bounce; `delivery_detail`: the bounce classification, the Twilio error code or the drop reason;
+`delivery_at`: the event's time), set by `apply_outcomes` from the delivery event store
+(tasks/channels/delivery.py decides what wins). The state is never changed by an event.
+
 Durability: WAL with `synchronous=NORMAL`. A commit is in the WAL file (the OS page cache)
 when `commit()` returns, so it survives the process being killed (SIGKILL, OOM); only a
 power loss or kernel crash can lose the last few commits, which for a `sending` row means
@@ -66,6 +72,27 @@ class SendKey:
 
 
 @dataclass(frozen=True)
+class DeliveryOutcome:
+    """What the provider reported of one message (a ledger row): `outcome` (delivered, deferred, bounced, dropped,
+    complained, undelivered, failed), `kind` (hard or soft, for a bounce), `detail` (classification, error code,
+    drop reason), `at` (the event's time, epoch s), `bad` (1: a final bad outcome, a hard bounce or a complaint)
+    and `rank` (which wins at the same time)."""
+
+    campaign: str
+    date: str
+    customer_id: str
+    outcome: str
+    kind: str | None
+    detail: str | None
+    at: float
+    bad: int
+    rank: int
+
+
+_OUTCOME_FIELDS = ("campaign", "date", "customer_id", "outcome", "kind", "detail", "at", "bad", "rank")
+
+
+@dataclass(frozen=True)
 class PendingRow:
     """A recipient still to send: how many attempts it already had and when it may go next."""
 
@@ -120,6 +147,8 @@ class SendLedger:
             with self.db.transaction() as tx:
                 _migrate_v1(tx, self._schema())
                 tx.script(self._schema())
+                if "delivery" not in tx.table_columns("sends"):  # a ledger from before delivery outcomes
+                    tx.script(self._sql("add_delivery"))
         except BaseException:
             self.db.close()
             raise
@@ -275,6 +304,38 @@ class SendLedger:
             if len(page) < page_rows:
                 return
             after = str(page[-1][names.index("customer_id")])
+
+    def delivery_counts(self, key: SendKey) -> dict[tuple[str, str, str], int]:
+        """(delivery, delivery_type, delivery_detail) -> rows of this send ('' where empty; ('', '', '') is every
+        row without a reported outcome), one grouped query."""
+        with self.db.transaction() as tx:
+            return {(d, t, x): int(n) for d, t, x, n in tx.rows(self._sql("delivery_counts"), _key(key))}
+
+    def delivery_pages(self, key: SendKey, page_rows: int = 20_000) -> Iterator[list[tuple[Any, ...]]]:
+        """(customer_id, delivery, delivery_type, delivery_detail, delivery_at) of this send's rows that have an
+        outcome, `page_rows` at a time in customer_id order (each page its own transaction)."""
+        after = ""
+        while True:
+            with self.db.transaction() as tx:
+                page = tx.rows(self._sql("delivery_page"), {**_key(key), "after": after, "page_rows": page_rows})
+            if page:
+                yield page
+            if len(page) < page_rows:
+                return
+            after = str(page[-1][0])
+
+    # ------------------------------------------------------------------ delivery outcomes
+
+    def apply_outcomes(self, channel: str, outcomes: Sequence[DeliveryOutcome]) -> int:
+        """Set each message's delivery outcome where it beats the row's current one (see apply_delivery.sql), in
+        one transaction; at most one outcome per message (tasks/channels/delivery.py `latest`). Returns the rows
+        changed; an outcome applied again changes none."""
+        if not outcomes:
+            return 0
+        columns: dict[str, list[object]] = {name: [getattr(o, name) for o in outcomes] for name in _OUTCOME_FIELDS}
+        columns["cid"] = columns.pop("customer_id")
+        with self.db.transaction() as tx:
+            return tx.execute_each(self._sql("apply_delivery"), {"channel": channel}, columns)
 
     # ------------------------------------------------------------------ moving rows
 

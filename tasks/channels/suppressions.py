@@ -6,8 +6,10 @@ database with `[state] backend = postgres`, so an opt-out recorded on any host (
 unsubscribe server) is honoured by every send. A row per (channel, kind, value): `channel` is
 email, sms, push or `all`; `kind` is `address` (a normalised e-mail, E.164 phone or device
 token) or `customer` (a customer id, recorded by a one-click unsubscribe); `source` says who
-added it (`twilio`, `fcm`, `unsubscribe`, `cli`, `import`), `reason` why. The project fills it
-itself: provider opt-out answers as they happen, the unsubscribe server on each valid POST,
+added it (`twilio`, `fcm`, `unsubscribe`, `cli`, `import`; `sendgrid`, `twilio` or `outbox` for a
+delivery event), `reason` why. The project fills it itself: provider opt-out answers as they
+happen, the unsubscribe server on each valid POST, delivery events that say "never again" (hard
+bounces, complaints, provider unsubscribes, Twilio 21610/30005/30006: tasks/channels/delivery.py),
 `python -m tasks suppress`.
 
 Statements are in tasks/channels/sql/suppressions/. Callers normalise addresses

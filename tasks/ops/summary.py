@@ -96,6 +96,32 @@ def _grid(rows: list[list[str]]) -> list[str]:
                              enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
 
 
+DELIVERY_FIGURES = ("delivered", "bounced", "complained", "filtered")
+
+
+def _figure(delivery: dict[str, Any], name: str) -> str:
+    count = int(delivery.get(name) or 0)
+    rate = delivery.get(f"{name}_rate")
+    if rate is None:
+        return f"{count:,}"
+    percent = 100 * float(rate)  # two decimals under 1 %: a complaint limit is 0.3 %
+    return f"{count:,} ({percent:.2f}%)" if 0 < percent < 1 else f"{count:,} ({percent:.1f}%)"
+
+
+def _delivery_lines(sends: Sequence[dict[str, Any]]) -> list[str]:
+    """The delivery figures of the sends whose provider reports them (counts, and rates over the messages sent);
+    nothing when no send has any."""
+    shown = [s for s in sends if isinstance(s.get("delivery"), dict) and s["delivery"].get("sent")]
+    if not shown:
+        return []
+    rows = [["delivery", "sent", *DELIVERY_FIGURES]]
+    for s in shown:
+        d = s["delivery"]
+        rows.append([f"{s['channel']} {s['campaign']}/{s['segment']}", f"{int(d.get('sent') or 0):,}",
+                     *(_figure(d, name) for name in DELIVERY_FIGURES)])
+    return _grid(rows)
+
+
 def render(summary: DaySummary) -> str:
     """The compact summary table (plain text, fixed width): the head, then the tables, the segment load, the
     sends, the run's alerts and what could not be read."""
@@ -106,7 +132,8 @@ def render(summary: DaySummary) -> str:
         if run.get("duration_s") is not None:
             head += f" in {float(run['duration_s']):.1f} s"
     lines = ["=" * len(head), head, "=" * len(head)]
-    lines += _table_lines(summary) + _segment_lines(summary.segments) + _send_lines(summary.sends)
+    lines += _table_lines(summary) + _segment_lines(summary.segments)
+    lines += _send_lines(summary.sends) + _delivery_lines(summary.sends)
     if run:
         lines.append(_alert_line(run))
     lines += [f"  ! {problem}" for problem in summary.problems]

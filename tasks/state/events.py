@@ -46,6 +46,8 @@ Interface (every method one short transaction; thread-safe; shared by processes 
   after `after_seq` only, and the highest seq among them (`after_seq` when none): a poller's cheap increment.
 - `last_seq()`, `counts()` ((channel, event, unmatched) -> count; unmatched: no send id),
   `stored_keys(keys)` (which of these dedupe keys are stored).
+- `cursor(name) -> int`, `advance(name, seq)`: how far a named reader of the store got (e.g. `ledger`, the
+  applier of delivery outcomes and suppressions, tasks/channels/delivery.py); a cursor only moves forward.
 
 Statements are in tasks/state/sql/events/. Reads no luigi.cfg section.
 """
@@ -188,6 +190,17 @@ class EventStore:
         with self.db.transaction() as tx:
             rows = tx.rows(self._sql("counts_of_send_since"), {"send_key": send_key, "after": after_seq})
         return {(e, b, c): int(n) for e, b, c, n, _ in rows}, max([after_seq, *(int(r[4]) for r in rows)])
+
+    def cursor(self, name: str) -> int:
+        """The seq the reader `name` handled last (0 before its first advance)."""
+        with self.db.transaction() as tx:
+            rows = tx.rows(self._sql("cursor_get"), {"name": name})
+        return int(rows[0][0]) if rows else 0
+
+    def advance(self, name: str, seq: int) -> None:
+        """Record that the reader `name` handled every event up to `seq` (a cursor never moves back)."""
+        with self.db.transaction() as tx:
+            tx.execute(self._sql("cursor_advance"), {"name": name, "seq": seq})
 
     def stored_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of `keys` (dedupe keys) are stored."""

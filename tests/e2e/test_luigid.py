@@ -17,7 +17,7 @@ from tests.tasks.campaign_helpers import write_customers
 DAY = dt.date(2026, 3, 2)
 SENDS = {"SendEmailCampaign", "SendSmsCampaign", "SendPushNotification"}
 CUSTOMERS = 400  # at SEND_RATE/s each send takes about 4 s: longer than the ELT task that may hold a worker
-EXPORTS = {"ExportSegmentLoad", "ExportSendResults"}
+EXPORTS = {"ExportSegmentLoad", "ExportSendResults", "ExportCampaignEvents"}
 FAMILIES = {"RunAll", "BuildAllTables", "StageTable", "PublishTable", "LoadSegments", *SENDS, *EXPORTS}
 
 

@@ -59,7 +59,11 @@ def test_a_run_ends_on_the_summary_and_status_reads_it_back(warehouse, luigi_cfg
 
         (record,) = read_runs()
         assert (record["kind"], record["status"], record["run_date"]) == ("luigi", "ok", "2026-03-02")
-        assert record["sends"] == [{"channel": "email", "campaign": "demo", "segment": "all", "counts": {"sent": 30}}]
+        (sent,) = record["sends"]
+        delivery = sent.pop("delivery")  # no event applied yet: 30 sent, nothing reported back
+        assert sent == {"channel": "email", "campaign": "demo", "segment": "all", "counts": {"sent": 30}}
+        assert (delivery["sent"], delivery["delivered"], delivery["bounced"], delivery["delivered_rate"]) == (
+            30, 0, 0, 0.0)
         printed = io.StringIO()
         assert status.main(DAY, 2, out=printed) == 0
         text = printed.getvalue()

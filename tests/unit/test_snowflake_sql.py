@@ -50,6 +50,7 @@ IDENTIFIERS = {
     "column": "sessionid",
     "to_table": "raw_data.session_timestamp",
     "to_column": "sessionid",
+    "type": "TIMESTAMP_NTZ",
     "builds": "analytics.elt_builds",
     "marker": "analytics.table_updates",
     "key_columns": "channel, month",
@@ -72,6 +73,7 @@ PARAMS = {
     "path": "/tmp/x.parquet", "table": "MAU_SUMMARY",
     "campaign": "demo", "date": "2026-06-30", "channel": "sms", "segment": "all",
     "mode": "incremental", "window_start": "2026-05-01", "first_partition": "2026-05", "pattern": "publish:%",
+    "after": 41, "through": 1041,
 }
 
 

@@ -1,5 +1,6 @@
 -- The send ledger: one row per recipient of one send (campaign, date, channel), and one row per
--- seeded shard of a send; created idempotently. {table_options} is WITHOUT ROWID on SQLite (the rows live in
+-- seeded shard of a send; created idempotently. delivery*: the latest delivery outcome the provider reported
+-- (add_delivery.sql adds them to a ledger made before they existed). {table_options} is WITHOUT ROWID on SQLite (the rows live in
 -- the primary key's b-tree) and nothing on Postgres.
 CREATE TABLE IF NOT EXISTS sends (
     campaign TEXT NOT NULL,
@@ -15,6 +16,10 @@ CREATE TABLE IF NOT EXISTS sends (
     next_attempt_at DOUBLE PRECISION,
     created_at DOUBLE PRECISION NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL,
+    delivery TEXT,
+    delivery_type TEXT,
+    delivery_detail TEXT,
+    delivery_at DOUBLE PRECISION,
     PRIMARY KEY (campaign, date, channel, customer_id)
 )
 {table_options};

@@ -20,4 +20,10 @@ CREATE TABLE IF NOT EXISTS delivery_events (
     event_at DOUBLE PRECISION NOT NULL,
     received_at DOUBLE PRECISION NOT NULL
 );
-CREATE INDEX IF NOT EXISTS delivery_events_send_key ON delivery_events (send_key, seq)
+CREATE INDEX IF NOT EXISTS delivery_events_send_key ON delivery_events (send_key, seq);
+-- how far each reader of the store got (the seq it handled last): the applier of outcomes and suppressions
+-- ('ledger'); a reader that crashed before advancing reads those events again, and its work is idempotent
+CREATE TABLE IF NOT EXISTS event_cursors (
+    name TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL
+)
