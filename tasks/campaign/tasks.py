@@ -11,6 +11,7 @@ tasks/channels/) that unit-tests without a scheduler; where a result goes is the
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -112,6 +113,12 @@ def _segments_here(task: luigi.Task, date: datetime.date) -> Path:
     return segments.customers_path()
 
 
+def _show_progress(task: luigi.Task, progress: Progress) -> None:
+    """A send's progress in luigid's visualiser: the bar and the counts so far."""
+    report_progress(task, round(100 * progress.done_fraction, 1))
+    report_status(task, str(progress))
+
+
 def _result_target(path: Path, marker_id: str) -> ResultTarget:
     """Where a send's result goes, as the state backend says (a JSON file under var/; with shared state also a
     marker row every host sees, which is then the completion)."""
@@ -193,17 +200,13 @@ class _SendChannelCampaign(luigi.Task):
                 reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers,
                                          template=self.template)
             result = wiring.run_channel_send(
-                self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
-                template=self.template,
+                self.channel, self.date, self.campaign, self.segment, customers,
+                progress=functools.partial(_show_progress, self), template=self.template,
             ).as_dict()
         outcome.check_failure_ratio(result, cfg.max_failure_ratio)
         outcome.check_held(result, cfg)
         self.output().write(result)
         report_progress(self, 100)
-
-    def _show_progress(self, progress: Progress) -> None:
-        report_progress(self, round(100 * progress.done_fraction, 1))
-        report_status(self, str(progress))
 
 
 class SendShard(luigi.Task):
@@ -254,17 +257,13 @@ class SendShard(luigi.Task):
             reconcile.reconcile_send(self.channel, self.date, self.campaign, self.segment, customers, shard=shard,
                                      template=self.template)
         result = wiring.run_channel_send(
-            self.channel, self.date, self.campaign, self.segment, customers, progress=self._show_progress,
-            shard=shard, template=self.template,
+            self.channel, self.date, self.campaign, self.segment, customers,
+            progress=functools.partial(_show_progress, self), shard=shard, template=self.template,
         ).as_dict()
         # a shard with recipients held past max_hold_hours is not done: its next run resumes them
         outcome.check_held(result, cfg)
         self.output().write(result)
         report_progress(self, 100)
-
-    def _show_progress(self, progress: Progress) -> None:
-        report_progress(self, round(100 * progress.done_fraction, 1))
-        report_status(self, str(progress))
 
 
 class SendEmailCampaign(_SendChannelCampaign):

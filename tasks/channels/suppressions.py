@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.state.db import Database, as_database
+from tasks.state.db import SqlStore
 
 CHANNELS = ("email", "sms", "push", "all")
 KINDS = ("address", "customer")
@@ -49,26 +49,11 @@ def suppressions_path(var_dir: str | os.PathLike[str]) -> Path:
     return Path(var_dir) / "ledger" / "suppressions.sqlite3"
 
 
-class SuppressionStore:
+class SuppressionStore(SqlStore):
     """The store; thread-safe (every method is one short transaction), shared by processes and, on Postgres,
     by hosts."""
 
-    def __init__(self, where: str | os.PathLike[str] | Database) -> None:
-        self.db = as_database(where)
-        with self.db.transaction() as tx:
-            tx.script(self._sql("schema"))
-
-    def _sql(self, name: str) -> str:
-        return self.db.sql(SQL_DIR, name)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> SuppressionStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    sql_dir = SQL_DIR
 
     def add(self, entries: Iterable[Suppression]) -> int:
         """Add entries (an existing one keeps its first source and time); returns how many were new."""

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from tasks.errors import ConfigError, StateBackendError
 from tasks.files import private_file
@@ -294,6 +294,30 @@ class SqliteDatabase(Database):
 def as_database(where: str | os.PathLike[str] | Database) -> Database:
     """`where` itself when it is a Database, else the SQLite file at that path."""
     return where if isinstance(where, Database) else SqliteDatabase(Path(where))
+
+
+class SqlStore:
+    """A store of tables in one Database, its statements in the folder `sql_dir` (`schema.sql` made when it
+    opens, idempotently); `close()` or leaving a `with` closes the database. Subclasses add what the store does."""
+
+    sql_dir: ClassVar[str | os.PathLike[str]] = ""
+
+    def __init__(self, where: str | os.PathLike[str] | Database) -> None:
+        self.db = as_database(where)
+        with self.db.transaction() as tx:
+            tx.script(self._sql("schema"))
+
+    def _sql(self, name: str) -> str:
+        return self.db.sql(self.sql_dir, name)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class PostgresDatabase(Database):

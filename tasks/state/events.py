@@ -59,7 +59,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from tasks.state.db import Database, as_database
+from tasks.state.db import SqlStore
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "events"
 WRITE_LOCK = 0x6576656E7473  # the advisory lock of event writers on Postgres ("events")
@@ -126,25 +126,10 @@ def _stored(row: Sequence[object]) -> StoredEvent:
     return StoredEvent(**{k: v for k, v in values.items() if k in _FIELDS})  # type: ignore[arg-type]  # row values are untyped
 
 
-class EventStore:
+class EventStore(SqlStore):
     """The store over one Database (see the module docstring for its interface)."""
 
-    def __init__(self, where: str | os.PathLike[str] | Database) -> None:
-        self.db = as_database(where)
-        with self.db.transaction() as tx:
-            tx.script(self._sql("schema"))
-
-    def _sql(self, name: str) -> str:
-        return self.db.sql(SQL_DIR, name)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> EventStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    sql_dir = SQL_DIR
 
     def add(self, events: Iterable[DeliveryEvent]) -> int:
         """Store a batch in one transaction (duplicates skipped); returns how many were new. Committed on return."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.state.db import Database, as_database
+from tasks.state.db import SqlStore
 
 SQL_DIR = Path(__file__).resolve().parent / "sql" / "holds"
 
@@ -52,25 +52,10 @@ def _hold(row: Sequence[Any]) -> SendHold:
                     None if released_at is None else float(released_at), released_by)
 
 
-class SendHolds:
+class SendHolds(SqlStore):
     """The hold records over one Database (every method one short transaction)."""
 
-    def __init__(self, where: str | os.PathLike[str] | Database) -> None:
-        self.db = as_database(where)
-        with self.db.transaction() as tx:
-            tx.script(self._sql("schema"))
-
-    def _sql(self, name: str) -> str:
-        return self.db.sql(SQL_DIR, name)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> SendHolds:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    sql_dir = SQL_DIR
 
     def hold(self, send_key: str, reason: str, figures: dict[str, Any], at: float | None = None) -> bool:
         """Record the send as held; True when this call recorded it, False when it was held already."""
