@@ -19,7 +19,7 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from tasks.errors import ConfigError
 from tasks.files import DIR_MODE, private_dir
@@ -38,7 +38,10 @@ try:  # luigi parses its configuration files as it is imported
 except configparser.Error as _exc:
     raise _unreadable(_exc) from None
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SEGMENTS = "config/sample_segments.csv"  # the bundled demo customers (fictional): never for a real provider
@@ -68,7 +71,7 @@ def settings(cls: type[T], section: luigi.Config, **overrides: Any) -> T:
     a field the section does not have keeps its default."""
     values: dict[str, Any] = {}
     params = {name for name, _ in section.get_params()}  # not hasattr: a Config is a Task (priority, ...)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if f.name in overrides:
             values[f.name] = overrides.pop(f.name)
         elif f.name in params:
