@@ -12,11 +12,6 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.scope import traverse_scope
-
 from tasks.elt.specs import TableSpec
 from tasks.errors import ConfigError
 
@@ -25,7 +20,13 @@ _BIND = re.compile(r"%\((\w+)\)s")
 
 @lru_cache(maxsize=256)
 def tables_read(select: str) -> frozenset[str]:
-    """The `schema.table` names (lower case) a SELECT reads; bind parameters parse as a date literal."""
+    """The `schema.table` names (lower case) a SELECT reads; bind parameters parse as a date literal.
+    sqlglot is imported here, when a graph is built: `import tasks` (every command's start) does not pay for it."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+    from sqlglot.optimizer.scope import traverse_scope
+
     text = _BIND.sub("'1970-01-01'", select).replace("%%", "%")
     try:
         ast = sqlglot.parse_one(text, read="snowflake")
