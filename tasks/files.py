@@ -36,7 +36,13 @@ def private_file(path: str | os.PathLike[str]) -> Path:
     """Create `path` (and its folder) owner-only if it does not exist yet; make it 0600 if it does."""
     path = Path(path)
     private_dir(path.parent)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    if not path.exists():
+        # never open (and so close) a file that exists: closing any descriptor of a file drops every POSIX lock
+        # this process holds on it, and SQLite's locks are such locks. A second connection opened in a process
+        # that already had the database open (the web endpoint's delivery applier beside its stores) released
+        # the first one's locks; another process then took the database for unused, checkpointed and removed
+        # the WAL, and the first connection's later commits went to a deleted file.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
     os.chmod(path, FILE_MODE)
     return path
 
