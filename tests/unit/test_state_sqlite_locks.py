@@ -32,7 +32,8 @@ def test_a_second_connection_in_one_process_keeps_the_first_ones_commits(tmp_pat
     second = SqliteDatabase(path)  # as the applier thread opens its own store on the same file
     # another process opens and closes the database: with the first connection's locks gone it would be the
     # last user, checkpoint and delete the WAL
-    code = f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('SELECT COUNT(*) FROM t').fetchall(); c.close()"
+    code = (f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('SELECT COUNT(*) FROM t').fetchall(); "
+            "c.close()")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     with first.transaction() as tx:
         tx.execute("INSERT INTO t VALUES (2)")
