@@ -10,12 +10,14 @@ from __future__ import annotations
 import configparser
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import luigi.configuration
 import pytest
 
 from tasks.luigi_internals import config_paths, skip_luigi_logging_setup, use_config_paths
+from tests.fakes.slack import FakeSlack
 
 pytest_plugins = ["tests.warehouse_fixtures", "tests.state_fixtures"]
 
@@ -87,3 +89,13 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch, luigi_cfg: LuigiCfg) -> Iterator[FakeSlack]:
+    """A fake Slack webhook the alerts of this test go to; fast retry settings."""
+    luigi_cfg.set("slack", "backoff", 0.1)
+    luigi_cfg.set("slack", "timeout", 2)
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.url)
+        yield fake

@@ -11,11 +11,12 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from tasks.state.db import close_pools
+from tasks.state.db import Database, PostgresDatabase, SqliteDatabase, close_pools
 from tasks.state.server import LocalServer, scratch_server, wait_ready
 
 
@@ -53,3 +54,11 @@ def postgres_state(pg_dsn: str, monkeypatch: pytest.MonkeyPatch, luigi_cfg) -> s
     monkeypatch.setenv("TASKS_STATE_DSN", pg_dsn)
     luigi_cfg.set("state", "backend", "postgres")
     return pg_dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A Database of each backend: a SQLite file of this test, or a fresh database on the session's Postgres."""
+    if request.param == "sqlite":
+        return SqliteDatabase(tmp_path / "state.sqlite3")
+    return PostgresDatabase(request.getfixturevalue("pg_dsn"))

@@ -165,9 +165,8 @@ class EventStore(SqlStore):
             return {(c, e, bool(u)): int(n) for c, e, u, n in tx.rows(self._sql("counts"))}
 
     def counts_of_send(self, send_key: str) -> dict[tuple[str, str, str], int]:
-        """(event, bounce_type, error_code) -> events of one send (`campaign/date/channel`); '' where none."""
-        with self.db.transaction() as tx:
-            return {(e, b, c): int(n) for e, b, c, n in tx.rows(self._sql("counts_of_send"), {"send_key": send_key})}
+        """One send's outcomes: (event, bounce_type, error_code) -> count, `''` where a column is empty."""
+        return self.counts_of_send_since(send_key, 0)[0]
 
     def counts_of_send_since(self, send_key: str, after_seq: int) -> tuple[dict[tuple[str, str, str], int], int]:
         """The counts of `counts_of_send` over the events of one send stored after `after_seq`, and the highest seq

@@ -14,23 +14,12 @@ import time
 from pathlib import Path
 
 import luigi
-import pytest
 
 from tests.fakes import failing_tasks as ft
-from tests.fakes.slack import FakeSlack, Received
+from tests.fakes.slack import Received
 from tests.fakes.timing import max_in_window
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def slack(monkeypatch, luigi_cfg):
-    """A fake Slack webhook the alerts of this test go to; fast retry settings."""
-    luigi_cfg.set("slack", "backoff", 0.1)
-    luigi_cfg.set("slack", "timeout", 2)
-    with FakeSlack() as fake:
-        monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.url)
-        yield fake
 
 
 def build(*tasks: luigi.Task, workers: int = 1) -> bool:

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from tasks import __main__ as cli
@@ -28,22 +27,12 @@ from tasks.ops import alerts
 from tasks.ops import summary as summaries
 from tasks.state.events import EventStore, events_path
 from tests.fakes.providers import FakeProvider, sign_sendgrid
-from tests.fakes.slack import FakeSlack
 from tests.tasks.campaign_helpers import DAY, build, ledger_rows, setup_campaign
 from tests.tasks.web_helpers import serving
 
 RECIPIENTS = 1000
 MIN_OUTCOMES = 50
 SEND_KEY = f"demo/{DAY}/email"
-
-
-@pytest.fixture
-def slack(monkeypatch, luigi_cfg):
-    luigi_cfg.set("slack", "backoff", 0.1)
-    luigi_cfg.set("slack", "timeout", 2)
-    with FakeSlack() as fake:
-        monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.url)
-        yield fake
 
 
 def events_for(messages: list[dict[str, Any]], bounce: set[str]) -> list[dict[str, Any]]:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.state.db import PostgresDatabase, SqliteDatabase
 from tasks.state.events import DeliveryEvent, EventStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        db = SqliteDatabase(tmp_path / "events.sqlite3")
-    else:
-        db = PostgresDatabase(request.getfixturevalue("pg_dsn"))
-    with EventStore(db) as events:
+@pytest.fixture
+def store(state_db):
+    with EventStore(state_db) as events:
         yield events
 
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.state.db import PostgresDatabase, SqliteDatabase
 from tasks.state.holds import SendHolds
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def holds(request, tmp_path):
-    if request.param == "sqlite":
-        db = SqliteDatabase(tmp_path / "holds.sqlite3")
-    else:
-        db = PostgresDatabase(request.getfixturevalue("pg_dsn"))
-    with SendHolds(db) as store:
+@pytest.fixture
+def holds(state_db):
+    with SendHolds(state_db) as store:
         yield store
 
 
