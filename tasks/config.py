@@ -8,7 +8,7 @@ run behaves the same from any working directory.
 
 A pure core takes a frozen dataclass of plain values rather than a luigi.Config object, filled
 from a section in one way only, `settings(Dataclass, section)`; the wiring around a send
-(tasks/campaign/sends.py) and the alert handlers read their sections directly.
+(tasks/campaign/wiring.py and send_config.py) and the alert handlers read their sections directly.
 """
 
 from __future__ import annotations
